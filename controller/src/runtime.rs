@@ -1,0 +1,961 @@
+//! The machine runtime: one tokio task per machine owns its link, takes commands by
+//! channel, publishes its live state by `watch` and every change by `broadcast`, and writes
+//! jobs' states and progress to the store. A planner pass runs after every event and every
+//! half minute: it starts planned printer jobs on idle machines. Lasers and machines without
+//! a data link never start by themselves: a person starts them from the workshop board.
+//!
+//! Safety: every way a job ends (done, failed, cancelled, emergency stop, dropped link,
+//! shutdown) goes through the driver, which leaves the printer with heaters and motors off;
+//! the job is marked with what happened, never silently dropped.
+
+use crate::domain::job::{Job, JobId, JobState};
+use crate::domain::{Connection, Machine, MachineId, MachineKind, MachineState, User, UserId};
+use crate::lab::{Lab, now};
+use crate::scheduler::{self, Busy, PlanJob, PlanMachine, Policy, Target};
+use fabrique_machines::driver::marlin::{
+    self as marlin_driver, Control, JobFailure, JobOutcome, StreamOptions,
+};
+use jiff::Timestamp;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What the workshop board shows of a machine, live.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Live {
+    pub machine: i64,
+    pub state: MachineState,
+    pub job: Option<i64>,
+    pub job_name: Option<String>,
+    pub member: Option<String>,
+    /// 0 to 1.
+    pub progress: f64,
+    pub remaining_s: Option<u64>,
+    /// Hotend and bed: (actual, target) in °C.
+    pub hotend: Option<(f64, Option<f64>)>,
+    pub bed: Option<(f64, Option<f64>)>,
+    /// The last error, in words.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    /// A person at the machine (or the planner, for printers) starts a job.
+    Start {
+        job: JobId,
+        by: Option<UserId>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Pause,
+    Resume,
+    Cancel,
+    EmergencyStop,
+    /// Machines without a data link: the operator says the job ended (`ok`) or failed.
+    Finished {
+        ok: bool,
+    },
+    /// The machine's record changed in the store (state set by a manager): publish it.
+    Refresh,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("unknown machine")]
+    UnknownMachine,
+    #[error("the machine's task has stopped")]
+    Stopped,
+    #[error("{0}")]
+    Refused(String),
+}
+
+struct Handle {
+    commands: mpsc::Sender<Command>,
+    live: watch::Receiver<Live>,
+}
+
+/// The runtime of all machines. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    lab: Lab,
+    jobs_dir: PathBuf,
+    handles: Arc<Mutex<HashMap<MachineId, Handle>>>,
+    events: broadcast::Sender<Live>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// A plan with what it was made from.
+pub struct Planned {
+    pub plan: scheduler::Plan,
+    pub machines: Vec<Machine>,
+    pub jobs: Vec<Job>,
+    pub now: Timestamp,
+}
+
+/// How far ahead the planner looks.
+pub const HORIZON_S: i64 = 7 * 86_400;
+
+impl Runtime {
+    /// Marks jobs that were running when Fabrique stopped as interrupted (with their last
+    /// acknowledged line), then starts one task per machine and the planner.
+    pub async fn start(
+        lab: Lab,
+        jobs_dir: PathBuf,
+        retention_days: u32,
+    ) -> Result<Self, crate::LabError> {
+        let at = now();
+        for job in lab
+            .store()
+            .jobs_in_state(&[JobState::Running, JobState::Paused])
+            .await?
+        {
+            let note = format!(
+                "Fabrique s'est arrêté pendant le travail (dernière ligne confirmée : {})",
+                job.lines_acked
+            );
+            lab.store()
+                .change_job_state(job.id, job.state, JobState::Interrupted, None, &note, at)
+                .await?;
+            if let Some(machine) = job.machine {
+                lab.store()
+                    .set_machine_state(
+                        machine,
+                        MachineState::ToCheck,
+                        "travail interrompu : vérifier la machine",
+                        at,
+                    )
+                    .await?;
+            }
+        }
+        let (events, _) = broadcast::channel(256);
+        let runtime = Self {
+            lab,
+            jobs_dir,
+            handles: Arc::new(Mutex::new(HashMap::new())),
+            events,
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        };
+        for machine in runtime.lab.machines().await? {
+            runtime.spawn_machine(machine);
+        }
+        let planner = runtime.clone();
+        runtime
+            .tracker
+            .spawn(async move { planner.plan_loop().await });
+        let cleaner = runtime.clone();
+        runtime
+            .tracker
+            .spawn(async move { cleaner.clean_loop(retention_days).await });
+        Ok(runtime)
+    }
+
+    fn spawn_machine(&self, machine: Machine) {
+        let (commands, rx) = mpsc::channel(16);
+        let initial = Live {
+            machine: machine.id.0,
+            state: machine.state,
+            job: None,
+            job_name: None,
+            member: None,
+            progress: 0.0,
+            remaining_s: None,
+            hotend: None,
+            bed: None,
+            last_error: None,
+        };
+        let (live_tx, live) = watch::channel(initial);
+        if let Ok(mut handles) = self.handles.lock() {
+            handles.insert(machine.id, Handle { commands, live });
+        }
+        let task = MachineTask {
+            runtime: self.clone(),
+            machine,
+            live: live_tx,
+            started_by: None,
+        };
+        self.tracker.spawn(task.run(rx));
+    }
+
+    /// Asks for a planner pass now (a job was queued, approved or queued again).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Every machine's live state, for the board.
+    pub fn live(&self) -> Vec<Live> {
+        let handles = self.handles.lock().map(|h| {
+            h.values()
+                .map(|h| h.live.borrow().clone())
+                .collect::<Vec<_>>()
+        });
+        let mut all = handles.unwrap_or_default();
+        all.sort_by_key(|l| l.machine);
+        all
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Live> {
+        self.events.subscribe()
+    }
+
+    async fn send(&self, machine: MachineId, command: Command) -> Result<(), RuntimeError> {
+        let sender = self
+            .handles
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&machine).map(|h| h.commands.clone()))
+            .ok_or(RuntimeError::UnknownMachine)?;
+        sender
+            .send(command)
+            .await
+            .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// A person at the machine starts a job (the only way a laser ever starts).
+    pub async fn start_job(
+        &self,
+        machine: MachineId,
+        job: JobId,
+        by: &User,
+    ) -> Result<(), RuntimeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(
+            machine,
+            Command::Start {
+                job,
+                by: Some(by.id),
+                reply,
+            },
+        )
+        .await?;
+        answer
+            .await
+            .map_err(|_| RuntimeError::Stopped)?
+            .map_err(RuntimeError::Refused)
+    }
+
+    /// Re-reads a machine after a manager created it or changed it (its connection, or its
+    /// state by hand: checked, maintenance); a new machine gets its task.
+    pub async fn refresh(&self, machine: MachineId) {
+        let known = self
+            .handles
+            .lock()
+            .map(|h| h.contains_key(&machine))
+            .unwrap_or(true);
+        if known {
+            let _ = self.send(machine, Command::Refresh).await;
+        } else if let Ok(m) = self.lab.machine(machine).await {
+            self.spawn_machine(m);
+        }
+        self.wake();
+    }
+
+    pub async fn control(&self, machine: MachineId, command: Command) -> Result<(), RuntimeError> {
+        self.send(machine, command).await
+    }
+
+    /// Stops every machine's task, cancelling running jobs so that each driver leaves its
+    /// machine safe, and waits for them (at most `timeout`).
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        let _ = tokio::time::timeout(timeout, self.tracker.wait()).await;
+    }
+
+    /// One planner pass: the plan for the queued jobs, and the start of planned printer
+    /// jobs on idle machines with a data link.
+    /// The plan for the queued jobs, without acting on it: for the plan page.
+    pub async fn plan(&self) -> Result<Planned, crate::LabError> {
+        let at = now();
+        let settings = self.lab.calendar_settings().await?;
+        let machines = self.lab.machines().await?;
+        let queued = self.lab.store().jobs_in_state(&[JobState::Queued]).await?;
+        let now_ts = Timestamp::from_second(at).unwrap_or(Timestamp::UNIX_EPOCH);
+        let policy = Policy {
+            printers_unattended: settings.printers_unattended,
+            horizon_s: HORIZON_S,
+        };
+        let horizon = Timestamp::from_second(at + HORIZON_S).unwrap_or(now_ts);
+        let bookings = self.lab.bookings_between(None, now_ts, horizon, at).await?;
+        let busy: Vec<Busy> = bookings
+            .iter()
+            .filter(|b| b.is_live())
+            .map(|b| Busy {
+                machine: b.machine.0,
+                start: b.starts_at,
+                end: b.ends_at,
+            })
+            .collect();
+        let mut opening = Vec::new();
+        let mut date = settings.local_date(now_ts);
+        for _ in 0..=(HORIZON_S / 86_400) {
+            opening.extend(settings.windows(date));
+            date = date.tomorrow().unwrap_or(date);
+        }
+        let live = self.live();
+        let plan_machines: Vec<PlanMachine> = machines
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.state,
+                    MachineState::Idle | MachineState::Busy | MachineState::Paused
+                )
+            })
+            .map(|m| {
+                // A working machine is free when its job ends: the driver's estimate of the
+                // time left, or an hour when it has none yet.
+                let left = live
+                    .iter()
+                    .find(|l| l.machine == m.id.0)
+                    .and_then(|l| l.remaining_s)
+                    .map_or(3600, |s| i64::try_from(s).unwrap_or(3600));
+                PlanMachine {
+                    id: m.id.0,
+                    kind: m.kind,
+                    work_area_mm: m.profile.work_area_mm,
+                    materials: m.profile.materials.clone(),
+                    free_from: if m.state == MachineState::Idle {
+                        now_ts
+                    } else {
+                        Timestamp::from_second(at + left).unwrap_or(horizon)
+                    },
+                }
+            })
+            .collect();
+        let jobs: Vec<PlanJob> = queued.iter().map(plan_job).collect();
+        let plan = scheduler::plan(&jobs, &plan_machines, &busy, &opening, &policy, now_ts);
+        Ok(Planned {
+            plan,
+            machines,
+            jobs: queued,
+            now: now_ts,
+        })
+    }
+
+    /// One planner pass: the plan, and the start of planned printer jobs on idle machines
+    /// with a data link.
+    pub async fn plan_once(&self) -> Result<scheduler::Plan, crate::LabError> {
+        let Planned {
+            plan,
+            machines,
+            now: now_ts,
+            ..
+        } = self.plan().await?;
+        for placement in &plan.placements {
+            let Some(machine) = machines.iter().find(|m| m.id.0 == placement.machine) else {
+                continue;
+            };
+            let automatic = matches!(machine.connection, Connection::SerialMarlin { .. })
+                && machine.kind == MachineKind::FdmPrinter
+                && machine.state == MachineState::Idle;
+            if automatic && placement.start <= now_ts {
+                let (reply, _) = oneshot::channel();
+                let _ = self
+                    .send(
+                        machine.id,
+                        Command::Start {
+                            job: JobId(placement.job),
+                            by: None,
+                            reply,
+                        },
+                    )
+                    .await;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Removes old job files at start and every hour.
+    async fn clean_loop(&self, retention_days: u32) {
+        loop {
+            match self
+                .lab
+                .clean_job_files(&self.jobs_dir, retention_days, now())
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(files = n, "removed old job files"),
+                Err(e) => tracing::error!(error = %e, "cleaning old job files failed"),
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            }
+        }
+    }
+
+    async fn plan_loop(&self) {
+        let mut events = self.subscribe();
+        loop {
+            if let Err(e) = self.plan_once().await {
+                tracing::error!(error = %e, "planner pass failed");
+            }
+            // select!: stop at shutdown; plan again when asked, after any machine event, or
+            // every 30 s.
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                _ = events.recv() => {}
+                () = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+        }
+    }
+}
+
+fn plan_job(job: &Job) -> PlanJob {
+    let size = job
+        .analysis
+        .as_ref()
+        .and_then(|a| a.get("bbox"))
+        .and_then(|b| {
+            let get = |k: &str| b.get(k).and_then(serde_json::Value::as_f64);
+            Some([
+                get("max_x")? - get("min_x")?,
+                get("max_y")? - get("min_y")?,
+                get("max_z")? - get("min_z")?,
+            ])
+        })
+        .unwrap_or([0.0; 3]);
+    PlanJob {
+        id: job.id.0,
+        owner: job.owner.0,
+        target: match (job.target_machine, job.target_kind) {
+            (Some(m), _) => Target::Machine(m.0),
+            (None, Some(kind)) => Target::Kind(kind),
+            (None, None) => Target::Kind(if job.file_name.to_lowercase().ends_with(".gcode") {
+                MachineKind::FdmPrinter
+            } else {
+                MachineKind::Embroidery
+            }),
+        },
+        size_mm: size,
+        material: None,
+        estimate_s: job.estimate_s.unwrap_or(3600),
+        priority: job.priority,
+        campaign: false,
+        submitted_at: job.created_at,
+    }
+}
+
+struct MachineTask {
+    runtime: Runtime,
+    machine: Machine,
+    live: watch::Sender<Live>,
+    /// The name of the person who started the current job at the machine, if a person did.
+    started_by: Option<String>,
+}
+
+impl MachineTask {
+    fn publish(&self, change: impl FnOnce(&mut Live)) {
+        self.live.send_modify(change);
+        let _ = self.runtime.events.send(self.live.borrow().clone());
+    }
+
+    async fn set_machine(&self, state: MachineState, reason: &str) {
+        if let Err(e) = self
+            .runtime
+            .lab
+            .store()
+            .set_machine_state(self.machine.id, state, reason, now())
+            .await
+        {
+            tracing::error!(machine = %self.machine.name, error = %e, "could not record the machine state");
+        }
+        self.publish(|l| {
+            l.state = state;
+            l.last_error = (!reason.is_empty()
+                && matches!(
+                    state,
+                    MachineState::Error | MachineState::Offline | MachineState::ToCheck
+                ))
+            .then(|| reason.to_string());
+        });
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            // select!: a shutdown ends the task (no job runs between commands); otherwise
+            // wait for the next command.
+            let command = tokio::select! {
+                () = self.runtime.shutdown.cancelled() => return,
+                command = commands.recv() => command,
+            };
+            let Some(command) = command else { return };
+            match command {
+                Command::Start { job, by, reply } => {
+                    self.started_by = match by {
+                        Some(id) => self
+                            .runtime
+                            .lab
+                            .store()
+                            .user(id)
+                            .await
+                            .ok()
+                            .map(|u| u.display_name),
+                        None => None,
+                    };
+                    let started = self.begin(job, by).await;
+                    let ok = started.is_ok();
+                    let _ = reply.send(started.as_ref().map(|_| ()).map_err(Clone::clone));
+                    if let (true, Ok(job)) = (ok, started) {
+                        self.run_job(job, &mut commands).await;
+                    }
+                }
+                Command::Refresh => {
+                    if let Ok(m) = self.runtime.lab.machine(self.machine.id).await {
+                        self.publish(|l| {
+                            l.state = m.state;
+                            l.last_error = None;
+                        });
+                        self.machine = m;
+                    }
+                }
+                // Nothing is running: controls have nothing to act on.
+                Command::Pause
+                | Command::Resume
+                | Command::Cancel
+                | Command::EmergencyStop
+                | Command::Finished { .. } => {}
+            }
+        }
+    }
+
+    /// Checks that the job may start here and now, and records the start.
+    async fn begin(&self, id: JobId, by: Option<UserId>) -> Result<Job, String> {
+        let lab = &self.runtime.lab;
+        let machine = lab
+            .machine(self.machine.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if machine.state != MachineState::Idle {
+            return Err(format!("la machine n'est pas libre ({})", machine.state));
+        }
+        let job = lab.store().job(id).await.map_err(|e| e.to_string())?;
+        if job.state != JobState::Queued {
+            return Err(format!("le travail n'est pas en attente ({})", job.state));
+        }
+        let needs_person = machine.kind == MachineKind::LaserCutter
+            || matches!(machine.connection, Connection::Manual);
+        if needs_person && by.is_none() {
+            return Err(String::from(
+                "cette machine démarre seulement par une personne présente",
+            ));
+        }
+        lab.store()
+            .set_job_machine(id, Some(machine.id))
+            .await
+            .map_err(|e| e.to_string())?;
+        lab.store()
+            .change_job_state(
+                id,
+                JobState::Queued,
+                JobState::Running,
+                by,
+                &format!("sur {}", machine.name),
+                now(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        self.set_machine(MachineState::Busy, "").await;
+        let job = lab.store().job(id).await.map_err(|e| e.to_string())?;
+        self.publish(|l| {
+            l.job = Some(job.id.0);
+            l.job_name = Some(job.file_name.clone());
+            l.member = Some(job.owner_name.clone());
+            l.progress = 0.0;
+            l.last_error = None;
+        });
+        Ok(job)
+    }
+
+    async fn finish(&self, job: &Job, to: JobState, reason: &str, machine_state: MachineState) {
+        let lab = &self.runtime.lab;
+        if let Ok(current) = lab.store().job(job.id).await
+            && current.state.change_to(to).is_ok()
+            && let Err(e) = lab
+                .store()
+                .change_job_state(job.id, current.state, to, None, reason, now())
+                .await
+        {
+            tracing::error!(job = job.id.0, error = %e, "could not record the end of the job");
+        }
+        self.set_machine(machine_state, reason).await;
+        self.publish(|l| {
+            l.job = None;
+            l.job_name = None;
+            l.member = None;
+            l.remaining_s = None;
+        });
+    }
+
+    async fn run_job(&self, job: Job, commands: &mut mpsc::Receiver<Command>) {
+        match self.machine.connection.clone() {
+            Connection::SerialMarlin { port, baud } => {
+                self.stream_marlin(job, port, baud, commands).await
+            }
+            Connection::SerialGrbl { port, baud } => {
+                self.stream_grbl(job, port, baud, commands).await
+            }
+            Connection::Manual => self.manual(job, commands).await,
+            other => {
+                let reason = format!(
+                    "connexion {} : le suivi automatique n'est pas encore disponible",
+                    other.kind()
+                );
+                self.finish(&job, JobState::Failed, &reason, MachineState::Idle)
+                    .await;
+            }
+        }
+    }
+
+    /// A machine without a data link: the operator started it and says when it ended.
+    async fn manual(&self, job: Job, commands: &mut mpsc::Receiver<Command>) {
+        loop {
+            let command = tokio::select! {
+                () = self.runtime.shutdown.cancelled() => return,
+                command = commands.recv() => command,
+            };
+            match command {
+                Some(Command::Finished { ok: true }) => {
+                    return self
+                        .finish(&job, JobState::Done, "", MachineState::ToCheck)
+                        .await;
+                }
+                Some(Command::Finished { ok: false }) => {
+                    return self
+                        .finish(
+                            &job,
+                            JobState::Failed,
+                            "signalé par l'opérateur",
+                            MachineState::ToCheck,
+                        )
+                        .await;
+                }
+                Some(Command::Cancel | Command::EmergencyStop) => {
+                    return self
+                        .finish(&job, JobState::Cancelled, "", MachineState::ToCheck)
+                        .await;
+                }
+                Some(Command::Start { reply, .. }) => {
+                    let _ = reply.send(Err(String::from("un travail est déjà en cours")));
+                }
+                Some(Command::Pause | Command::Resume | Command::Refresh) => {}
+                None => return,
+            }
+        }
+    }
+
+    /// A laser (or a GRBL mill): started only by a person at the machine. The file is
+    /// checked in GRBL's check mode first; any error, alarm, lost link or cancel holds then
+    /// resets the machine (laser off) and the job fails with the reason.
+    async fn stream_grbl(
+        &self,
+        job: Job,
+        port: String,
+        baud: u32,
+        commands: &mut mpsc::Receiver<Command>,
+    ) {
+        use fabrique_machines::driver::grbl as grbl_driver;
+        use fabrique_machines::protocol::grbl::{Lang, PersonAtMachine, WorkArea};
+        use tokio_serial::SerialPortBuilderExt;
+        let Some(person) = self.started_by.clone() else {
+            return self
+                .finish(
+                    &job,
+                    JobState::Failed,
+                    "démarrage sans personne devant la machine refusé",
+                    MachineState::Idle,
+                )
+                .await;
+        };
+        // Laser files are small (a cut outline, an engraving); read whole for the check mode.
+        let path = self.runtime.jobs_dir.join(&job.stored_name);
+        let source = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => text,
+            Err(e) => {
+                return self
+                    .finish(
+                        &job,
+                        JobState::Failed,
+                        &format!("fichier illisible : {e}"),
+                        MachineState::Idle,
+                    )
+                    .await;
+            }
+        };
+        let io = match tokio_serial::new(&port, baud).open_native_async() {
+            Ok(io) => io,
+            Err(e) => {
+                return self
+                    .finish(
+                        &job,
+                        JobState::Failed,
+                        &format!("machine injoignable : {e}"),
+                        MachineState::Offline,
+                    )
+                    .await;
+            }
+        };
+        let [width, height, _] = self.machine.profile.work_area_mm;
+        let options = grbl_driver::StreamOptions {
+            config: Default::default(),
+            area: WorkArea { width, height },
+            dry_run_first: true,
+        };
+        // The person pressed "Démarrer" on the board, signed in at the workshop PC: that is
+        // the explicit start at the machine that a laser requires.
+        #[allow(clippy::disallowed_methods)]
+        let person = PersonAtMachine::confirmed_at_the_machine(person, std::time::Instant::now());
+        let (controls_tx, mut controls_rx) = mpsc::channel(8);
+        let total = source.lines().count().max(1) as f64;
+        let (lines_tx, mut lines_rx) = watch::channel(0usize);
+        // The GRBL driver's future holds a `&mut dyn FnMut` and is not `Send`: it runs on a
+        // blocking thread of its own, driven by this runtime's handle.
+        let handle = tokio::runtime::Handle::current();
+        let stream = tokio::task::spawn_blocking(move || {
+            handle.block_on(async move {
+                let mut on_event = |event: &fabrique_machines::protocol::grbl::Event| {
+                    if let fabrique_machines::protocol::grbl::Event::Line { number, .. } = event {
+                        let _ = lines_tx.send(*number);
+                    }
+                };
+                grbl_driver::stream_file(
+                    io,
+                    &source,
+                    &options,
+                    person,
+                    Some(&mut controls_rx),
+                    &mut on_event,
+                )
+                .await
+            })
+        });
+        tokio::pin!(stream);
+        let mut stopping = false;
+        let mut closed = false;
+        let result = loop {
+            // select!: the cut ends the job; board commands become controls (an emergency
+            // stop is a hold and reset, the laser's safe stop); line reports move the bar.
+            tokio::select! {
+                result = &mut stream => break result.unwrap_or_else(|e| Err(grbl_driver::GrblError::Io(std::io::Error::other(e)))),
+                () = self.runtime.shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    let _ = controls_tx.try_send(grbl_driver::Control::Cancel);
+                }
+                command = commands.recv(), if !closed => {
+                    closed = command.is_none();
+                    let control = match command {
+                        Some(Command::Pause) => grbl_driver::Control::Pause,
+                        Some(Command::Resume) => grbl_driver::Control::Resume,
+                        Some(Command::Cancel | Command::EmergencyStop) | None => grbl_driver::Control::Cancel,
+                        Some(Command::Start { reply, .. }) => {
+                            let _ = reply.send(Err(String::from("un travail est déjà en cours")));
+                            continue;
+                        }
+                        Some(Command::Finished { .. } | Command::Refresh) => continue,
+                    };
+                    let _ = controls_tx.send(control).await;
+                }
+                changed = lines_rx.changed() => {
+                    if changed.is_ok() {
+                        let line = *lines_rx.borrow_and_update();
+                        self.publish(|l| l.progress = (line as f64 / total).min(1.0));
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(report) => {
+                let lines = i64::try_from(report.summary.lines).unwrap_or(i64::MAX);
+                let _ = self
+                    .runtime
+                    .lab
+                    .store()
+                    .set_job_progress(job.id, lines, job.size_bytes, now())
+                    .await;
+                self.finish(&job, JobState::Done, "", MachineState::ToCheck)
+                    .await;
+            }
+            Err(e) => {
+                let reason = e.message(Lang::Fr);
+                let cancelled = matches!(
+                    e,
+                    grbl_driver::GrblError::JobFailed(
+                        fabrique_machines::protocol::grbl::FailReason::Cancelled
+                    )
+                );
+                let (state, machine) = if cancelled {
+                    (JobState::Cancelled, MachineState::ToCheck)
+                } else {
+                    (JobState::Failed, MachineState::Error)
+                };
+                self.finish(&job, state, &reason, machine).await;
+            }
+        }
+    }
+
+    async fn stream_marlin(
+        &self,
+        job: Job,
+        port: String,
+        baud: u32,
+        commands: &mut mpsc::Receiver<Command>,
+    ) {
+        let path = self.runtime.jobs_dir.join(&job.stored_name);
+        let cancel = self.runtime.shutdown.child_token();
+        let (controls_tx, mut controls_rx) = mpsc::channel(8);
+        let (progress_tx, mut progress_rx) = watch::channel(None);
+        let connect = || {
+            let port = port.clone();
+            async move {
+                marlin_driver::open_serial(&port, baud)
+                    .await
+                    .map_err(std::io::Error::other)
+            }
+        };
+        let options = StreamOptions::default();
+        let stream = marlin_driver::stream_file(
+            connect,
+            &path,
+            &options,
+            Some(&mut controls_rx),
+            |p: &marlin_driver::Progress| {
+                let _ = progress_tx.send(Some(p.clone()));
+            },
+            &cancel,
+        );
+        tokio::pin!(stream);
+        let mut last_saved = std::time::Instant::now();
+        let mut closed = false;
+        let outcome = loop {
+            // select!: the stream ends the job; commands become driver controls; progress
+            // reports go to the board and, every few seconds, to the store.
+            tokio::select! {
+                outcome = &mut stream => break outcome,
+                command = commands.recv(), if !closed => {
+                    // A closed channel (the runtime is going away) cancels once.
+                    closed = command.is_none();
+                    let control = match command {
+                        Some(Command::Pause) => Control::Pause,
+                        Some(Command::Resume) => Control::Resume,
+                        Some(Command::Cancel) | None => Control::Cancel,
+                        Some(Command::EmergencyStop) => Control::EmergencyStop,
+                        Some(Command::Start { reply, .. }) => {
+                            let _ = reply.send(Err(String::from("un travail est déjà en cours")));
+                            continue;
+                        }
+                        Some(Command::Finished { .. } | Command::Refresh) => continue,
+                    };
+                    if control == Control::Pause {
+                        let _ = self.runtime.lab.store().change_job_state(job.id, JobState::Running, JobState::Paused, None, "", now()).await;
+                        self.set_machine(MachineState::Paused, "").await;
+                    } else if control == Control::Resume {
+                        let _ = self.runtime.lab.store().change_job_state(job.id, JobState::Paused, JobState::Running, None, "", now()).await;
+                        self.set_machine(MachineState::Busy, "").await;
+                    }
+                    let _ = controls_tx.send(control).await;
+                }
+                changed = progress_rx.changed() => {
+                    if changed.is_err() { continue; }
+                    let Some(p) = progress_rx.borrow_and_update().clone() else { continue };
+                    self.publish(|l| {
+                        l.progress = p.fraction();
+                        l.remaining_s = p.remaining.map(|r| r.as_secs());
+                        if let Some(t) = &p.temperatures {
+                            l.hotend = t.tools.first().map(|r| (r.actual, r.target));
+                            l.bed = t.bed.as_ref().map(|r| (r.actual, r.target));
+                        }
+                    });
+                    if last_saved.elapsed() >= Duration::from_secs(3) {
+                        last_saved = std::time::Instant::now();
+                        let (lines, bytes) = (i64::try_from(p.stats.lines_acked).unwrap_or(i64::MAX), i64::try_from(p.stats.bytes_acked).unwrap_or(i64::MAX));
+                        let _ = self.runtime.lab.store().set_job_progress(job.id, lines, bytes, now()).await;
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(outcome) => {
+                let stats = outcome.stats();
+                let (lines, bytes) = (
+                    i64::try_from(stats.lines_acked).unwrap_or(i64::MAX),
+                    i64::try_from(stats.bytes_acked).unwrap_or(i64::MAX),
+                );
+                let _ = self
+                    .runtime
+                    .lab
+                    .store()
+                    .set_job_progress(job.id, lines, bytes, now())
+                    .await;
+                match &outcome {
+                    JobOutcome::Done(_) => {
+                        self.finish(&job, JobState::Done, "", MachineState::ToCheck)
+                            .await
+                    }
+                    JobOutcome::Cancelled(_) => {
+                        let reason = if self.runtime.shutdown.is_cancelled() {
+                            "Fabrique s'arrête : travail annulé, machine mise en sécurité"
+                        } else {
+                            ""
+                        };
+                        self.finish(
+                            &job,
+                            if reason.is_empty() {
+                                JobState::Cancelled
+                            } else {
+                                JobState::Interrupted
+                            },
+                            reason,
+                            MachineState::ToCheck,
+                        )
+                        .await;
+                    }
+                    JobOutcome::Failed {
+                        reason: JobFailure::EmergencyStop,
+                        ..
+                    } => {
+                        self.finish(
+                            &job,
+                            JobState::Failed,
+                            "arrêt d'urgence",
+                            MachineState::Error,
+                        )
+                        .await;
+                    }
+                    JobOutcome::Failed { reason, .. } => {
+                        self.finish(
+                            &job,
+                            JobState::Failed,
+                            &reason.to_string(),
+                            MachineState::Error,
+                        )
+                        .await
+                    }
+                    JobOutcome::Interrupted { reason, stats } => {
+                        let note = format!(
+                            "{reason} (dernière ligne confirmée : {})",
+                            stats.last_acked_line
+                        );
+                        self.finish(&job, JobState::Interrupted, &note, MachineState::Offline)
+                            .await;
+                    }
+                }
+            }
+            Err(e) => {
+                self.finish(
+                    &job,
+                    JobState::Failed,
+                    &format!("imprimante injoignable : {e}"),
+                    MachineState::Offline,
+                )
+                .await
+            }
+        }
+    }
+}

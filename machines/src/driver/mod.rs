@@ -1,0 +1,4 @@
+//! Drivers: a protocol run over a transport, generic over `AsyncRead + AsyncWrite`.
+
+pub mod grbl;
+pub mod marlin;

@@ -1,0 +1,4 @@
+//! Virtual machines on a pseudo-terminal, with fault injection.
+
+pub mod grbl;
+pub mod marlin;

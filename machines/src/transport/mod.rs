@@ -1,0 +1,1 @@
+//! Byte pipes to machines: serial ports, and HTTP for OctoPrint and Moonraker.

@@ -1,0 +1,226 @@
+//! Jobs in the JSON API, and the subset of OctoPrint's API that slicers call to send a file.
+
+use super::ErrorBody;
+use crate::app::AppState;
+use crate::ctx::Ctx;
+use crate::error::AppResult;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fabrique_controller::domain::job::{Job, JobId};
+use fabrique_controller::lab::now;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Routes under `/api/v1`.
+pub fn router(max_upload: usize) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/jobs",
+            get(list_jobs)
+                .post(upload_job)
+                .layer(DefaultBodyLimit::max(max_upload)),
+        )
+        .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}/approve", post(approve_job))
+        .route("/jobs/{id}/cancel", post(cancel_job))
+        .route("/jobs/{id}/requeue", post(requeue_job))
+}
+
+/// `GET /api/version` and `POST /api/files/local`, as OctoPrint answers them, so that
+/// PrusaSlicer's, Cura's and OrcaSlicer's "send to OctoPrint" drops a file into the maker's
+/// queue. Authenticated by the maker's personal API key in `X-Api-Key`.
+pub fn octoprint_router(max_upload: usize) -> Router<AppState> {
+    Router::new().route("/api/version", get(version)).route(
+        "/api/files/local",
+        post(files_local).layer(DefaultBodyLimit::max(max_upload)),
+    )
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobDto {
+    pub id: i64,
+    pub file_name: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub owner_id: i64,
+    /// `submitted`, `needs_approval`, `queued`, `running`, `paused`, `done`, `failed`,
+    /// `cancelled` or `interrupted`.
+    pub state: String,
+    pub state_reason: String,
+    pub target_machine_id: Option<i64>,
+    pub machine_id: Option<i64>,
+    pub priority: i32,
+    pub estimate_s: Option<i64>,
+    /// The file analysis (kind, estimate, material, size, findings).
+    pub analysis: Option<serde_json::Value>,
+    pub lines_acked: i64,
+    pub bytes_acked: i64,
+    /// Acknowledged bytes over the file size, 0 to 100.
+    pub progress_percent: f64,
+    pub created_at: String,
+}
+
+impl From<&Job> for JobDto {
+    fn from(j: &Job) -> Self {
+        Self {
+            id: j.id.0,
+            file_name: j.file_name.clone(),
+            size_bytes: j.size_bytes,
+            sha256: j.sha256.clone(),
+            owner_id: j.owner.0,
+            state: j.state.as_str().into(),
+            state_reason: j.state_reason.clone(),
+            target_machine_id: j.target_machine.map(|m| m.0),
+            machine_id: j.machine.map(|m| m.0),
+            priority: j.priority,
+            estimate_s: j.estimate_s,
+            analysis: j.analysis.clone(),
+            lines_acked: j.lines_acked,
+            bytes_acked: j.bytes_acked,
+            progress_percent: if j.size_bytes > 0 {
+                (j.bytes_acked as f64 * 100.0 / j.size_bytes as f64).min(100.0)
+            } else {
+                0.0
+            },
+            created_at: j.created_at.to_string(),
+        }
+    }
+}
+
+/// The multipart form of an upload.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobUpload {
+    /// The G-code or embroidery file.
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    pub file: String,
+    /// The machine to run it on; any compatible one when absent.
+    pub machine_id: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body(content = JobUpload, content_type = "multipart/form-data"),
+    responses((status = 201, body = JobDto), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn upload_job(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    multipart: Multipart,
+) -> AppResult<Response> {
+    let user = ctx.user()?;
+    let received = crate::upload::receive(
+        multipart,
+        &state.config.jobs_dir(),
+        state.config.max_upload_mb * 1_048_576,
+    )
+    .await?;
+    let machine = received.fields.get("machine_id").cloned();
+    let job = crate::jobs::accept(&state, user, received, machine.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(JobDto::from(&job))).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<JobDto>)))]
+pub async fn list_jobs(State(state): State<AppState>, ctx: Ctx) -> AppResult<Json<Vec<JobDto>>> {
+    Ok(Json(
+        state
+            .lab
+            .jobs_for(ctx.user()?)
+            .await?
+            .iter()
+            .map(JobDto::from)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", params(("id" = i64, Path)),
+    responses((status = 200, body = JobDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Json<JobDto>> {
+    Ok(Json(JobDto::from(
+        &state.lab.job(ctx.user()?, JobId(id)).await?,
+    )))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/approve", tag = "jobs", params(("id" = i64, Path)),
+    responses((status = 200, body = JobDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn approve_job(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Json<JobDto>> {
+    Ok(Json(JobDto::from(
+        &state.lab.approve_job(ctx.user()?, JobId(id), now()).await?,
+    )))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = i64, Path)),
+    responses((status = 200, body = JobDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Json<JobDto>> {
+    Ok(Json(JobDto::from(
+        &state.lab.cancel_job(ctx.user()?, JobId(id), now()).await?,
+    )))
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/requeue", tag = "jobs", params(("id" = i64, Path)),
+    responses((status = 200, body = JobDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn requeue_job(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Json<JobDto>> {
+    Ok(Json(JobDto::from(
+        &state.lab.requeue_job(ctx.user()?, JobId(id), now()).await?,
+    )))
+}
+
+/// PrusaSlicer checks that `text` starts with "OctoPrint" and that `api` is present.
+async fn version(ctx: Ctx) -> AppResult<Json<serde_json::Value>> {
+    ctx.user()?;
+    Ok(Json(serde_json::json!({
+        "api": "0.1",
+        "server": "1.10.3",
+        "text": format!("OctoPrint 1.10.3 (Fabrique {})", env!("CARGO_PKG_VERSION")),
+    })))
+}
+
+/// OctoPrint's upload: form fields `file`, and optionally `path`, `select`, `print`. The
+/// file joins the maker's queue whatever `print` says: the lab's plan decides when it runs.
+async fn files_local(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> AppResult<Response> {
+    let user = ctx.user()?;
+    let received = crate::upload::receive(
+        multipart,
+        &state.config.jobs_dir(),
+        state.config.max_upload_mb * 1_048_576,
+    )
+    .await?;
+    let job = crate::jobs::accept(&state, user, received, None).await?;
+    let base = crate::pages::base_url(&state, &headers);
+    let resource = format!("{base}/api/v1/jobs/{}", job.id.0);
+    let body = serde_json::json!({
+        "done": true,
+        "files": { "local": {
+            "name": job.file_name,
+            "path": job.file_name,
+            "origin": "local",
+            "refs": { "resource": resource, "download": format!("{base}/jobs/{}", job.id.0) }
+        }}
+    });
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(value) = resource.parse() {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,605 @@
+//! The JSON API under `/api/v1`, for members, machines and the lab's own scripts.
+//! Authenticated by the session cookie or a personal API key in `X-Api-Key`; errors are
+//! `{"error": {"code", "message"}}`. The OpenAPI 3.1 document is generated from these
+//! handlers and types and served at `/api/v1/openapi.json`.
+
+use crate::app::AppState;
+use crate::ctx::{Ctx, SESSION_COOKIE};
+use crate::error::AppResult;
+use crate::pages::MachineFields;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fabrique_controller::domain::account::{parse_email, parse_text};
+use fabrique_controller::domain::{
+    Connection, CredentialKind, Invalid, Lang, Machine, MachineId, MachineState, NewUser, Role,
+    Secret, User, UserId, UserPatch,
+};
+use fabrique_controller::lab::now;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use utoipa::{OpenApi, ToSchema};
+
+mod calendar;
+mod jobs;
+pub use calendar::parse_time;
+pub use jobs::octoprint_router;
+
+pub fn router(max_upload: usize) -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/me", get(me).patch(update_me))
+        .route("/me/api-keys", post(create_api_key))
+        .route("/members", get(list_members).post(create_member))
+        .route("/members/{id}", get(get_member).patch(update_member))
+        .route("/machines", get(list_machines).post(create_machine))
+        .route("/machines/{id}", get(get_machine).put(update_machine))
+        .route("/machines/{id}/state", post(set_machine_state))
+        .merge(calendar::router())
+        .merge(jobs::router(max_upload))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Fabrique API", version = "1", description = "Machines, members and jobs of a community fablab."),
+    paths(login, logout, me, update_me, create_api_key, list_members, create_member, get_member, update_member,
+          list_machines, create_machine, get_machine, update_machine, set_machine_state,
+          calendar::create_booking, calendar::my_bookings, calendar::cancel_booking, calendar::check_in,
+          calendar::create_block, calendar::machine_bookings, calendar::list_trainings, calendar::create_training,
+          calendar::create_session, calendar::list_sessions, calendar::enrol, calendar::attendance,
+          calendar::my_badges, calendar::award_badge, calendar::revoke_badge, calendar::get_settings, calendar::put_settings,
+          jobs::upload_job, jobs::list_jobs, jobs::get_job, jobs::approve_job, jobs::cancel_job, jobs::requeue_job),
+    components(schemas(ErrorBody, ErrorDetail, LoginBody, MemberDto, NewMemberBody, MemberPatchBody, ApiKeyBody,
+                       ApiKeyCreated, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
+                       calendar::BookingDto, calendar::BookingBody, calendar::BlockBody, calendar::TrainingDto,
+                       calendar::TrainingBody, calendar::SessionDto, calendar::SessionBody, calendar::EnrolBody,
+                       calendar::EnrolmentDto, calendar::AttendanceBody, calendar::BadgeDto, calendar::AwardBody,
+                       calendar::RevokeBody, jobs::JobDto, jobs::JobUpload)),
+    modifiers(&ApiKeyScheme),
+    security(("api_key" = []), ("session" = [])),
+)]
+pub struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl utoipa::Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(SESSION_COOKIE))),
+        );
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Every error answer of the API.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code for programs, e.g. `bad_credentials`, `forbidden`, `invalid_input`.
+    pub code: String,
+    /// What happened and what to do, in the person's language.
+    pub message: String,
+}
+
+// --- Members ----------------------------------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberDto {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    /// `member`, `trainer`, `manager` or `admin`.
+    pub role: String,
+    /// `fr` or `en`.
+    pub lang: String,
+    /// `password` or `pin`.
+    pub credential_kind: String,
+    pub disabled: bool,
+}
+
+impl From<&User> for MemberDto {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.0,
+            username: u.username.to_string(),
+            display_name: u.display_name.clone(),
+            email: u.email.clone(),
+            role: u.role.as_str().into(),
+            lang: u.lang.as_str().into(),
+            credential_kind: u.credential_kind.as_str().into(),
+            disabled: u.disabled,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    pub username: String,
+    /// The password, or the PIN of an account without e-mail.
+    pub password: String,
+}
+
+/// Opens a session (cookie) for scripts and pages that prefer JSON.
+#[utoipa::path(post, path = "/api/v1/login", request_body = LoginBody, tag = "session",
+    responses((status = 200, body = MemberDto), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ctx: Ctx,
+    Json(body): Json<LoginBody>,
+) -> AppResult<Response> {
+    let session = state
+        .lab
+        .login(
+            &body.username,
+            &Secret::new(body.password),
+            &peer.ip().to_string(),
+            now(),
+        )
+        .await?;
+    let mut response = Json(MemberDto::from(&session.user)).into_response();
+    let cookie = ctx.cookie(SESSION_COOKIE, &session.token, session.expires_at - now());
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+#[utoipa::path(post, path = "/api/v1/logout", tag = "session", responses((status = 204)))]
+async fn logout(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    headers: axum::http::HeaderMap,
+) -> AppResult<Response> {
+    if let Some(token) = crate::ctx::cookie(&headers, SESSION_COOKIE) {
+        state.lab.logout(token).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(value) = HeaderValue::from_str(&ctx.cookie(SESSION_COOKIE, "", 0)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/api/v1/me", tag = "members",
+    responses((status = 200, body = MemberDto), (status = 401, body = ErrorBody)))]
+async fn me(ctx: Ctx) -> AppResult<Json<MemberDto>> {
+    Ok(Json(MemberDto::from(ctx.user()?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMemberBody {
+    pub username: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub email: String,
+    pub role: String,
+    #[serde(default = "default_lang")]
+    pub lang: String,
+    /// `password` (10 characters or more) or `pin` (6 digits or more).
+    pub credential_kind: String,
+    pub secret: String,
+}
+
+fn default_lang() -> String {
+    "fr".into()
+}
+
+fn word<T: std::str::FromStr>(field: &'static str, value: &str) -> Result<T, Invalid> {
+    value.parse().map_err(|_| Invalid::new(field, "choice"))
+}
+
+/// A change to an account; absent members stay as they are.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MemberPatchBody {
+    pub display_name: Option<String>,
+    /// An empty string removes the e-mail address.
+    pub email: Option<String>,
+    pub role: Option<String>,
+    pub lang: Option<String>,
+    pub disabled: Option<bool>,
+    pub credential_kind: Option<String>,
+    pub secret: Option<String>,
+}
+
+impl MemberPatchBody {
+    fn parse(self, current: &User) -> Result<UserPatch, Invalid> {
+        let credential = match self.secret {
+            Some(secret) => {
+                let kind = match &self.credential_kind {
+                    Some(kind) => word::<CredentialKind>("credential_kind", kind)?,
+                    None => current.credential_kind,
+                };
+                Some((kind, Secret::new(secret)))
+            }
+            None => None,
+        };
+        Ok(UserPatch {
+            display_name: self
+                .display_name
+                .map(|n| parse_text("display_name", &n, 80))
+                .transpose()?,
+            email: self.email.map(|e| parse_email(&e)).transpose()?,
+            role: self.role.map(|r| word::<Role>("role", &r)).transpose()?,
+            lang: self.lang.map(|l| word::<Lang>("lang", &l)).transpose()?,
+            disabled: self.disabled,
+            credential,
+        })
+    }
+}
+
+#[utoipa::path(patch, path = "/api/v1/me", request_body = MemberPatchBody, tag = "members",
+    responses((status = 200, body = MemberDto), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_me(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Json(body): Json<MemberPatchBody>,
+) -> AppResult<Json<MemberDto>> {
+    let user = ctx.user()?;
+    let patch = body.parse(user)?;
+    Ok(Json(MemberDto::from(
+        &state.lab.update_user(user, user.id, patch, now()).await?,
+    )))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyBody {
+    #[serde(default)]
+    pub label: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyCreated {
+    /// The key, shown this once: only its hash is kept.
+    pub key: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/me/api-keys", request_body = ApiKeyBody, tag = "members",
+    responses((status = 201, body = ApiKeyCreated), (status = 401, body = ErrorBody)))]
+async fn create_api_key(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Json(body): Json<ApiKeyBody>,
+) -> AppResult<Response> {
+    let key = state
+        .lab
+        .create_api_key(ctx.user()?, &body.label, now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(ApiKeyCreated { key })).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/members", tag = "members",
+    responses((status = 200, body = Vec<MemberDto>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_members(State(state): State<AppState>, ctx: Ctx) -> AppResult<Json<Vec<MemberDto>>> {
+    let users = state.lab.list_users(ctx.user()?).await?;
+    Ok(Json(users.iter().map(MemberDto::from).collect()))
+}
+
+#[utoipa::path(post, path = "/api/v1/members", request_body = NewMemberBody, tag = "members",
+    responses((status = 201, body = MemberDto), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_member(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Json(b): Json<NewMemberBody>,
+) -> AppResult<Response> {
+    let actor = ctx.require(Role::Manager)?;
+    let new = NewUser::parse(
+        &b.username,
+        &b.display_name,
+        &b.email,
+        word("role", &b.role)?,
+        word("lang", &b.lang)?,
+        word("credential_kind", &b.credential_kind)?,
+        Secret::new(b.secret),
+    )?;
+    let user = state.lab.create_user(actor, &new, now()).await?;
+    Ok((StatusCode::CREATED, Json(MemberDto::from(&user))).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/members/{id}", tag = "members", params(("id" = i64, Path)),
+    responses((status = 200, body = MemberDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_member(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Json<MemberDto>> {
+    Ok(Json(MemberDto::from(
+        &state.lab.user(ctx.user()?, UserId(id)).await?,
+    )))
+}
+
+#[utoipa::path(patch, path = "/api/v1/members/{id}", request_body = MemberPatchBody, tag = "members", params(("id" = i64, Path)),
+    responses((status = 200, body = MemberDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_member(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Json(body): Json<MemberPatchBody>,
+) -> AppResult<Json<MemberDto>> {
+    let actor = ctx.user()?;
+    let current = state.lab.user(actor, UserId(id)).await?;
+    let patch = body.parse(&current)?;
+    Ok(Json(MemberDto::from(
+        &state
+            .lab
+            .update_user(actor, UserId(id), patch, now())
+            .await?,
+    )))
+}
+
+// --- Machines ---------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDto {
+    /// Build volume or work area in millimetres: X, Y, Z (0 when not applicable).
+    #[serde(default)]
+    pub work_area_mm: [f64; 3],
+    #[serde(default)]
+    pub max_hotend_c: f64,
+    #[serde(default)]
+    pub max_bed_c: f64,
+    /// Maximum laser power as the firmware's `S` value.
+    #[serde(default)]
+    pub max_laser_power: f64,
+    /// Embroidery hoops, width and height in millimetres.
+    #[serde(default)]
+    pub hoops_mm: Vec<[f64; 2]>,
+    #[serde(default)]
+    pub materials: Vec<String>,
+}
+
+/// How Fabrique reaches the machine. The OctoPrint API key is never sent back.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionDto {
+    /// `serial_marlin`, `serial_grbl`, `octoprint`, `moonraker` or `manual`.
+    pub kind: String,
+    pub serial_port: Option<String>,
+    pub baud: Option<u32>,
+    pub url: Option<String>,
+    pub has_api_key: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MachineDto {
+    pub id: i64,
+    pub name: String,
+    /// `fdm_printer`, `laser_cutter`, `embroidery`, `cnc_mill`, `vinyl_cutter` or `other`.
+    pub kind: String,
+    pub connection: ConnectionDto,
+    pub profile: ProfileDto,
+    pub location: String,
+    pub required_training: String,
+    /// `offline`, `idle`, `busy`, `paused`, `error`, `to_check`, `maintenance` or `disabled`.
+    pub state: String,
+    pub state_reason: String,
+}
+
+impl From<&Machine> for MachineDto {
+    fn from(m: &Machine) -> Self {
+        let (serial_port, baud, url, has_api_key) = match &m.connection {
+            Connection::SerialMarlin { port, baud } | Connection::SerialGrbl { port, baud } => {
+                (Some(port.clone()), Some(*baud), None, false)
+            }
+            Connection::OctoPrint { url, .. } => (None, None, Some(url.clone()), true),
+            Connection::Moonraker { url } => (None, None, Some(url.clone()), false),
+            Connection::Manual => (None, None, None, false),
+        };
+        let p = &m.profile;
+        Self {
+            id: m.id.0,
+            name: m.name.clone(),
+            kind: m.kind.as_str().into(),
+            connection: ConnectionDto {
+                kind: m.connection.kind().as_str().into(),
+                serial_port,
+                baud,
+                url,
+                has_api_key,
+            },
+            profile: ProfileDto {
+                work_area_mm: p.work_area_mm,
+                max_hotend_c: p.max_hotend_c,
+                max_bed_c: p.max_bed_c,
+                max_laser_power: p.max_laser_power,
+                hoops_mm: p.hoops_mm.clone(),
+                materials: p.materials.clone(),
+            },
+            location: m.location.clone(),
+            required_training: m.required_training.clone(),
+            state: m.state.as_str().into(),
+            state_reason: m.state_reason.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionBody {
+    pub kind: String,
+    #[serde(default)]
+    pub serial_port: String,
+    pub baud: Option<u32>,
+    #[serde(default)]
+    pub url: String,
+    /// OctoPrint only; when updating, leave it out to keep the stored key.
+    #[serde(default)]
+    pub api_key: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineBody {
+    pub name: String,
+    pub kind: String,
+    pub connection: ConnectionBody,
+    #[serde(default)]
+    pub profile: ProfileDto,
+    #[serde(default)]
+    pub location: String,
+    #[serde(default)]
+    pub required_training: String,
+}
+
+impl MachineBody {
+    fn parse(
+        self,
+        kept: Option<&Connection>,
+    ) -> AppResult<fabrique_controller::domain::MachineInput> {
+        let num = |v: f64| {
+            if v == 0.0 {
+                String::new()
+            } else {
+                v.to_string()
+            }
+        };
+        let p = &self.profile;
+        if p.materials.iter().any(|m| m.contains(',')) {
+            return Err(Invalid::new("materials", "materials_comma").into());
+        }
+        let fields = MachineFields {
+            name: self.name,
+            kind: self.kind,
+            location: self.location,
+            required_training: self.required_training,
+            connection: self.connection.kind,
+            serial_port: self.connection.serial_port,
+            baud: self
+                .connection
+                .baud
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
+            url: self.connection.url,
+            api_key: self.connection.api_key,
+            work_x: num(p.work_area_mm[0]),
+            work_y: num(p.work_area_mm[1]),
+            work_z: num(p.work_area_mm[2]),
+            max_hotend: num(p.max_hotend_c),
+            max_bed: num(p.max_bed_c),
+            max_laser_power: num(p.max_laser_power),
+            hoops: p
+                .hoops_mm
+                .iter()
+                .map(|[w, h]| format!("{w}x{h}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            materials: p.materials.join(","),
+        };
+        fields.parse(kept)
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/machines", tag = "machines",
+    responses((status = 200, body = Vec<MachineDto>), (status = 401, body = ErrorBody)))]
+async fn list_machines(
+    State(state): State<AppState>,
+    ctx: Ctx,
+) -> AppResult<Json<Vec<MachineDto>>> {
+    ctx.user()?;
+    Ok(Json(
+        state
+            .lab
+            .machines()
+            .await?
+            .iter()
+            .map(MachineDto::from)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/machines/{id}", tag = "machines", params(("id" = i64, Path)),
+    responses((status = 200, body = MachineDto), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_machine(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Json<MachineDto>> {
+    ctx.user()?;
+    Ok(Json(MachineDto::from(
+        &state.lab.machine(MachineId(id)).await?,
+    )))
+}
+
+#[utoipa::path(post, path = "/api/v1/machines", request_body = MachineBody, tag = "machines",
+    responses((status = 201, body = MachineDto), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_machine(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Json(body): Json<MachineBody>,
+) -> AppResult<Response> {
+    let actor = ctx.require(Role::Manager)?;
+    let input = body.parse(None)?;
+    let machine = state.lab.create_machine(actor, &input, now()).await?;
+    state.runtime.refresh(machine.id).await;
+    Ok((StatusCode::CREATED, Json(MachineDto::from(&machine))).into_response())
+}
+
+#[utoipa::path(put, path = "/api/v1/machines/{id}", request_body = MachineBody, tag = "machines", params(("id" = i64, Path)),
+    responses((status = 200, body = MachineDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_machine(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Json(body): Json<MachineBody>,
+) -> AppResult<Json<MachineDto>> {
+    let actor = ctx.require(Role::Manager)?;
+    let current = state.lab.machine(MachineId(id)).await?;
+    let input = body.parse(Some(&current.connection))?;
+    let machine = state
+        .lab
+        .update_machine(actor, MachineId(id), &input, now())
+        .await?;
+    state.runtime.refresh(machine.id).await;
+    Ok(Json(MachineDto::from(&machine)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateBody {
+    /// `idle`, `to_check`, `maintenance` or `disabled`.
+    pub state: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/machines/{id}/state", request_body = StateBody, tag = "machines", params(("id" = i64, Path)),
+    responses((status = 200, body = MachineDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_machine_state(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Json(body): Json<StateBody>,
+) -> AppResult<Json<MachineDto>> {
+    let actor = ctx.require(Role::Manager)?;
+    let next: MachineState = word("state", &body.state)?;
+    let machine = state
+        .lab
+        .set_machine_state(actor, MachineId(id), next, &body.reason, now())
+        .await?;
+    state.runtime.refresh(machine.id).await;
+    Ok(Json(MachineDto::from(&machine)))
+}

@@ -1,0 +1,272 @@
+//! The application: shared state, the router, and the `context` middleware that resolves who
+//! is asking, checks CSRF, and renders errors in the person's language.
+
+use crate::config::Config;
+use crate::ctx::{CSRF_COOKIE, Ctx, LANG_COOKIE, SESSION_COOKIE, cookie};
+use crate::error::AppError;
+use crate::i18n::{Catalog, Tr};
+use crate::{api, pages};
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use fabrique_controller::Lab;
+use fabrique_controller::domain::Lang;
+use fabrique_controller::lab::now;
+use fabrique_controller::secrets::{constant_time_eq, random_token};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub lab: Lab,
+    pub runtime: fabrique_controller::runtime::Runtime,
+    pub catalog: Arc<Catalog>,
+    pub config: Arc<Config>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_kb * 1024;
+    let max_upload = usize::try_from(state.config.max_upload_mb * 1_048_576).unwrap_or(usize::MAX);
+    Router::new()
+        .merge(pages::router(max_upload))
+        .nest("/api/v1", api::router(max_upload))
+        .merge(api::octoprint_router(max_upload))
+        .route("/healthz", get(healthz))
+        .route("/static/app.css", get(stylesheet))
+        .route("/static/board.js", get(board_script))
+        .fallback(|| async { AppError::not_found() })
+        .layer(middleware::from_fn_with_state(state.clone(), context))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    state
+        .lab
+        .store()
+        .ping()
+        .await
+        .map_err(|e| AppError::internal("healthz", &e))?;
+    Ok(Json(serde_json::json!({ "status": "ok" })))
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/app.css"),
+    )
+}
+
+async fn board_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/board.js"),
+    )
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/healthz"
+}
+
+/// Runs around every request:
+/// 1. finds the account (API key first, then session cookie) and the language;
+/// 2. checks the CSRF token of every state-changing request made with a session: the
+///    `csrf_token` field of a form (double-submit against the `fabrique_csrf` cookie), or, on
+///    the API, a JSON body (which a foreign site cannot send without CORS) or the
+///    `X-CSRF-Token` header;
+/// 3. renders any error the handlers returned, or that an extractor or limit answered with a
+///    bare status, as JSON under `/api` and as a page elsewhere.
+async fn context(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let api = is_api(&path);
+    let at = now();
+    let secure = state.config.secure_cookies()
+        || parts
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes() == b"https");
+
+    let accept_lang = || {
+        parts
+            .headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Lang::from_accept_language)
+    };
+    let mut lang = cookie(&parts.headers, LANG_COOKIE)
+        .and_then(|l| l.parse::<Lang>().ok())
+        .or_else(accept_lang)
+        .unwrap_or(Lang::Fr);
+    let tr = |lang| Tr::new(lang, state.catalog.clone());
+
+    let api_key = parts
+        .headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let session = cookie(&parts.headers, SESSION_COOKIE).map(str::to_string);
+    let user = match (&api_key, &session) {
+        (Some(key), _) => match state.lab.user_by_api_key(key, at).await {
+            Ok(Some(user)) => Some(user),
+            Ok(None) => {
+                let error =
+                    AppError::new(StatusCode::UNAUTHORIZED, "bad_api_key", "error.bad_api_key");
+                return render_error(&state, &tr(lang), api, &path, error);
+            }
+            Err(e) => return render_error(&state, &tr(lang), api, &path, e.into()),
+        },
+        (None, Some(token)) => match state.lab.user_by_session(token, at).await {
+            Ok(user) => user,
+            Err(e) => return render_error(&state, &tr(lang), api, &path, e.into()),
+        },
+        (None, None) => None,
+    };
+    if let Some(user) = &user {
+        lang = user.lang;
+    }
+    let existing_csrf = cookie(&parts.headers, CSRF_COOKIE).map(str::to_string);
+    let csrf = match &existing_csrf {
+        Some(token) => token.clone(),
+        None => match random_token() {
+            Ok(token) => token,
+            Err(e) => {
+                return render_error(
+                    &state,
+                    &tr(lang),
+                    api,
+                    &path,
+                    AppError::internal("csrf", &e),
+                );
+            }
+        },
+    };
+    let ctx = Ctx {
+        user,
+        tr: tr(lang),
+        csrf: csrf.clone(),
+        secure,
+        by_api_key: api_key.is_some(),
+    };
+
+    let mut body = body;
+    let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method && api_key.is_none() {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let header_token = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok());
+        let header_ok = header_token
+            .zip(existing_csrf.as_deref())
+            .is_some_and(|(sent, cookie)| constant_time_eq(sent, cookie));
+        let ok = if header_ok {
+            true
+        } else if api {
+            content_type.starts_with("application/json")
+        } else if content_type.starts_with("application/x-www-form-urlencoded") {
+            let limit = state.config.max_body_kb * 1024;
+            let bytes = match to_bytes(body, limit).await {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    let error = AppError::from_status(StatusCode::PAYLOAD_TOO_LARGE);
+                    return render_error(&state, &ctx.tr, api, &path, error);
+                }
+            };
+            let sent = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+                .ok()
+                .and_then(|fields| {
+                    fields
+                        .into_iter()
+                        .find(|(k, _)| k == "csrf_token")
+                        .map(|(_, v)| v)
+                });
+            body = Body::from(bytes);
+            sent.zip(existing_csrf.as_deref())
+                .is_some_and(|(sent, cookie)| constant_time_eq(&sent, cookie))
+        } else {
+            // Multipart forms carry the token in the query string of their action.
+            let sent = parts.uri.query().and_then(|q| {
+                serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                    .ok()?
+                    .into_iter()
+                    .find(|(k, _)| k == "csrf_token")
+                    .map(|(_, v)| v)
+            });
+            sent.zip(existing_csrf.as_deref())
+                .is_some_and(|(sent, cookie)| constant_time_eq(&sent, cookie))
+        };
+        if !ok {
+            let error = AppError::new(StatusCode::FORBIDDEN, "csrf", "error.csrf");
+            return render_error(&state, &ctx.tr, api, &path, error);
+        }
+    }
+
+    parts.extensions.insert(ctx.clone());
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+
+    let error = response.extensions_mut().remove::<AppError>().or_else(|| {
+        {
+            let status = response.status();
+            let rendered = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| {
+                    v.to_str().is_ok_and(|v| {
+                        v.starts_with("text/html") || v.starts_with("application/json")
+                    })
+                });
+            (status.is_client_error() || status.is_server_error()) && !rendered
+        }
+        .then(|| AppError::from_status(response.status()))
+    });
+    if let Some(error) = error {
+        response = render_error(&state, &ctx.tr, api, &path, error);
+    }
+    if existing_csrf.is_none()
+        && !ctx.by_api_key
+        && let Ok(value) = HeaderValue::from_str(&ctx.cookie(CSRF_COOKIE, &csrf, 400 * 86_400))
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn render_error(state: &AppState, tr: &Tr, api: bool, path: &str, error: AppError) -> Response {
+    let args: Vec<(&str, &str)> = error
+        .args
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let message = tr.f(&error.key, &args);
+    if api {
+        let body = serde_json::json!({ "error": { "code": error.code, "message": message } });
+        return (error.status, Json(body)).into_response();
+    }
+    if error.status == StatusCode::UNAUTHORIZED {
+        let target = format!("/login?next={}", urlencode(path));
+        return Redirect::to(&target).into_response();
+    }
+    pages::error_page(state, tr, error.status, &message)
+}
+
+pub fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("", text)])
+        .map(|s| s.trim_start_matches('=').to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,104 @@
+//! `fabrique analyze FILE [--machine NAME] [--json]`: what Fabrique reads in a job file, and
+//! what it finds against a machine of the lab.
+
+use fabrique_machines::files::gcode::GcodeSummary;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The G-code file.
+    pub file: PathBuf,
+    /// A machine of the lab (its name) to check the file against.
+    #[arg(long)]
+    pub machine: Option<String>,
+    /// Print the analysis as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Language of the summary: `fr` or `en`.
+    #[arg(long, default_value = "fr")]
+    pub lang: String,
+}
+
+/// The summary a person reads.
+pub fn summary(s: &GcodeSummary, en: bool) -> String {
+    let mut out = Vec::new();
+    let t = |fr: &str, en_text: &str| {
+        if en {
+            en_text.to_string()
+        } else {
+            fr.to_string()
+        }
+    };
+    out.push(format!(
+        "{} {} ({} {})",
+        t("Lignes :", "Lines:"),
+        s.lines,
+        s.commands,
+        t("commandes", "commands")
+    ));
+    if let Some(b) = &s.bbox {
+        out.push(format!(
+            "{} {:.1} × {:.1} × {:.1} mm",
+            t("Taille de l'objet :", "Object size:"),
+            b.max_x - b.min_x,
+            b.max_y - b.min_y,
+            b.max_z - b.min_z
+        ));
+    }
+    if s.filament_mm > 0.0 {
+        out.push(format!(
+            "{} {:.2} m, {} {}",
+            t("Filament :", "Filament:"),
+            s.filament_mm / 1000.0,
+            s.layers,
+            t("couches", "layers")
+        ));
+    }
+    if s.max_hotend_c > 0.0 || s.max_bed_c > 0.0 {
+        out.push(format!(
+            "{} {:.0} °C / {:.0} °C",
+            t("Buse / plateau :", "Nozzle / bed:"),
+            s.max_hotend_c,
+            s.max_bed_c
+        ));
+    }
+    if s.max_laser_power > 0.0 {
+        out.push(format!(
+            "{} S{:.0}",
+            t("Puissance laser maximale :", "Highest laser power:"),
+            s.max_laser_power
+        ));
+    }
+    if let Some(slicer) = &s.slicer {
+        let estimate = slicer.estimate_s.map(|e| {
+            format!(
+                ", {} {} h {:02} min",
+                t("estimation du trancheur", "slicer's estimate"),
+                e / 3600,
+                (e % 3600) / 60
+            )
+        });
+        out.push(format!(
+            "{} {}{}",
+            t("Trancheur :", "Slicer:"),
+            slicer.name,
+            estimate.unwrap_or_default()
+        ));
+    }
+    if s.issues.is_empty() {
+        out.push(t("Rien à signaler.", "Nothing to report."));
+    } else {
+        out.push(t("À vérifier :", "To check:"));
+        for issue in &s.issues {
+            out.push(format!(
+                "  - {}",
+                if en {
+                    &issue.message.en
+                } else {
+                    &issue.message.fr
+                }
+            ));
+        }
+    }
+    out.join("\n")
+}

@@ -1,0 +1,328 @@
+//! Fabrique's settings, layered: built-in defaults, then `fabrique.toml`, then `FABRIQUE_*`
+//! environment variables, then command-line flags. Validated once at start; a wrong setting
+//! is named with where it came from and why it is wrong. Secrets are never printed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `postgres://...`; `None` means the SQLite file in `data_dir`. May hold a password.
+    pub database_url: Option<String>,
+    /// The address people reach Fabrique at, e.g. `https://fablab.example.org`. When it is
+    /// HTTPS, cookies are marked `Secure`.
+    pub public_url: Option<String>,
+    /// Largest form or JSON body accepted, in kilobytes.
+    pub max_body_kb: usize,
+    /// Log filter, as for `RUST_LOG` (`info`, `fabrique=debug`...).
+    pub log: String,
+    /// Largest job file accepted, in megabytes.
+    pub max_upload_mb: u64,
+    /// Days a finished job's file is kept (to print it again).
+    pub job_retention_days: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            data_dir: PathBuf::from("fabrique-data"),
+            database_url: None,
+            public_url: None,
+            max_body_kb: 256,
+            log: String::from("info"),
+            max_upload_mb: 512,
+            job_retention_days: 30,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("public_url", &self.public_url)
+            .field("max_body_kb", &self.max_body_kb)
+            .field("log", &self.log)
+            .field("max_upload_mb", &self.max_upload_mb)
+            .field("job_retention_days", &self.job_retention_days)
+            .finish()
+    }
+}
+
+/// Hides the password of a database URL: `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A setting that could not be used, with where it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("setting `{name}` (from {source_name}): {reason}")]
+pub struct ConfigError {
+    pub name: String,
+    pub source_name: String,
+    pub reason: String,
+}
+
+/// Settings as given by one layer: every field optional, names as in `fabrique.toml`.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub max_body_kb: Option<usize>,
+    pub log: Option<String>,
+    pub max_upload_mb: Option<u64>,
+    pub job_retention_days: Option<u32>,
+}
+
+const ENV_NAMES: &[&str] = &[
+    "LISTEN",
+    "DATA_DIR",
+    "DATABASE_URL",
+    "PUBLIC_URL",
+    "MAX_BODY_KB",
+    "LOG",
+    "MAX_UPLOAD_MB",
+    "JOB_RETENTION_DAYS",
+];
+
+fn env_number<T: std::str::FromStr>(
+    vars: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, ConfigError> {
+    match vars.get(name) {
+        Some(v) => v.trim().parse().map(Some).map_err(|_| ConfigError {
+            name: name.to_lowercase(),
+            source_name: format!("FABRIQUE_{name}"),
+            reason: format!("`{v}` is not a whole number"),
+        }),
+        None => Ok(None),
+    }
+}
+
+impl Layer {
+    /// Reads `fabrique.toml` (or the file given); a missing default file is an empty layer.
+    pub fn from_file(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        let err = |reason: String| ConfigError {
+            name: String::from("config"),
+            source_name: path.display().to_string(),
+            reason,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Self::default());
+            }
+            Err(e) => return Err(err(format!("cannot read the file: {e}"))),
+        };
+        toml::from_str(&text).map_err(|e| err(e.message().to_string()))
+    }
+
+    /// Reads the `FABRIQUE_*` variables among `vars`. An unknown `FABRIQUE_` name is refused,
+    /// so that a typo does not go unnoticed.
+    pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("FABRIQUE_").map(|k| (k.to_string(), v)))
+            .filter(|(k, _)| !k.starts_with("TEST_") && k != "CONFIG")
+            .collect();
+        if let Some(unknown) = vars.keys().find(|k| !ENV_NAMES.contains(&k.as_str())) {
+            return Err(ConfigError {
+                name: format!("FABRIQUE_{unknown}"),
+                source_name: String::from("the environment"),
+                reason: format!(
+                    "unknown setting; known ones are FABRIQUE_{}",
+                    ENV_NAMES.join(", FABRIQUE_")
+                ),
+            });
+        }
+        Ok(Self {
+            listen: vars.get("LISTEN").cloned(),
+            data_dir: vars.get("DATA_DIR").map(PathBuf::from),
+            database_url: vars.get("DATABASE_URL").cloned(),
+            public_url: vars.get("PUBLIC_URL").cloned(),
+            max_body_kb: env_number(&vars, "MAX_BODY_KB")?,
+            log: vars.get("LOG").cloned(),
+            max_upload_mb: env_number(&vars, "MAX_UPLOAD_MB")?,
+            job_retention_days: env_number(&vars, "JOB_RETENTION_DAYS")?,
+        })
+    }
+}
+
+impl Config {
+    /// Applies the layers in order (later wins) over the defaults, then validates.
+    pub fn build(layers: &[(&str, Layer)]) -> Result<Self, ConfigError> {
+        let mut config = Config::default();
+        for (source, layer) in layers {
+            let err = |name: &str, reason: String| ConfigError {
+                name: name.to_string(),
+                source_name: source.to_string(),
+                reason,
+            };
+            if let Some(listen) = &layer.listen {
+                config.listen = listen.trim().parse().map_err(|_| {
+                    err(
+                        "listen",
+                        format!("`{listen}` is not an address and port such as 0.0.0.0:8080"),
+                    )
+                })?;
+            }
+            if let Some(dir) = &layer.data_dir {
+                if dir.as_os_str().is_empty() {
+                    return Err(err("data_dir", String::from("must not be empty")));
+                }
+                config.data_dir = dir.clone();
+            }
+            if let Some(url) = &layer.database_url {
+                let url = url.trim();
+                if url.is_empty() {
+                    config.database_url = None;
+                } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                    config.database_url = Some(url.to_string());
+                } else {
+                    return Err(err(
+                        "database_url",
+                        format!(
+                            "`{}` is not a PostgreSQL URL (postgres://user@host/db); leave it unset to use SQLite in data_dir",
+                            redact_url(url)
+                        ),
+                    ));
+                }
+            }
+            if let Some(url) = &layer.public_url {
+                let url = url.trim().trim_end_matches('/');
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(err(
+                        "public_url",
+                        format!("`{url}` must start with http:// or https://"),
+                    ));
+                }
+                config.public_url = Some(url.to_string());
+            }
+            if let Some(kb) = layer.max_body_kb {
+                if !(16..=1_048_576).contains(&kb) {
+                    return Err(err("max_body_kb", format!("{kb} is outside 16 to 1048576")));
+                }
+                config.max_body_kb = kb;
+            }
+            if let Some(mb) = layer.max_upload_mb {
+                if !(1..=10_240).contains(&mb) {
+                    return Err(err("max_upload_mb", format!("{mb} is outside 1 to 10240")));
+                }
+                config.max_upload_mb = mb;
+            }
+            if let Some(days) = layer.job_retention_days {
+                if !(1..=3650).contains(&days) {
+                    return Err(err(
+                        "job_retention_days",
+                        format!("{days} is outside 1 to 3650"),
+                    ));
+                }
+                config.job_retention_days = days;
+            }
+            if let Some(log) = &layer.log {
+                tracing_subscriber::EnvFilter::try_new(log)
+                    .map_err(|e| err("log", format!("`{log}` is not a log filter: {e}")))?;
+                config.log = log.clone();
+            }
+        }
+        Ok(config)
+    }
+
+    /// The database to open: PostgreSQL when configured, else `fabrique.db` in `data_dir`.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("fabrique.db").display()),
+        }
+    }
+
+    /// Where job files are kept.
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.data_dir.join("jobs")
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn later_layers_win_over_earlier_ones_and_defaults() {
+        let file: Layer = toml::from_str("listen = \"127.0.0.1:9000\"\nlog = \"debug\"").unwrap();
+        let vars = Layer::from_env(env(&[
+            ("FABRIQUE_LISTEN", "127.0.0.1:9100"),
+            ("HOME", "/root"),
+        ]))
+        .unwrap();
+        let flags = Layer {
+            data_dir: Some("/tmp/x".into()),
+            ..Layer::default()
+        };
+        let c = Config::build(&[("fabrique.toml", file), ("env", vars), ("flags", flags)]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.log, "debug");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.max_body_kb, 256);
+    }
+
+    #[test]
+    fn a_wrong_setting_is_named_with_its_source() {
+        let vars = Layer::from_env(env(&[("FABRIQUE_LISTEN", "eight-thousand")])).unwrap();
+        let e = Config::build(&[("FABRIQUE_LISTEN", vars)]).unwrap_err();
+        assert_eq!(e.name, "listen");
+        assert!(e.to_string().contains("FABRIQUE_LISTEN"), "{e}");
+        let e = Layer::from_env(env(&[("FABRIQUE_LISTN", "x")])).unwrap_err();
+        assert!(e.to_string().contains("FABRIQUE_LISTN"));
+        assert!(toml::from_str::<Layer>("lisen = 1").is_err());
+    }
+
+    #[test]
+    fn database_passwords_never_appear_in_debug_or_errors() {
+        let vars = Layer::from_env(env(&[(
+            "FABRIQUE_DATABASE_URL",
+            "postgres://lab:s3cret@db/fabrique",
+        )]))
+        .unwrap();
+        let c = Config::build(&[("env", vars)]).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let vars =
+            Layer::from_env(env(&[("FABRIQUE_DATABASE_URL", "mysql://lab:s3cret@db/x")])).unwrap();
+        let e = Config::build(&[("env", vars)]).unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+}

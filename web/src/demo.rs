@@ -1,0 +1,409 @@
+//! `fabrique serve --demo`: a small lab to look at. One account of each role, with a fresh
+//! password printed at every start, and six machines of different kinds.
+
+use fabrique_controller::domain::machine::ConnectionKind;
+use fabrique_controller::domain::{
+    Connection, CredentialKind, Lang, MachineInput, MachineKind, MachineProfile, MachineState,
+    NewUser, Role, Secret, UserPatch, Username,
+};
+use fabrique_controller::lab::now;
+use fabrique_controller::{Lab, StoreError};
+
+/// The demo accounts and their passwords, to print.
+pub async fn seed(lab: &Lab) -> anyhow::Result<Vec<(String, Role, String)>> {
+    let accounts = [
+        ("admin", "Alex Admin", Role::Admin),
+        ("manager", "Nadia (fab manager)", Role::Manager),
+        ("trainer", "Karim (formateur)", Role::Trainer),
+        ("member", "Josette", Role::Member),
+    ];
+    let mut printed = Vec::new();
+    let at = now();
+    for (username, name, role) in accounts {
+        let password = format!(
+            "demo-{}",
+            &fabrique_controller::secrets::random_token()?[..12]
+        );
+        let secret = Secret::new(password.clone());
+        let name_parsed = Username::parse(username)?;
+        match lab.store().user_by_username(&name_parsed).await {
+            Ok(existing) => {
+                // The demo account exists from an earlier start: give it a fresh password.
+                let patch = UserPatch {
+                    credential: Some((CredentialKind::Password, secret)),
+                    disabled: Some(false),
+                    ..UserPatch::default()
+                };
+                lab.update_user(&existing, existing.id, patch, at).await?;
+            }
+            Err(StoreError::NotFound) => {
+                let new = NewUser::parse(
+                    username,
+                    name,
+                    "",
+                    role,
+                    Lang::Fr,
+                    CredentialKind::Password,
+                    secret,
+                )?;
+                lab.create_user_unchecked(&new, at).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        printed.push((username.to_string(), role, password));
+    }
+    let existing: Vec<String> = lab.machines().await?.into_iter().map(|m| m.name).collect();
+    for (input, state, reason) in machines()? {
+        if existing.contains(&input.name) {
+            continue;
+        }
+        let id = lab.store().insert_machine(&input, state, at).await?;
+        if !reason.is_empty() {
+            lab.store().set_machine_state(id, state, reason, at).await?;
+        }
+    }
+    seed_trainings(lab, at).await?;
+    // The demo lab lets its printers finish jobs after closing time, so the sample job runs
+    // whatever the hour.
+    let admin = lab
+        .store()
+        .user_by_username(&Username::parse("admin")?)
+        .await?;
+    let mut settings = lab.calendar_settings().await?;
+    settings.printers_unattended = true;
+    lab.set_calendar_settings(&admin, &settings).await?;
+    Ok(printed)
+}
+
+/// Trainings for the demo machines, a session next week, a badge for the member and a
+/// booking, so that every page has something to show. Added once.
+async fn seed_trainings(lab: &Lab, at: i64) -> anyhow::Result<()> {
+    use fabrique_controller::domain::training::TrainingInput;
+    if !lab.trainings().await?.is_empty() {
+        return Ok(());
+    }
+    let machines = lab.machines().await?;
+    let ids = |names: &[&str]| {
+        machines
+            .iter()
+            .filter(|m| names.contains(&m.name.as_str()))
+            .map(|m| m.id)
+            .collect::<Vec<_>>()
+    };
+    let manager = lab
+        .store()
+        .user_by_username(&Username::parse("manager")?)
+        .await?;
+    let trainer = lab
+        .store()
+        .user_by_username(&Username::parse("trainer")?)
+        .await?;
+    let member = lab
+        .store()
+        .user_by_username(&Username::parse("member")?)
+        .await?;
+    let printing = TrainingInput::parse(
+        "Impression 3D",
+        "Préparer un fichier, lancer et surveiller une impression, nettoyer le plateau.",
+        "24",
+        "6",
+        ids(&["Prusa MK3S", "Ender 3"]),
+    )?;
+    let printing = lab.save_training(&manager, None, &printing, at).await?;
+    let laser = TrainingInput::parse(
+        "Découpe laser",
+        "Sécurité, réglages, découpe d'un porte-clés.",
+        "12",
+        "3",
+        ids(&["Découpeuse laser"]),
+    )?;
+    let laser = lab.save_training(&manager, None, &laser, at).await?;
+    let sewing = TrainingInput::parse("Broderie", "", "24", "", ids(&["Brodeuse Brother"]))?;
+    lab.save_training(&manager, None, &sewing, at).await?;
+    let settings = lab.calendar_settings().await?;
+    let today = settings.local_date(jiff::Timestamp::now());
+    let mut upcoming = (1..15)
+        .filter_map(|d| today.checked_add(jiff::ToSpan::days(d)).ok())
+        .flat_map(|d| settings.slots(d));
+    if let Some((start, _)) = upcoming.next() {
+        let end = jiff::Timestamp::from_second(start.as_second() + 2 * 3600)?;
+        lab.create_session(&trainer, laser.id, start, end, None, 6, "Salle laser", at)
+            .await?;
+    }
+    lab.award_badge(&trainer, member.id, printing.id, None, at)
+        .await?;
+    if let (Some((start, end)), Some(prusa)) = (upcoming.nth(3), ids(&["Prusa MK3S"]).first()) {
+        lab.book(
+            &manager,
+            *prusa,
+            member.id,
+            start,
+            end,
+            false,
+            "Porte-clés pour l'atelier seniors",
+            at,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn machines() -> anyhow::Result<Vec<(MachineInput, MachineState, &'static str)>> {
+    let printer = MachineProfile::parse(["250", "210", "210"], "300", "120", "", "", "PLA, PETG")?;
+    let ender = MachineProfile::parse(["220", "220", "250"], "260", "100", "", "", "PLA")?;
+    let laser = MachineProfile::parse(
+        ["400", "400", ""],
+        "",
+        "",
+        "1000",
+        "",
+        "contreplaqué 3 mm, PET, carton",
+    )?;
+    let embroidery = MachineProfile::parse(["", "", ""], "", "", "", "100x100, 130x180", "")?;
+    let mill = MachineProfile::parse(["300", "180", "45"], "", "", "", "", "MDF, bois")?;
+    let vinyl = MachineProfile::parse(["330", "1000", ""], "", "", "", "", "vinyle adhésif, flex")?;
+    let serial = |kind, port: &str| Connection::parse(kind, port, "115200", "", "", None);
+    Ok(vec![
+        (
+            MachineInput::new(
+                "Prusa MK3S",
+                MachineKind::FdmPrinter,
+                serial(ConnectionKind::SerialMarlin, "/dev/ttyACM0")?,
+                printer,
+                "Atelier, table 1",
+                "Impression 3D",
+            )?,
+            MachineState::Offline,
+            "",
+        ),
+        (
+            MachineInput::new(
+                "Ender 3",
+                MachineKind::FdmPrinter,
+                Connection::Moonraker {
+                    url: "http://ender.local".into(),
+                },
+                ender,
+                "Atelier, table 2",
+                "Impression 3D",
+            )?,
+            MachineState::Offline,
+            "",
+        ),
+        (
+            MachineInput::new(
+                "Découpeuse laser",
+                MachineKind::LaserCutter,
+                serial(ConnectionKind::SerialGrbl, "/dev/ttyUSB0")?,
+                laser,
+                "Salle laser",
+                "Découpe laser",
+            )?,
+            MachineState::Offline,
+            "",
+        ),
+        (
+            MachineInput::new(
+                "Brodeuse Brother",
+                MachineKind::Embroidery,
+                Connection::Manual,
+                embroidery,
+                "Coin couture",
+                "Broderie",
+            )?,
+            MachineState::ToCheck,
+            "Canette à changer",
+        ),
+        (
+            MachineInput::new(
+                "Fraiseuse CNC",
+                MachineKind::CncMill,
+                serial(ConnectionKind::SerialGrbl, "/dev/ttyUSB1")?,
+                mill,
+                "Atelier bois",
+                "Fraiseuse",
+            )?,
+            MachineState::Maintenance,
+            "Fraise de 3 mm commandée",
+        ),
+        (
+            MachineInput::new(
+                "Plotter vinyle",
+                MachineKind::VinylCutter,
+                Connection::Manual,
+                vinyl,
+                "Atelier, table 3",
+                "",
+            )?,
+            MachineState::Idle,
+            "",
+        ),
+    ])
+}
+
+/// The demo's printer is a virtual Marlin on a pseudo-terminal in the data folder (moves
+/// fifty times faster than real), so the board shows a job streaming for real.
+pub async fn start_machines(
+    lab: &Lab,
+    config: &crate::config::Config,
+    cancel: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use fabrique_machines::sim::marlin::{SimConfig, VirtualPrinter};
+    let dir = config.data_dir.join("sim");
+    std::fs::create_dir_all(&dir)?;
+    let link = dir.join("prusa-mk3s");
+    let printer = VirtualPrinter::new(SimConfig {
+        time_scale: 0.02,
+        ..SimConfig::default()
+    });
+    let serve_at = link.clone();
+    let printer_cancel = cancel.clone();
+    tokio::spawn(async move {
+        if let Err(e) = printer.run_at_path(&serve_at, printer_cancel).await {
+            tracing::error!(error = %e, "virtual printer stopped");
+        }
+    });
+    // The laser: a virtual GRBL; its job waits on the board for a person to press start.
+    use fabrique_machines::sim::grbl as grbl_sim;
+    let laser_link = dir.join("laser");
+    let laser = grbl_sim::VirtualGrbl::new(grbl_sim::SimConfig {
+        time_scale: 0.05,
+        ..Default::default()
+    });
+    let serve_laser = laser_link.clone();
+    tokio::spawn(async move {
+        if let Err(e) =
+            grbl_sim::serve_at(&serve_laser, laser, grbl_sim::LinkConfig::default(), cancel).await
+        {
+            tracing::error!(error = %e, "virtual laser stopped");
+        }
+    });
+    for _ in 0..50 {
+        if link.exists() && laser_link.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let at = now();
+    if let Some(laser) = lab
+        .machines()
+        .await?
+        .into_iter()
+        .find(|m| m.name == "Découpeuse laser")
+    {
+        let mut input = MachineInput::new(
+            &laser.name,
+            laser.kind,
+            laser.connection.clone(),
+            laser.profile.clone(),
+            &laser.location,
+            &laser.required_training,
+        )?;
+        input.connection = Connection::SerialGrbl {
+            port: laser_link.display().to_string(),
+            baud: 115_200,
+        };
+        lab.store().update_machine(laser.id, &input, at).await?;
+        if !matches!(laser.state, MachineState::Busy | MachineState::Paused) {
+            lab.store()
+                .set_machine_state(laser.id, MachineState::Idle, "", at)
+                .await?;
+        }
+    }
+    if let Some(prusa) = lab
+        .machines()
+        .await?
+        .into_iter()
+        .find(|m| m.name == "Prusa MK3S")
+    {
+        let mut input = MachineInput::new(
+            &prusa.name,
+            prusa.kind,
+            prusa.connection.clone(),
+            prusa.profile.clone(),
+            &prusa.location,
+            &prusa.required_training,
+        )?;
+        input.connection = Connection::SerialMarlin {
+            port: link.display().to_string(),
+            baud: 115_200,
+        };
+        lab.store().update_machine(prusa.id, &input, at).await?;
+        if !matches!(prusa.state, MachineState::Busy | MachineState::Paused) {
+            lab.store()
+                .set_machine_state(prusa.id, MachineState::Idle, "", at)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A key ring for the seniors' workshop, sent by the member: the planner starts it on the
+/// virtual printer and the board follows it. And a visor shield for the laser, which waits
+/// on the board for a person to start it.
+pub async fn submit_sample_job(lab: &Lab, config: &crate::config::Config) -> anyhow::Result<()> {
+    let member = lab
+        .store()
+        .user_by_username(&Username::parse("member")?)
+        .await?;
+    let machines = lab.machines().await?;
+    let prusa = machines
+        .iter()
+        .find(|m| m.name == "Prusa MK3S")
+        .map(|m| m.id);
+    let laser = machines
+        .iter()
+        .find(|m| m.name == "Découpeuse laser")
+        .map(|m| m.id);
+    let keychain: &[u8] = include_bytes!("../tests/data/mk3_keychain.gcode");
+    let shield: &[u8] = include_bytes!("../tests/data/laser_shield.gcode");
+    submit(
+        lab,
+        config,
+        &member,
+        prusa,
+        "porte-cles-atelier-seniors.gcode",
+        keychain,
+    )
+    .await?;
+    submit(lab, config, &member, laser, "ecran-visiere.gcode", shield).await
+}
+
+async fn submit(
+    lab: &Lab,
+    config: &crate::config::Config,
+    member: &fabrique_controller::domain::User,
+    machine: Option<fabrique_controller::domain::MachineId>,
+    name: &str,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
+    let dir = config.jobs_dir();
+    std::fs::create_dir_all(&dir)?;
+    let stored_name = format!(
+        "demo-{}.gcode",
+        &fabrique_controller::secrets::random_token()?[..16]
+    );
+    let path = dir.join(&stored_name);
+    std::fs::write(&path, bytes)?;
+    let sha256: String = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let new = fabrique_controller::store::NewJob {
+        owner: member.id,
+        file_name: name.to_string(),
+        stored_name,
+        size_bytes: i64::try_from(bytes.len())?,
+        sha256,
+        target_machine: machine,
+        target_kind: None,
+    };
+    let job = lab.submit_job(member, &new, now()).await?;
+    let outcome =
+        tokio::task::spawn_blocking(move || crate::analysis::analyse(&path, None)).await?;
+    lab.record_analysis(job.id, outcome, now()).await?;
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! One error type for the web layer. A handler returns `AppError`; the response carries only
+//! the stable code and a catalogue key, and the `context` middleware renders it in the
+//! person's language: JSON `{"error": {"code", "message"}}` under `/api`, an HTML page
+//! elsewhere. Internal errors are logged with their whole source chain and shown to nobody.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use fabrique_controller::LabError;
+use fabrique_controller::domain::Invalid;
+
+#[derive(Debug, Clone)]
+pub struct AppError {
+    pub status: StatusCode,
+    /// Stable, for programs: `bad_credentials`, `not_found`, `invalid_input`...
+    pub code: String,
+    /// Catalogue key of the message people read.
+    pub key: String,
+    pub args: Vec<(String, String)>,
+}
+
+impl AppError {
+    pub fn new(status: StatusCode, code: &str, key: &str) -> Self {
+        Self {
+            status,
+            code: code.to_string(),
+            key: key.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, name: &str, value: impl ToString) -> Self {
+        self.args.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "error.unauthorized",
+        )
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "error.forbidden")
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "error.not_found")
+    }
+
+    pub fn internal(context: &str, error: &dyn std::error::Error) -> Self {
+        let mut chain = error.to_string();
+        let mut source = error.source();
+        while let Some(e) = source {
+            chain.push_str(": ");
+            chain.push_str(&e.to_string());
+            source = e.source();
+        }
+        tracing::error!(context, error = %chain, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "error.internal",
+        )
+    }
+
+    /// The error a bare status stands for, when something below the handlers (a body limit,
+    /// a rejected path or JSON body, an unknown route) answered without our error body.
+    pub fn from_status(status: StatusCode) -> Self {
+        let (code, key) = match status.as_u16() {
+            400 => ("bad_request", "error.bad_request"),
+            401 => ("unauthorized", "error.unauthorized"),
+            403 => ("forbidden", "error.forbidden"),
+            404 => ("not_found", "error.not_found"),
+            405 => ("method_not_allowed", "error.method_not_allowed"),
+            413 => ("payload_too_large", "error.payload_too_large"),
+            415 => ("unsupported_media_type", "error.unsupported_media_type"),
+            422 => ("invalid_input", "error.invalid_input"),
+            429 => ("too_many_requests", "error.too_many_requests"),
+            s if s >= 500 => ("internal", "error.internal"),
+            _ => ("bad_request", "error.bad_request"),
+        };
+        Self::new(status, code, key)
+    }
+}
+
+impl From<Invalid> for AppError {
+    fn from(e: Invalid) -> Self {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            &format!("invalid.{}", e.code),
+        )
+        .arg("field", e.field)
+    }
+}
+
+impl From<LabError> for AppError {
+    fn from(e: LabError) -> Self {
+        match e {
+            LabError::Invalid(invalid) => invalid.into(),
+            LabError::Forbidden => AppError::forbidden(),
+            LabError::NotFound => AppError::not_found(),
+            LabError::Conflict { what } => AppError::new(
+                StatusCode::CONFLICT,
+                &format!("{what}_taken"),
+                &format!("conflict.{what}"),
+            ),
+            LabError::BadCredentials => AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_credentials",
+                "login.bad_credentials",
+            ),
+            LabError::AccountDisabled => AppError::new(
+                StatusCode::FORBIDDEN,
+                "account_disabled",
+                "login.account_disabled",
+            ),
+            LabError::Throttled { retry_after_s } => AppError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "login.throttled",
+            )
+            .arg("minutes", (retry_after_s + 59) / 60),
+            LabError::Refused(refusal) => {
+                let status = match refusal.code() {
+                    "badge_required" | "supervision_not_allowed" => StatusCode::FORBIDDEN,
+                    "slot_taken" | "machine_unavailable" => StatusCode::CONFLICT,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                let mut error = AppError::new(
+                    status,
+                    refusal.code(),
+                    &format!("refusal.{}", refusal.code()),
+                );
+                for (name, value) in refusal.args() {
+                    error = error.arg(name, value);
+                }
+                error
+            }
+            LabError::Hash(e) => AppError::internal("hashing", &e),
+            LabError::Store(e) => AppError::internal("store", &e),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,82 @@
+//! The message catalogue: every string a person reads, in French and in English.
+//!
+//! `i18n/fr.toml` and `i18n/en.toml` are flat tables of keys to messages, embedded in the
+//! binary. Messages may hold `{name}` placeholders. A test checks that both catalogues have
+//! the same keys and that every key the templates and the code use exists.
+
+use fabrique_controller::domain::Lang;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const FR: &str = include_str!("../i18n/fr.toml");
+const EN: &str = include_str!("../i18n/en.toml");
+
+#[derive(Debug)]
+pub struct Catalog {
+    fr: HashMap<String, String>,
+    en: HashMap<String, String>,
+}
+
+impl Catalog {
+    /// Parses the embedded catalogues. They are part of the binary, so a failure here is a
+    /// build defect that the test suite catches.
+    pub fn embedded() -> Result<Self, toml::de::Error> {
+        Ok(Self {
+            fr: toml::from_str(FR)?,
+            en: toml::from_str(EN)?,
+        })
+    }
+
+    fn table(&self, lang: Lang) -> &HashMap<String, String> {
+        match lang {
+            Lang::Fr => &self.fr,
+            Lang::En => &self.en,
+        }
+    }
+
+    pub fn keys(&self, lang: Lang) -> impl Iterator<Item = &String> {
+        self.table(lang).keys()
+    }
+}
+
+/// A translator for one request's language.
+#[derive(Debug, Clone)]
+pub struct Tr {
+    pub lang: Lang,
+    catalog: Arc<Catalog>,
+}
+
+impl Tr {
+    pub fn new(lang: Lang, catalog: Arc<Catalog>) -> Self {
+        Self { lang, catalog }
+    }
+
+    /// The message for `key`. A missing key shows the key itself (and is logged), so a page
+    /// still renders; the catalogue test keeps this from reaching anyone.
+    pub fn t<'a>(&'a self, key: &'a str) -> &'a str {
+        match self.catalog.table(self.lang).get(key) {
+            Some(message) => message,
+            None => {
+                tracing::warn!(key, lang = %self.lang, "missing message");
+                key
+            }
+        }
+    }
+
+    /// The message for `key` with its `{name}` placeholders filled.
+    pub fn f(&self, key: &str, args: &[(&str, &str)]) -> String {
+        args.iter()
+            .fold(self.t(key).to_string(), |text, (name, value)| {
+                text.replace(&format!("{{{name}}}"), value)
+            })
+    }
+
+    /// The translated name of a word from a closed set: `t("state.idle")`.
+    pub fn word(&self, group: &str, word: &str) -> String {
+        self.t(&format!("{group}.{word}")).to_string()
+    }
+
+    pub fn lang_code(&self) -> &'static str {
+        self.lang.as_str()
+    }
+}

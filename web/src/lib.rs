@@ -1,0 +1,79 @@
+//! Fabrique's web pages, JSON API and command line.
+//!
+//! # Layout
+//!
+//! - [`config`]: layered settings (defaults, `fabrique.toml`, `FABRIQUE_*`, flags).
+//! - [`app`]: state, router, and the middleware that resolves the account, the language and
+//!   CSRF, and renders errors.
+//! - [`pages`] (askama templates in `templates/`) and [`api`] (JSON under `/api/v1`, with its
+//!   OpenAPI document).
+//! - [`i18n`]: the French and English catalogue every visible string comes from.
+//! - [`demo`]: the small lab `fabrique serve --demo` seeds.
+
+pub mod analysis;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod ctx;
+pub mod demo;
+pub mod error;
+pub mod i18n;
+pub mod jobs;
+pub mod pages;
+pub mod upload;
+
+use app::AppState;
+use config::Config;
+use fabrique_controller::{Lab, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Opens the database (creating the SQLite file and its folder on first start) and runs
+/// the migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the data folder {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+    }
+    Store::open(&config.database_url()).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the database {}: {e}",
+            config::redact_url(&config.database_url())
+        )
+    })
+}
+
+/// The application state, with the machine runtime started (one task per machine).
+pub async fn state(lab: Lab, config: Config) -> anyhow::Result<AppState> {
+    let catalog =
+        i18n::Catalog::embedded().map_err(|e| anyhow::anyhow!("message catalogue: {e}"))?;
+    let runtime = fabrique_controller::runtime::Runtime::start(
+        lab.clone(),
+        config.jobs_dir(),
+        config.job_retention_days,
+    )
+    .await?;
+    Ok(AppState {
+        lab,
+        runtime,
+        catalog: Arc::new(catalog),
+        config: Arc::new(config),
+    })
+}
+
+/// Serves Fabrique on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

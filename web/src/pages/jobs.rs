@@ -1,0 +1,277 @@
+//! Sending a file and following it: the upload form (multipart, works without JavaScript),
+//! the list of jobs, and a job's page with its analysis, progress and history.
+
+use super::{Page, message, render, render_with_status};
+use crate::app::AppState;
+use crate::ctx::Ctx;
+use crate::error::AppResult;
+use crate::i18n::Tr;
+use askama::Template;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use fabrique_controller::domain::job::{Job, JobId, JobState};
+use fabrique_controller::domain::{Role, User};
+use fabrique_controller::lab::now;
+
+pub fn router(max_upload: usize) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/jobs",
+            get(list)
+                .post(upload)
+                .layer(DefaultBodyLimit::max(max_upload)),
+        )
+        .route("/jobs/{id}", get(show))
+        .route("/jobs/{id}/approve", post(approve))
+        .route("/jobs/{id}/cancel", post(cancel))
+        .route("/jobs/{id}/requeue", post(requeue))
+        .route("/jobs/{id}/priority", post(priority))
+}
+
+/// "1 h 43 min", "14 min", "40 s".
+pub fn duration(seconds: i64) -> String {
+    match seconds {
+        s if s >= 3600 => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+struct JobRow {
+    id: i64,
+    file_name: String,
+    owner: String,
+    state: String,
+    reason: String,
+    estimate: String,
+    size: String,
+    percent: i64,
+    can_approve: bool,
+    can_cancel: bool,
+    can_requeue: bool,
+    can_prioritise: bool,
+    priority: i32,
+}
+
+fn row(tr: &Tr, j: &Job, viewer: &User) -> JobRow {
+    let manager = viewer.role.at_least(Role::Manager);
+    let mine = j.owner == viewer.id;
+    JobRow {
+        id: j.id.0,
+        file_name: j.file_name.clone(),
+        owner: j.owner_name.clone(),
+        state: tr.word("job_state", j.state.as_str()),
+        reason: j.state_reason.clone(),
+        estimate: j
+            .estimate_s
+            .map_or_else(|| tr.t("jobs.unknown").to_string(), duration),
+        size: format!("{:.1} Mo", j.size_bytes as f64 / 1_048_576.0),
+        percent: if j.size_bytes > 0 {
+            (j.bytes_acked * 100 / j.size_bytes).min(100)
+        } else {
+            0
+        },
+        can_approve: manager && j.state == JobState::NeedsApproval,
+        can_cancel: (manager || mine)
+            && j.state.change_to(JobState::Cancelled).is_ok()
+            && !matches!(j.state, JobState::Running | JobState::Paused),
+        can_prioritise: manager && matches!(j.state, JobState::Queued | JobState::NeedsApproval),
+        priority: j.priority,
+        can_requeue: (manager || mine)
+            && j.state.change_to(JobState::Queued).is_ok()
+            && j.state.is_finished()
+            && !j.file_deleted,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "jobs.html")]
+struct JobsPage {
+    p: Page,
+    error: Option<String>,
+    jobs: Vec<JobRow>,
+    machines: Vec<(i64, String)>,
+}
+
+async fn jobs_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppResult<JobsPage> {
+    let user = ctx.user()?;
+    let jobs = state
+        .lab
+        .jobs_for(user)
+        .await?
+        .iter()
+        .map(|j| row(&ctx.tr, j, user))
+        .collect();
+    let machines = state
+        .lab
+        .machines()
+        .await?
+        .into_iter()
+        .map(|m| (m.id.0, m.name))
+        .collect();
+    Ok(JobsPage {
+        p: Page::new(ctx, "jobs.title", "jobs", "/jobs"),
+        error,
+        jobs,
+        machines,
+    })
+}
+
+async fn list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    Ok(render(&jobs_page(&state, &ctx, None).await?)?.into_response())
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    multipart: Multipart,
+) -> AppResult<Response> {
+    let user = ctx.user()?;
+    let result = async {
+        let received = crate::upload::receive(
+            multipart,
+            &state.config.jobs_dir(),
+            state.config.max_upload_mb * 1_048_576,
+        )
+        .await?;
+        let machine = received.fields.get("machine_id").cloned();
+        crate::jobs::accept(&state, user, received, machine.as_deref()).await
+    }
+    .await;
+    match result {
+        Ok(job) => Ok(Redirect::to(&format!("/jobs/{}", job.id.0)).into_response()),
+        Err(e) if e.status.is_client_error() => {
+            let page = jobs_page(&state, &ctx, Some(message(&ctx.tr, &e))).await?;
+            Ok(render_with_status(e.status, &page))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    p: Page,
+    error: Option<String>,
+    j: JobRow,
+    findings: Vec<String>,
+    history: Vec<String>,
+    priorities: Vec<i32>,
+}
+
+/// The analysis' findings in the reader's language.
+fn findings(tr: &Tr, job: &Job) -> Vec<String> {
+    let lang = tr.lang_code();
+    job.analysis
+        .as_ref()
+        .and_then(|a| a.get("issues"))
+        .and_then(|i| i.as_array())
+        .map(|issues| {
+            issues
+                .iter()
+                .map(|i| {
+                    let text = i
+                        .get("message")
+                        .and_then(|m| m.get(lang).or(Some(m)))
+                        .and_then(|m| m.as_str())
+                        .unwrap_or("");
+                    match i.get("line").and_then(serde_json::Value::as_i64) {
+                        Some(line) => tr.f(
+                            "jobs.finding_line",
+                            &[("line", &line.to_string()), ("text", text)],
+                        ),
+                        None => text.to_string(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+    let user = ctx.user()?;
+    let job = state.lab.job(user, JobId(id)).await?;
+    let events = state.lab.job_events(user, job.id).await?;
+    let tz = state.lab.calendar_settings().await?.tz();
+    let history = events
+        .iter()
+        .map(|e| {
+            let when =
+                e.at.to_zoned(tz.clone())
+                    .strftime("%d/%m/%Y %H:%M")
+                    .to_string();
+            let who = e.actor_name.clone().unwrap_or_else(|| "Fabrique".into());
+            let note = if e.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", e.note)
+            };
+            format!(
+                "{when} · {} · {who}{note}",
+                ctx.tr.word("job_state", e.to.as_str())
+            )
+        })
+        .collect();
+    let mut p = Page::new(&ctx, "jobs.title", "jobs", &format!("/jobs/{id}"));
+    p.title = job.file_name.clone();
+    let page = JobPage {
+        p,
+        error: None,
+        findings: findings(&ctx.tr, &job),
+        j: row(&ctx.tr, &job, user),
+        history,
+        priorities: (-10..=10).rev().collect(),
+    };
+    Ok(render(&page)?.into_response())
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    state.lab.approve_job(ctx.user()?, JobId(id), now()).await?;
+    state.runtime.wake();
+    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    state.lab.cancel_job(ctx.user()?, JobId(id), now()).await?;
+    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+}
+
+async fn requeue(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    state.lab.requeue_job(ctx.user()?, JobId(id), now()).await?;
+    state.runtime.wake();
+    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct PriorityForm {
+    priority: i32,
+}
+
+/// A manager moves a job up or down the queue (higher goes first).
+async fn priority(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    axum::Form(f): axum::Form<PriorityForm>,
+) -> AppResult<Response> {
+    state
+        .lab
+        .set_job_priority(ctx.user()?, JobId(id), f.priority)
+        .await?;
+    state.runtime.wake();
+    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+}

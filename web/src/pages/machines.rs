@@ -1,0 +1,469 @@
+//! The home page (machines and their state), a machine's page, and the machines admin.
+
+use super::{Page, message, options, render, render_with_status};
+use crate::app::AppState;
+use crate::ctx::Ctx;
+use crate::error::{AppError, AppResult};
+use crate::i18n::Tr;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use fabrique_controller::domain::machine::ConnectionKind;
+use fabrique_controller::domain::{
+    Connection, Machine, MachineId, MachineInput, MachineKind, MachineProfile, MachineState, Role,
+};
+use fabrique_controller::lab::now;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/machines/{id}", get(machine_page))
+        .route("/machines/{id}/state", post(set_state))
+        .route("/admin/machines", get(admin_list).post(create))
+        .route("/admin/machines/new", get(new_form).post(create))
+        .route("/admin/machines/{id}", get(edit_form).post(update))
+}
+
+/// A machine as pages show it, every word translated.
+pub struct MachineView {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub location: String,
+    pub connection: String,
+    pub required_training: String,
+    pub state: String,
+    pub state_label: String,
+    /// A symbol beside the state word, so the state never rests on colour alone.
+    pub state_symbol: &'static str,
+    pub reason: String,
+    pub profile: Vec<(String, String)>,
+}
+
+pub fn state_symbol(state: MachineState) -> &'static str {
+    match state {
+        MachineState::Idle => "✓",
+        MachineState::Busy => "▶",
+        MachineState::Paused => "⏸",
+        MachineState::Offline => "○",
+        MachineState::Error => "✕",
+        MachineState::ToCheck => "⚑",
+        MachineState::Maintenance => "⚙",
+        MachineState::Disabled => "⊘",
+    }
+}
+
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value}")
+    }
+}
+
+impl MachineView {
+    pub fn new(tr: &Tr, m: &Machine) -> Self {
+        let connection = match &m.connection {
+            Connection::SerialMarlin { port, baud } | Connection::SerialGrbl { port, baud } => {
+                format!(
+                    "{} ({port}, {baud} bauds)",
+                    tr.word("connection", m.connection.kind().as_str())
+                )
+            }
+            Connection::OctoPrint { url, .. } | Connection::Moonraker { url } => {
+                format!(
+                    "{} ({url})",
+                    tr.word("connection", m.connection.kind().as_str())
+                )
+            }
+            Connection::Manual => tr.word("connection", "manual"),
+        };
+        let p = &m.profile;
+        let mut profile = Vec::new();
+        let [x, y, z] = p.work_area_mm;
+        if x > 0.0 || y > 0.0 {
+            let area = if z > 0.0 {
+                format!("{} × {} × {} mm", number(x), number(y), number(z))
+            } else {
+                format!("{} × {} mm", number(x), number(y))
+            };
+            profile.push((tr.t("machine.work_area").to_string(), area));
+        }
+        for (key, value, unit) in [
+            ("machine.max_hotend", p.max_hotend_c, " °C"),
+            ("machine.max_bed", p.max_bed_c, " °C"),
+            ("machine.max_laser_power", p.max_laser_power, ""),
+        ] {
+            if value > 0.0 {
+                profile.push((tr.t(key).to_string(), format!("{}{unit}", number(value))));
+            }
+        }
+        if !p.hoops_mm.is_empty() {
+            profile.push((tr.t("machine.hoops").to_string(), p.hoops_text()));
+        }
+        if !p.materials.is_empty() {
+            profile.push((
+                tr.t("machine.materials").to_string(),
+                p.materials.join(", "),
+            ));
+        }
+        Self {
+            id: m.id.0,
+            name: m.name.clone(),
+            kind: tr.word("kind", m.kind.as_str()),
+            location: m.location.clone(),
+            connection,
+            required_training: m.required_training.clone(),
+            state: m.state.as_str().to_string(),
+            state_label: tr.word("state", m.state.as_str()),
+            state_symbol: state_symbol(m.state),
+            reason: m.state_reason.clone(),
+            profile,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    p: Page,
+    machines: Vec<MachineView>,
+}
+
+pub async fn home(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    ctx.user()?;
+    let machines = state.lab.machines().await?;
+    let machines = machines
+        .iter()
+        .map(|m| MachineView::new(&ctx.tr, m))
+        .collect();
+    let p = Page::new(&ctx, "home.title", "home", "/");
+    Ok(render(&HomePage { p, machines })?.into_response())
+}
+
+#[derive(Template)]
+#[template(path = "machine.html")]
+struct MachinePage {
+    p: Page,
+    m: MachineView,
+    states: Vec<(String, String)>,
+}
+
+async fn machine_page(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    ctx.user()?;
+    let machine = state.lab.machine(MachineId(id)).await?;
+    let mut p = Page::new(&ctx, "machine.title", "home", &format!("/machines/{id}"));
+    p.title = machine.name.clone();
+    let settable: Vec<MachineState> = MachineState::ALL
+        .iter()
+        .copied()
+        .filter(|s| s.settable_by_manager())
+        .collect();
+    let states = options(&ctx.tr, "state", &settable);
+    Ok(render(&MachinePage {
+        p,
+        m: MachineView::new(&ctx.tr, &machine),
+        states,
+    })?
+    .into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct StateForm {
+    state: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn set_state(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(form): Form<StateForm>,
+) -> AppResult<Response> {
+    let user = ctx.require(Role::Manager)?;
+    let next: MachineState = form.state.parse().map_err(|()| {
+        AppError::from(fabrique_controller::domain::Invalid::new("state", "choice"))
+    })?;
+    state
+        .lab
+        .set_machine_state(user, MachineId(id), next, &form.reason, now())
+        .await?;
+    state.runtime.refresh(MachineId(id)).await;
+    Ok(Redirect::to(&format!("/machines/{id}")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "machines_admin.html")]
+struct AdminList {
+    p: Page,
+    machines: Vec<MachineView>,
+}
+
+async fn admin_list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    ctx.require(Role::Manager)?;
+    let machines = state.lab.machines().await?;
+    let machines = machines
+        .iter()
+        .map(|m| MachineView::new(&ctx.tr, m))
+        .collect();
+    let p = Page::new(
+        &ctx,
+        "machines_admin.title",
+        "machines_admin",
+        "/admin/machines",
+    );
+    Ok(render(&AdminList { p, machines })?.into_response())
+}
+
+/// The machine form's fields as typed, kept to show a refused form again.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(default)]
+pub struct MachineFields {
+    pub name: String,
+    pub kind: String,
+    pub location: String,
+    pub required_training: String,
+    pub connection: String,
+    pub serial_port: String,
+    pub baud: String,
+    pub url: String,
+    pub api_key: String,
+    pub work_x: String,
+    pub work_y: String,
+    pub work_z: String,
+    pub max_hotend: String,
+    pub max_bed: String,
+    pub max_laser_power: String,
+    pub hoops: String,
+    pub materials: String,
+}
+
+impl MachineFields {
+    fn from_machine(m: &Machine) -> Self {
+        let p = &m.profile;
+        let blank_zero = |v: f64| if v == 0.0 { String::new() } else { number(v) };
+        let (serial_port, baud, url) = match &m.connection {
+            Connection::SerialMarlin { port, baud } | Connection::SerialGrbl { port, baud } => {
+                (port.clone(), baud.to_string(), String::new())
+            }
+            Connection::OctoPrint { url, .. } | Connection::Moonraker { url } => {
+                (String::new(), String::new(), url.clone())
+            }
+            Connection::Manual => Default::default(),
+        };
+        Self {
+            name: m.name.clone(),
+            kind: m.kind.as_str().into(),
+            location: m.location.clone(),
+            required_training: m.required_training.clone(),
+            connection: m.connection.kind().as_str().into(),
+            serial_port,
+            baud,
+            url,
+            api_key: String::new(),
+            work_x: blank_zero(p.work_area_mm[0]),
+            work_y: blank_zero(p.work_area_mm[1]),
+            work_z: blank_zero(p.work_area_mm[2]),
+            max_hotend: blank_zero(p.max_hotend_c),
+            max_bed: blank_zero(p.max_bed_c),
+            max_laser_power: blank_zero(p.max_laser_power),
+            hoops: p.hoops_text(),
+            materials: p.materials.join(", "),
+        }
+    }
+
+    /// Validates the fields into a machine. `kept` is the stored connection, whose API key
+    /// stays when the key field is left empty.
+    pub fn parse(&self, kept: Option<&Connection>) -> Result<MachineInput, AppError> {
+        use fabrique_controller::domain::Invalid;
+        let kind: MachineKind = self
+            .kind
+            .parse()
+            .map_err(|()| Invalid::new("kind", "choice"))?;
+        let connection_kind: ConnectionKind = self
+            .connection
+            .parse()
+            .map_err(|()| Invalid::new("connection", "choice"))?;
+        let kept_key = match kept {
+            Some(Connection::OctoPrint { api_key, .. }) => Some(api_key),
+            _ => None,
+        };
+        let connection = Connection::parse(
+            connection_kind,
+            &self.serial_port,
+            &self.baud,
+            &self.url,
+            &self.api_key,
+            kept_key,
+        )?;
+        let profile = MachineProfile::parse(
+            [&self.work_x, &self.work_y, &self.work_z],
+            &self.max_hotend,
+            &self.max_bed,
+            &self.max_laser_power,
+            &self.hoops,
+            &self.materials,
+        )?;
+        Ok(MachineInput::new(
+            &self.name,
+            kind,
+            connection,
+            profile,
+            &self.location,
+            &self.required_training,
+        )?)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "machine_form.html")]
+struct MachineForm {
+    p: Page,
+    error: Option<String>,
+    action: String,
+    f: MachineFields,
+    has_api_key: bool,
+    kinds: Vec<(String, String)>,
+    connections: Vec<(String, String)>,
+}
+
+fn machine_form(
+    ctx: &Ctx,
+    title_key: &str,
+    action: String,
+    f: MachineFields,
+    has_api_key: bool,
+    error: Option<String>,
+) -> MachineForm {
+    let p = Page::new(ctx, title_key, "machines_admin", &action);
+    MachineForm {
+        error,
+        action,
+        f,
+        has_api_key,
+        kinds: options(&ctx.tr, "kind", MachineKind::ALL),
+        connections: options(&ctx.tr, "connection", ConnectionKind::ALL),
+        p,
+    }
+}
+
+async fn new_form(ctx: Ctx) -> AppResult<Response> {
+    ctx.require(Role::Manager)?;
+    let f = MachineFields {
+        kind: "fdm_printer".into(),
+        connection: "manual".into(),
+        ..Default::default()
+    };
+    Ok(render(&machine_form(
+        &ctx,
+        "machines_admin.new",
+        "/admin/machines/new".into(),
+        f,
+        false,
+        None,
+    ))?
+    .into_response())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<MachineFields>,
+) -> AppResult<Response> {
+    let user = ctx.require(Role::Manager)?;
+    let result = match f.parse(None) {
+        Ok(input) => state
+            .lab
+            .create_machine(user, &input, now())
+            .await
+            .map_err(AppError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(machine) => {
+            state.runtime.refresh(machine.id).await;
+            Ok(Redirect::to(&format!("/machines/{}", machine.id)).into_response())
+        }
+        Err(e) if e.status.is_client_error() && e.status != StatusCode::FORBIDDEN => {
+            let error = Some(message(&ctx.tr, &e));
+            let form = machine_form(
+                &ctx,
+                "machines_admin.new",
+                "/admin/machines/new".into(),
+                f,
+                false,
+                error,
+            );
+            Ok(render_with_status(e.status, &form))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn edit_form(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    ctx.require(Role::Manager)?;
+    let machine = state.lab.machine(MachineId(id)).await?;
+    let has_key = matches!(machine.connection, Connection::OctoPrint { .. });
+    let form = machine_form(
+        &ctx,
+        "machines_admin.edit",
+        format!("/admin/machines/{id}"),
+        MachineFields::from_machine(&machine),
+        has_key,
+        None,
+    );
+    Ok(render(&form)?.into_response())
+}
+
+async fn update(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<MachineFields>,
+) -> AppResult<Response> {
+    let user = ctx.require(Role::Manager)?;
+    let machine = state.lab.machine(MachineId(id)).await?;
+    let result = match f.parse(Some(&machine.connection)) {
+        Ok(input) => state
+            .lab
+            .update_machine(user, MachineId(id), &input, now())
+            .await
+            .map_err(AppError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => {
+            state.runtime.refresh(MachineId(id)).await;
+            Ok(Redirect::to(&format!("/machines/{id}")).into_response())
+        }
+        Err(e)
+            if e.status.is_client_error()
+                && e.status != StatusCode::FORBIDDEN
+                && e.status != StatusCode::NOT_FOUND =>
+        {
+            let has_key = matches!(machine.connection, Connection::OctoPrint { .. });
+            let error = Some(message(&ctx.tr, &e));
+            let form = machine_form(
+                &ctx,
+                "machines_admin.edit",
+                format!("/admin/machines/{id}"),
+                f,
+                has_key,
+                error,
+            );
+            Ok(render_with_status(e.status, &form))
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,168 @@
+// Every Fabrique page as a person sees it, in headless Chromium: axe-core (WCAG 2.1 A and AA
+// rules) in French and in English, no sideways scrolling on a phone or at 200% zoom, and a
+// login done with the keyboard alone.
+//
+// Usage: node check.mjs BASE_URL MANAGER_PASSWORD MEMBER_PASSWORD
+// Prints one line per page checked and exits 1 when anything is wrong.
+
+import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const axePath = require.resolve('axe-core/axe.min.js');
+const [base, managerPassword, memberPassword] = process.argv.slice(2);
+const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const problems = [];
+
+const browser = await chromium.launch({
+  executablePath: chromiumPath,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+         '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+
+async function axe(page, label) {
+  await page.addScriptTag({ path: axePath });
+  const result = await page.evaluate(() => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+  }));
+  for (const v of result.violations) {
+    problems.push(`${label}: axe ${v.id} (${v.impact}): ${v.help} — ${v.nodes.map(n => n.target.join(' ')).join(', ')}`);
+  }
+  return result.violations.length;
+}
+
+async function noSidewaysScroll(page, label) {
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (overflow > 1) problems.push(`${label}: ${overflow}px of sideways scrolling`);
+}
+
+// Logs in with the keyboard only: the username field has focus, Tab moves to the password,
+// Enter submits.
+async function keyboardLogin(page, username, password) {
+  await page.goto(`${base}/login`);
+  // autofocus is applied once the page is shown; give a loaded machine a moment.
+  const focused = await page
+    .waitForFunction(() => document.activeElement && document.activeElement.id === 'username', null, { timeout: 5000 })
+    .then(() => 'username', () => page.evaluate(() => document.activeElement && document.activeElement.id));
+  if (focused !== 'username') problems.push(`login: focus starts on "${focused}", not on the username`);
+  await page.keyboard.type(username);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(password);
+  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+  if (new URL(page.url()).pathname !== '/') problems.push(`keyboard login of ${username} ended on ${page.url()}`);
+  await skipLink(page, `/ after login of ${username}`);
+}
+
+// On a page without autofocus, the skip link is the first thing Tab reaches, and Enter on it
+// moves to the main content.
+async function skipLink(page, label) {
+  await page.keyboard.press('Tab');
+  const first = await page.evaluate(() => document.activeElement && document.activeElement.className);
+  if (first !== 'skip') problems.push(`${label}: the first Tab stop is "${first}", not the skip link`);
+  await page.keyboard.press('Enter');
+  const target = await page.evaluate(() => document.activeElement && document.activeElement.id);
+  if (target !== 'main') problems.push(`${label}: the skip link led to "${target}", not to the main content`);
+}
+
+async function switchLanguage(page, lang) {
+  const current = await page.evaluate(() => document.documentElement.lang);
+  if (current !== lang) {
+    await Promise.all([page.waitForNavigation(), page.locator(`button[name="lang"][value="${lang}"]`).press('Enter')]);
+  }
+  const now = await page.evaluate(() => document.documentElement.lang);
+  if (now !== lang) problems.push(`language switch to ${lang} left the page in ${now}`);
+}
+
+async function checkPages(context, lang, paths) {
+  const page = await context.newPage();
+  await page.goto(`${base}/`);
+  await switchLanguage(page, lang);
+  for (const path of paths) {
+    const response = await page.goto(`${base}${path}`);
+    const label = `${lang} ${path}`;
+    const status = response.status();
+    const here = new URL(page.url());
+    if (here.pathname + here.search !== path) problems.push(`${label}: ended on ${page.url()}`);
+    if (status >= 500) problems.push(`${label}: HTTP ${status}`);
+    const n = await axe(page, label);
+    await noSidewaysScroll(page, label);
+    console.log(`${label}: HTTP ${status}, ${n} axe violation(s)`);
+  }
+  await page.close();
+}
+
+const managerPages = ['/', '/machines/1', '/machines/4', '/account', '/members', '/members/new', '/members/4',
+  '/admin/machines', '/admin/machines/new', '/admin/machines/1', '/admin/machines/2', '/nowhere',
+  '/machines/6/week', '/bookings', '/trainings', '/sessions/1', '/day', '/admin/calendar',
+  '/admin/trainings/new', '/admin/trainings/1', '/badges', '/board', '/jobs', '/jobs/1', '/members/4/badges', '/plan'];
+const memberPages = ['/', '/machines/3', '/account', '/members', '/machines/1/week', '/bookings', '/badges',
+  '/trainings', '/sessions/1', '/jobs', '/board'];
+
+// Pages reached by following links: a booking confirmation and a badge's public page.
+async function followed(context, lang) {
+  const page = await context.newPage();
+  await page.goto(`${base}/machines/6/week`);
+  const slots = page.locator('a[href^="/bookings/new"]');
+  const slot = (await slots.count()) > 0 ? await slots.first().getAttribute('href') : null;
+  if (!slot) problems.push('no free slot to book on the week page');
+  else {
+    await page.goto(`${base}${slot}`);
+    await axe(page, `${lang} booking confirmation`);
+    await noSidewaysScroll(page, `${lang} booking confirmation`);
+  }
+  await page.goto(`${base}/badges`);
+  const badges = page.locator('main a[href^="/badges/"]');
+  const badge = (await badges.count()) > 0 ? await badges.first().getAttribute('href') : null;
+  if (badge) {
+    await page.goto(`${base}${badge}`);
+    await axe(page, `${lang} public badge`);
+    console.log(`${lang} public badge: checked`);
+  }
+  await page.close();
+}
+
+for (const viewport of [{ width: 1280, height: 900 }, { width: 640, height: 800 }, { width: 360, height: 740 }]) {
+  // Anonymous pages, in both languages.
+  for (const lang of ['fr', 'en']) {
+    const context = await browser.newContext({ viewport, locale: lang === 'fr' ? 'fr-FR' : 'en-GB' });
+    const page = await context.newPage();
+    await page.goto(`${base}/login`);
+    const label = `${lang} /login ${viewport.width}px`;
+    const pageLang = await page.evaluate(() => document.documentElement.lang);
+    if (pageLang !== lang) problems.push(`${label}: page in ${pageLang} for a ${lang} browser`);
+    await axe(page, label);
+    await noSidewaysScroll(page, label);
+    // A failed login shows its error accessibly too.
+    await page.fill('#username', `nobody-${lang}-${viewport.width}`);
+    await page.fill('#secret', 'not the password');
+    const [refused] = await Promise.all([page.waitForNavigation(), page.press('#secret', 'Enter')]);
+    if (refused.status() !== 401) problems.push(`${label}: a wrong password answered ${refused.status()}`);
+    await axe(page, `${label} (refused)`);
+    await context.close();
+  }
+  for (const [username, password, paths] of [['manager', managerPassword, managerPages], ['member', memberPassword, memberPages]]) {
+    const context = await browser.newContext({ viewport, locale: 'fr-FR' });
+    const page = await context.newPage();
+    await keyboardLogin(page, username, password);
+    await page.close();
+    for (const lang of ['fr', 'en']) {
+      if (viewport.width === 1280 || lang === 'fr') {
+        await checkPages(context, lang, paths);
+        await followed(context, lang);
+      }
+    }
+    // Leave the account in French for the next round.
+    const reset = await context.newPage();
+    await reset.goto(`${base}/`);
+    await switchLanguage(reset, 'fr');
+    await context.close();
+  }
+}
+
+await browser.close();
+if (problems.length) {
+  console.error(`${problems.length} problem(s):`);
+  for (const p of problems) console.error(`- ${p}`);
+  process.exit(1);
+}
+console.log('all pages clean');

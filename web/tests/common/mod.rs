@@ -1,0 +1,164 @@
+//! The real application on 127.0.0.1:0 against a fresh database (SQLite file, or a new
+//! PostgreSQL database when FABRIQUE_TEST_POSTGRES_URL is set).
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use fabrique_controller::domain::{CredentialKind, Lang, NewUser, Role, Secret, User};
+use fabrique_controller::lab::now;
+use fabrique_controller::testing::fresh_database_url;
+use fabrique_controller::{Lab, Store};
+use fabrique_web::config::{Config, Layer};
+use reqwest::redirect::Policy;
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "a long password";
+
+pub struct TestApp {
+    pub base: String,
+    pub lab: Lab,
+    pub database_url: String,
+    pub runtime: fabrique_controller::runtime::Runtime,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Layer::default()).await
+}
+
+pub async fn spawn_app_with(mut layer: Layer) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    if layer.data_dir.is_none() {
+        layer.data_dir = Some(dir.path().to_path_buf());
+    }
+    let database_url = fresh_database_url(dir.path()).await.unwrap();
+    let store = Store::open(&database_url).await.unwrap();
+    let lab = Lab::new(store).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = Config::build(&[("test", layer)]).unwrap();
+    let state = fabrique_web::state(lab.clone(), config).await.unwrap();
+    let runtime = state.runtime.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(fabrique_web::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        lab,
+        database_url,
+        runtime,
+        dir,
+        stop: Some(stop),
+    }
+}
+
+/// A browser-like client: keeps cookies, does not follow redirects (tests look at them).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The CSRF token of the forms on a page.
+pub fn csrf_in(html: &str) -> String {
+    let start = html
+        .find("name=\"csrf_token\" value=\"")
+        .expect("a form with a CSRF token")
+        + 25;
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn add_user(&self, username: &str, role: Role) -> User {
+        let new = NewUser::parse(
+            username,
+            "",
+            "",
+            role,
+            Lang::Fr,
+            CredentialKind::Password,
+            Secret::new(PASSWORD),
+        )
+        .unwrap();
+        self.lab.create_user_unchecked(&new, now()).await.unwrap()
+    }
+
+    /// A fresh client's CSRF token, from the login page (which sets the cookie).
+    pub async fn csrf(&self, client: &reqwest::Client) -> String {
+        let html = client
+            .get(self.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        csrf_in(&html)
+    }
+
+    /// Logs `client` in through the login form, as a person would.
+    pub async fn login(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        secret: &str,
+    ) -> reqwest::Response {
+        let token = self.csrf(client).await;
+        client
+            .post(self.url("/login"))
+            .form(&[
+                ("csrf_token", token.as_str()),
+                ("username", username),
+                ("secret", secret),
+                ("next", "/"),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A client signed in as a new account of `role`, and that account.
+    pub async fn signed_in(&self, username: &str, role: Role) -> (reqwest::Client, User) {
+        let user = self.add_user(username, role).await;
+        let client = client();
+        let response = self.login(&client, username, PASSWORD).await;
+        assert_eq!(response.status(), 303, "login of {username}");
+        (client, user)
+    }
+
+    /// A page's CSRF token for a signed-in client.
+    pub async fn page_csrf(&self, client: &reqwest::Client, path: &str) -> String {
+        let html = client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        csrf_in(&html)
+    }
+}
+
+/// The text of a page with askama's escapes undone, to look for plain sentences in it.
+pub fn unescaped(html: &str) -> String {
+    html.replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&amp;", "&")
+}

@@ -1,0 +1,172 @@
+//! The catalogue: both languages have the same keys, and every key the templates and the
+//! code ask for exists, so no person ever reads a raw key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use fabrique_controller::domain::machine::ConnectionKind;
+use fabrique_controller::domain::{Lang, MachineKind, MachineState, Role};
+use fabrique_web::i18n::Catalog;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(&path, ext, out);
+        } else if path.extension().is_some_and(|e| e == ext) {
+            out.push(path);
+        }
+    }
+}
+
+/// The string literals passed to `marker` (e.g. `t("` or `Invalid::new("`), and for
+/// `Invalid::new` the second literal too.
+fn literals_after(text: &str, marker: &str) -> Vec<(String, Option<String>)> {
+    let mut found = Vec::new();
+    for piece in text.split(marker).skip(1) {
+        let Some(end) = piece.find('"') else { continue };
+        let first = piece[..end].to_string();
+        let rest = &piece[end + 1..];
+        let second = rest
+            .trim_start()
+            .strip_prefix(',')
+            .and_then(|r| r.trim_start().strip_prefix('"'))
+            .and_then(|r| r.split('"').next())
+            .map(str::to_string);
+        found.push((first, second));
+    }
+    found
+}
+
+#[test]
+fn french_and_english_have_the_same_keys() {
+    let catalog = Catalog::embedded().unwrap();
+    let fr: BTreeSet<_> = catalog.keys(Lang::Fr).collect();
+    let en: BTreeSet<_> = catalog.keys(Lang::En).collect();
+    assert_eq!(
+        fr.difference(&en).collect::<Vec<_>>(),
+        Vec::<&&String>::new(),
+        "in French only"
+    );
+    assert_eq!(
+        en.difference(&fr).collect::<Vec<_>>(),
+        Vec::<&&String>::new(),
+        "in English only"
+    );
+}
+
+#[test]
+fn every_key_used_exists() {
+    let catalog = Catalog::embedded().unwrap();
+    let keys: BTreeSet<String> = catalog.keys(Lang::Fr).cloned().collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut used = BTreeSet::new();
+    let mut sources = Vec::new();
+    files(&root.join("templates"), "html", &mut sources);
+    files(&root.join("src"), "rs", &mut sources);
+    for file in &sources {
+        let text = std::fs::read_to_string(file).unwrap();
+        for marker in [
+            ".t(\"",
+            "Page::new(&ctx, \"",
+            "AppError::new(StatusCode::UNAUTHORIZED, \"bad_api_key\", \"",
+        ] {
+            for (key, _) in literals_after(&text, marker) {
+                if key.contains('.') {
+                    used.insert(key);
+                }
+            }
+        }
+        // AppError::new(status, "code", "key")
+        let looks_like_key = |k: &String| {
+            k.contains('.')
+                && !k.starts_with('.')
+                && !k.ends_with('.')
+                && k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_')
+        };
+        for (first, second) in literals_after(&text, "\", \"") {
+            used.extend(std::iter::once(first).chain(second).filter(looks_like_key));
+        }
+    }
+    // Invalid::new("field", "code") in the domain and the web layer.
+    let mut domain = Vec::new();
+    files(&root.join("../controller/src"), "rs", &mut domain);
+    files(&root.join("src"), "rs", &mut domain);
+    for file in &domain {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (field, code) in literals_after(&text, "Invalid::new(\"") {
+            used.insert(format!("field.{field}"));
+            used.insert(format!(
+                "invalid.{}",
+                code.expect("Invalid::new with a literal code")
+            ));
+        }
+        for (field, _) in literals_after(&text, "parse_text(\"") {
+            used.insert(format!("field.{field}"));
+        }
+    }
+    for word in MachineState::ALL {
+        used.insert(format!("state.{word}"));
+    }
+    for word in MachineKind::ALL {
+        used.insert(format!("kind.{word}"));
+    }
+    for word in ConnectionKind::ALL {
+        used.insert(format!("connection.{word}"));
+    }
+    for code in [
+        "badge_required",
+        "slot_taken",
+        "outside_opening_hours",
+        "lab_closed",
+        "beyond_horizon",
+        "in_the_past",
+        "too_long",
+        "not_on_slot_grid",
+        "too_many_bookings",
+        "machine_unavailable",
+        "invalid_range",
+        "cancel_deadline_passed",
+        "supervision_not_allowed",
+    ] {
+        used.insert(format!("refusal.{code}"));
+    }
+    for i in 0..7 {
+        used.insert(format!("weekday.{i}"));
+    }
+    for i in 1..=12 {
+        used.insert(format!("month.{i}"));
+    }
+    for word in ["booked", "checked_in", "cancelled", "no_show", "block"] {
+        used.insert(format!("booking_status.{word}"));
+    }
+    for word in ["valid", "expiring_soon", "expired", "lapsed", "revoked"] {
+        used.insert(format!("badge_status.{word}"));
+    }
+    for word in ["enrolled", "waiting", "cancelled"] {
+        used.insert(format!("enrolment.{word}"));
+    }
+    for what in [
+        "username",
+        "machine_name",
+        "api_key",
+        "training_name",
+        "enrolment",
+    ] {
+        used.insert(format!("conflict.{what}"));
+    }
+    for word in Role::ALL {
+        used.insert(format!("role.{word}"));
+    }
+    let missing: Vec<_> = used.iter().filter(|k| !keys.contains(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "keys used but missing from the catalogue: {missing:?}"
+    );
+    assert!(
+        used.len() > 100,
+        "the scan found only {} keys: is it still reading the sources?",
+        used.len()
+    );
+}

@@ -1,0 +1,359 @@
+//! Sending files: the JSON API, the web form, and the OctoPrint-compatible upload that
+//! slicers use. Files are stored whole or not at all, and analysed on arrival.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{client, spawn_app, spawn_app_with};
+use fabrique_controller::domain::Role;
+use fabrique_controller::lab::now;
+use fabrique_web::config::Layer;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+const KEYCHAIN: &[u8] = include_bytes!("data/mk3_keychain.gcode");
+
+fn file_form(name: &str, bytes: Vec<u8>) -> Form {
+    Form::new().part(
+        "file",
+        Part::bytes(bytes)
+            .file_name(name.to_string())
+            .mime_str("application/octet-stream")
+            .unwrap(),
+    )
+}
+
+fn files_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_slicer_sends_a_file_the_way_prusaslicer_does() {
+    let app = spawn_app().await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let key = app
+        .lab
+        .create_api_key(&maker, "PrusaSlicer", now())
+        .await
+        .unwrap();
+
+    // PrusaSlicer's connection test.
+    let version: Value = client()
+        .get(app.url("/api/version"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(version["text"].as_str().unwrap().starts_with("OctoPrint"));
+    assert!(version["api"].is_string());
+    assert_eq!(
+        client()
+            .get(app.url("/api/version"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client()
+            .get(app.url("/api/version"))
+            .header("x-api-key", "nope")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // PrusaSlicer's upload: fields `print`, `path` and `file`.
+    let form = Form::new().text("print", "false").text("path", "").part(
+        "file",
+        Part::bytes(KEYCHAIN.to_vec())
+            .file_name("mk3_keychain.gcode")
+            .mime_str("application/octet-stream")
+            .unwrap(),
+    );
+    let response = client()
+        .post(app.url("/api/files/local"))
+        .header("x-api-key", &key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["done"], true);
+    assert_eq!(body["files"]["local"]["name"], "mk3_keychain.gcode");
+
+    // The job is in the maker's queue, analysed.
+    let job: Value = client()
+        .get(&location)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "queued", "{job}");
+    assert_eq!(job["owner_id"], maker.id.0);
+    assert_eq!(job["size_bytes"], KEYCHAIN.len());
+    assert_eq!(job["analysis"]["kind"], "gcode");
+    let stored = app
+        .lab
+        .store()
+        .job(fabrique_controller::domain::job::JobId(
+            job["id"].as_i64().unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stored.sha256.len(), 64);
+}
+
+#[tokio::test]
+async fn uploads_that_go_wrong_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(Layer {
+        max_upload_mb: Some(1),
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Layer::default()
+    })
+    .await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let key = app.lab.create_api_key(&maker, "k", now()).await.unwrap();
+    let jobs_dir = dir.path().join("jobs");
+    let post = |form: Form| {
+        client()
+            .post(app.url("/api/v1/jobs"))
+            .header("x-api-key", &key)
+            .multipart(form)
+            .send()
+    };
+
+    let response = post(file_form("photo.jpg", vec![1, 2, 3])).await.unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "file_type");
+
+    let big = vec![b'G'; 2 * 1_048_576];
+    let response = post(file_form("big.gcode", big)).await.unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "file_too_large");
+    assert_eq!(
+        body["error"]["message"],
+        "Le fichier est trop gros (au plus 1 Mo)."
+    );
+
+    let response = post(file_form("empty.gcode", Vec::new())).await.unwrap();
+    assert_eq!(response.status(), 422);
+    let response = post(Form::new().text("machine_id", "1")).await.unwrap();
+    assert_eq!(response.status(), 422);
+    let response =
+        post(file_form("../../../etc/x.gcode", KEYCHAIN.to_vec()).text("machine_id", "999"))
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 404, "an unknown machine is refused");
+
+    assert!(
+        app.lab.store().jobs(None, 10).await.unwrap().is_empty(),
+        "no job recorded"
+    );
+    assert_eq!(
+        files_in(&jobs_dir),
+        0,
+        "no file, whole or partial, left on disk"
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_gcode_fails_with_the_reason() {
+    let app = spawn_app().await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let key = app.lab.create_api_key(&maker, "k", now()).await.unwrap();
+    let response = client()
+        .post(app.url("/api/v1/jobs"))
+        .header("x-api-key", &key)
+        .multipart(file_form("photo.gcode", vec![0, 159, 146, 150, 0, 1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["state"], "failed");
+    assert!(
+        job["state_reason"].as_str().unwrap().contains("G-code"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn the_web_form_uploads_and_the_owner_or_a_manager_act_on_the_job() {
+    let app = spawn_app().await;
+    let (maker, _) = app.signed_in("amina", Role::Member).await;
+    let (other, _) = app.signed_in("bruno", Role::Member).await;
+    let (manager, _) = app.signed_in("nadia", Role::Manager).await;
+    let token = app.page_csrf(&maker, "/jobs").await;
+    let without = maker
+        .post(app.url("/jobs"))
+        .multipart(file_form("key.gcode", KEYCHAIN.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 403, "the form's CSRF token is required");
+    let response = maker
+        .post(app.url(&format!("/jobs?csrf_token={token}")))
+        .multipart(file_form("key.gcode", KEYCHAIN.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let page = response.headers()["location"].to_str().unwrap().to_string();
+    let id: i64 = page.rsplit('/').next().unwrap().parse().unwrap();
+    let html = maker
+        .get(app.url(&page))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("key.gcode") && html.contains("en attente"));
+
+    // Another member neither sees nor cancels it.
+    assert_eq!(
+        other.get(app.url(&page)).send().await.unwrap().status(),
+        403
+    );
+    let other_token = app.page_csrf(&other, "/jobs").await;
+    let response = other
+        .post(app.url(&format!("/jobs/{id}/cancel")))
+        .form(&[("csrf_token", other_token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // The owner cancels; a manager queues it again.
+    let response = maker
+        .post(app.url(&format!("/jobs/{id}/cancel")))
+        .form(&[("csrf_token", token.clone())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let manager_token = app.page_csrf(&manager, "/jobs").await;
+    let response = manager
+        .post(app.url(&format!("/jobs/{id}/requeue")))
+        .form(&[("csrf_token", manager_token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let history = app
+        .lab
+        .store()
+        .job_events(fabrique_controller::domain::job::JobId(id))
+        .await
+        .unwrap();
+    let states: Vec<&str> = history.iter().map(|e| e.to.as_str()).collect();
+    assert_eq!(states, vec!["submitted", "queued", "cancelled", "queued"]);
+    assert_eq!(history[2].actor_name.as_deref(), Some("amina"));
+    assert_eq!(history[3].actor_name.as_deref(), Some("nadia"));
+}
+
+#[tokio::test]
+async fn safety_findings_send_the_job_to_a_manager_for_approval() {
+    let app = spawn_app().await;
+    let (manager_client, manager) = app.signed_in("nadia", Role::Manager).await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let key = app.lab.create_api_key(&maker, "k", now()).await.unwrap();
+    let profile = fabrique_controller::domain::MachineProfile::parse(
+        ["210", "210", "200"],
+        "260",
+        "100",
+        "",
+        "",
+        "",
+    )
+    .unwrap();
+    let input = fabrique_controller::domain::MachineInput::new(
+        "Ender 3",
+        fabrique_controller::domain::MachineKind::FdmPrinter,
+        fabrique_controller::domain::Connection::Manual,
+        profile,
+        "",
+        "",
+    )
+    .unwrap();
+    let machine = app
+        .lab
+        .create_machine(&manager, &input, now())
+        .await
+        .unwrap();
+    let risky = b"M104 S290\nG90\nM82\nG1 X230 Y10 E5\nM500\n".to_vec();
+    let form = file_form("risky.gcode", risky).text("machine_id", machine.id.0.to_string());
+    let job: Value = client()
+        .post(app.url("/api/v1/jobs"))
+        .header("x-api-key", &key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "needs_approval", "{job}");
+    let codes: Vec<&str> = job["analysis"]["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            "temperature_too_high",
+            "outside_volume",
+            "forbidden_command"
+        ]
+    );
+    // The job page says what to check, in plain words, with the line.
+    let html = manager_client
+        .get(app.url(&format!("/jobs/{}", job["id"])))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        common::unescaped(&html).contains(
+            "Le plateau est trop petit pour ce fichier : 230 mm demandés en X, 210 mm disponibles"
+        ),
+        "{html}"
+    );
+    // The maker cannot approve it; a manager can.
+    let response = client()
+        .post(app.url(&format!("/api/v1/jobs/{}/approve", job["id"])))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let manager_key = app.lab.create_api_key(&manager, "m", now()).await.unwrap();
+    let approved: Value = client()
+        .post(app.url(&format!("/api/v1/jobs/{}/approve", job["id"])))
+        .header("x-api-key", &manager_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(approved["state"], "queued");
+}

@@ -1,0 +1,575 @@
+//! The lab running: a file sent the way PrusaSlicer sends it is analysed, planned, streamed
+//! to a virtual Marlin printer on a pseudo-terminal and done, seen on the board and in the
+//! API; a restart in the middle of a job leaves it interrupted with its last line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{client, spawn_app};
+use fabrique_controller::domain::calendar::CalendarSettings;
+use fabrique_controller::domain::job::{JobId, JobState};
+use fabrique_controller::domain::{
+    Connection, MachineInput, MachineKind, MachineProfile, MachineState, Role,
+};
+use fabrique_controller::lab::now;
+use fabrique_controller::runtime::Runtime;
+use fabrique_machines::sim::marlin::{SimConfig, VirtualPrinter};
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const KEYCHAIN: &[u8] = include_bytes!("data/mk3_keychain.gcode");
+
+/// A job record for a file named `name` (the file itself is not needed by these tests).
+fn new_job(
+    owner: &fabrique_controller::domain::User,
+    machine: Option<fabrique_controller::domain::MachineId>,
+    name: &str,
+) -> fabrique_controller::store::NewJob {
+    fabrique_controller::store::NewJob {
+        owner: owner.id,
+        file_name: name.into(),
+        stored_name: name.into(),
+        size_bytes: 1000,
+        sha256: "0".repeat(64),
+        target_machine: machine,
+        target_kind: None,
+    }
+}
+
+/// Waits for the runtime to report `state` on `machine`, at most `limit`.
+async fn machine_reaches(runtime: &Runtime, machine: i64, state: MachineState, limit: Duration) {
+    let mut events = runtime.subscribe();
+    let wait = async {
+        loop {
+            if runtime
+                .live()
+                .iter()
+                .any(|l| l.machine == machine && l.state == state)
+            {
+                return;
+            }
+            let _ = events.recv().await;
+        }
+    };
+    tokio::time::timeout(limit, wait).await.unwrap_or_else(|_| {
+        panic!(
+            "machine {machine} never became {state}: {:?}",
+            runtime.live()
+        )
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_from_a_slicer_is_planned_streamed_and_done() {
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let key = app
+        .lab
+        .create_api_key(&maker, "PrusaSlicer", now())
+        .await
+        .unwrap();
+    // The lab lets printers finish after hours, so the test runs at any time of day.
+    let settings = CalendarSettings {
+        printers_unattended: true,
+        ..CalendarSettings::default()
+    };
+    app.lab
+        .set_calendar_settings(&manager, &settings)
+        .await
+        .unwrap();
+
+    let cancel = CancellationToken::new();
+    let printer = VirtualPrinter::new(SimConfig {
+        time_scale: 0.0,
+        ..SimConfig::default()
+    });
+    let link = app.dir.path().join("prusa");
+    let served = printer.clone();
+    let (serve_link, serve_cancel) = (link.clone(), cancel.clone());
+    tokio::spawn(async move { served.run_at_path(&serve_link, serve_cancel).await });
+    while !link.exists() {
+        tokio::task::yield_now().await;
+    }
+    let profile =
+        MachineProfile::parse(["250", "210", "210"], "300", "120", "", "", "PLA").unwrap();
+    let connection = Connection::SerialMarlin {
+        port: link.display().to_string(),
+        baud: 115_200,
+    };
+    let input = MachineInput::new(
+        "Prusa MK3S",
+        MachineKind::FdmPrinter,
+        connection,
+        profile,
+        "Atelier",
+        "",
+    )
+    .unwrap();
+    let machine = app
+        .lab
+        .create_machine(&manager, &input, now())
+        .await
+        .unwrap();
+    app.lab
+        .set_machine_state(&manager, machine.id, MachineState::Idle, "", now())
+        .await
+        .unwrap();
+    app.runtime.refresh(machine.id).await;
+
+    // PrusaSlicer's "send to OctoPrint".
+    let form = Form::new().text("print", "true").text("path", "").part(
+        "file",
+        Part::bytes(KEYCHAIN.to_vec())
+            .file_name("mk3_keychain.gcode")
+            .mime_str("application/octet-stream")
+            .unwrap(),
+    );
+    let response = client()
+        .post(app.url("/api/files/local"))
+        .header("x-api-key", &key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+
+    machine_reaches(
+        &app.runtime,
+        machine.id.0,
+        MachineState::ToCheck,
+        Duration::from_secs(120),
+    )
+    .await;
+    let job: Value = client()
+        .get(&location)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["machine_id"], machine.id.0);
+    assert_eq!(job["progress_percent"], 100.0);
+    let commands = job["analysis"]["commands"].as_i64().unwrap();
+    assert_eq!(
+        job["lines_acked"].as_i64().unwrap(),
+        commands,
+        "every command acknowledged"
+    );
+    let executed = printer.executed();
+    assert!(
+        executed.len() as i64 >= commands,
+        "the printer executed the whole file: {} of {commands}",
+        executed.len()
+    );
+
+    // The board shows the machine waiting for a check, and the history says who did what.
+    let (board, _) = app.signed_in("karim", Role::Trainer).await;
+    let html = board
+        .get(app.url("/board"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Prusa MK3S")
+            && html.contains("À vérifier")
+            && html.contains("Vérifiée et propre")
+    );
+    let events = app
+        .lab
+        .store()
+        .job_events(JobId(job["id"].as_i64().unwrap()))
+        .await
+        .unwrap();
+    let states: Vec<JobState> = events.iter().map(|e| e.to).collect();
+    assert_eq!(
+        states,
+        vec![
+            JobState::Submitted,
+            JobState::Queued,
+            JobState::Running,
+            JobState::Done
+        ]
+    );
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_job_leaves_it_interrupted_with_its_last_line() {
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let input = MachineInput::new(
+        "Ender 3",
+        MachineKind::FdmPrinter,
+        Connection::Manual,
+        MachineProfile::default(),
+        "",
+        "",
+    )
+    .unwrap();
+    let machine = app
+        .lab
+        .create_machine(&manager, &input, now())
+        .await
+        .unwrap();
+    let new = new_job(&maker, Some(machine.id), "hook.gcode");
+    let job = app.lab.submit_job(&maker, &new, now()).await.unwrap();
+    let store = app.lab.store();
+    store
+        .change_job_state(
+            job.id,
+            JobState::Submitted,
+            JobState::Queued,
+            None,
+            "",
+            now(),
+        )
+        .await
+        .unwrap();
+    store
+        .change_job_state(job.id, JobState::Queued, JobState::Running, None, "", now())
+        .await
+        .unwrap();
+    store
+        .set_job_machine(job.id, Some(machine.id))
+        .await
+        .unwrap();
+    store
+        .set_job_progress(job.id, 120, 400, now())
+        .await
+        .unwrap();
+
+    // Fabrique starts again: the job that was running is not silently lost.
+    let restarted = Runtime::start(app.lab.clone(), app.dir.path().join("jobs"), 30)
+        .await
+        .unwrap();
+    let job = store.job(job.id).await.unwrap();
+    assert_eq!(job.state, JobState::Interrupted);
+    assert!(job.state_reason.contains("120"), "{}", job.state_reason);
+    assert_eq!(
+        store.machine(machine.id).await.unwrap().state,
+        MachineState::ToCheck
+    );
+    // And it can be queued again.
+    let again = app.lab.requeue_job(&maker, job.id, now()).await.unwrap();
+    assert_eq!(again.state, JobState::Queued);
+    restarted.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn finished_job_files_are_kept_for_the_set_number_of_days() {
+    let app = spawn_app().await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let jobs_dir = app.dir.path().join("jobs");
+    std::fs::create_dir_all(&jobs_dir).unwrap();
+    std::fs::write(jobs_dir.join("old.gcode"), b"G1 X1\n").unwrap();
+    let new = fabrique_controller::store::NewJob {
+        size_bytes: 6,
+        target_machine: None,
+        ..new_job(&maker, None, "old.gcode")
+    };
+    let forty_days_ago = now() - 40 * 86_400;
+    let id = app
+        .lab
+        .store()
+        .insert_job(&new, forty_days_ago)
+        .await
+        .unwrap();
+    app.lab
+        .store()
+        .change_job_state(
+            id,
+            JobState::Submitted,
+            JobState::Cancelled,
+            None,
+            "",
+            forty_days_ago,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        app.lab.clean_job_files(&jobs_dir, 60, now()).await.unwrap(),
+        0,
+        "kept within 60 days"
+    );
+    assert_eq!(
+        app.lab.clean_job_files(&jobs_dir, 30, now()).await.unwrap(),
+        1
+    );
+    assert!(!jobs_dir.join("old.gcode").exists());
+    let job = app.lab.store().job(id).await.unwrap();
+    assert!(job.file_deleted);
+    assert!(
+        app.lab.requeue_job(&maker, id, now()).await.is_err(),
+        "no file, no new run"
+    );
+}
+
+#[tokio::test]
+async fn a_laser_never_starts_by_itself() {
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let settings = CalendarSettings {
+        printers_unattended: true,
+        ..CalendarSettings::default()
+    };
+    app.lab
+        .set_calendar_settings(&manager, &settings)
+        .await
+        .unwrap();
+    let connection = Connection::SerialGrbl {
+        port: "/dev/null".into(),
+        baud: 115_200,
+    };
+    let input = MachineInput::new(
+        "Laser",
+        MachineKind::LaserCutter,
+        connection,
+        MachineProfile::default(),
+        "",
+        "",
+    )
+    .unwrap();
+    let machine = app
+        .lab
+        .create_machine(&manager, &input, now())
+        .await
+        .unwrap();
+    app.lab
+        .set_machine_state(&manager, machine.id, MachineState::Idle, "", now())
+        .await
+        .unwrap();
+    let new = new_job(&maker, Some(machine.id), "shield.gcode");
+    let job = app.lab.submit_job(&maker, &new, now()).await.unwrap();
+    app.lab
+        .store()
+        .change_job_state(
+            job.id,
+            JobState::Submitted,
+            JobState::Queued,
+            None,
+            "",
+            now(),
+        )
+        .await
+        .unwrap();
+    let plan = app.runtime.plan_once().await.unwrap();
+    assert!(
+        plan.placements
+            .iter()
+            .all(|p| p.machine != machine.id.0 || p.job == job.id.0)
+    );
+    // Planned or not, nobody started it: it waits for a person at the machine.
+    assert_eq!(
+        app.lab.store().job(job.id).await.unwrap().state,
+        JobState::Queued
+    );
+    assert_eq!(
+        app.lab.store().machine(machine.id).await.unwrap().state,
+        MachineState::Idle
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_starts_the_laser_from_the_board_and_it_ends_safe() {
+    use fabrique_machines::sim::grbl::{
+        LinkConfig, SimConfig as GrblConfig, VirtualGrbl, serve_at,
+    };
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let key = app.lab.create_api_key(&maker, "k", now()).await.unwrap();
+
+    let stop = CancellationToken::new();
+    let link = app.dir.path().join("laser");
+    let sim = VirtualGrbl::new(GrblConfig {
+        time_scale: 0.0,
+        ..GrblConfig::default()
+    });
+    let (at, stop_serving) = (link.clone(), stop.clone());
+    let served =
+        tokio::spawn(async move { serve_at(&at, sim, LinkConfig::default(), stop_serving).await });
+    while !link.exists() {
+        tokio::task::yield_now().await;
+    }
+    let profile = MachineProfile::parse(["400", "300", ""], "", "", "1000", "", "").unwrap();
+    let connection = Connection::SerialGrbl {
+        port: link.display().to_string(),
+        baud: 115_200,
+    };
+    let input = MachineInput::new(
+        "Découpeuse laser",
+        MachineKind::LaserCutter,
+        connection,
+        profile,
+        "",
+        "",
+    )
+    .unwrap();
+    let machine = app
+        .lab
+        .create_machine(&manager, &input, now())
+        .await
+        .unwrap();
+    app.lab
+        .set_machine_state(&manager, machine.id, MachineState::Idle, "", now())
+        .await
+        .unwrap();
+    app.runtime.refresh(machine.id).await;
+
+    let form = Form::new()
+        .text("machine_id", machine.id.0.to_string())
+        .part(
+            "file",
+            Part::bytes(include_bytes!("data/laser_shield.gcode").to_vec())
+                .file_name("shield.gcode")
+                .mime_str("application/octet-stream")
+                .unwrap(),
+        );
+    let job: Value = client()
+        .post(app.url("/api/v1/jobs"))
+        .header("x-api-key", &key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "queued", "{job}");
+    // The planner never starts it; a person at the workshop PC does.
+    app.runtime.plan_once().await.unwrap();
+    assert_eq!(
+        app.lab.store().machine(machine.id).await.unwrap().state,
+        MachineState::Idle
+    );
+    let (board, _) = app.signed_in("karim", Role::Trainer).await;
+    let token = app.page_csrf(&board, "/board").await;
+    let response = board
+        .post(app.url(&format!("/board/{}/start", machine.id.0)))
+        .form(&[("csrf_token", token), ("job", job["id"].to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    machine_reaches(
+        &app.runtime,
+        machine.id.0,
+        MachineState::ToCheck,
+        Duration::from_secs(120),
+    )
+    .await;
+    let done = app
+        .lab
+        .store()
+        .job(JobId(job["id"].as_i64().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(done.state, JobState::Done, "{}", done.state_reason);
+    let events = app.lab.store().job_events(done.id).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .find(|e| e.to == JobState::Running)
+            .and_then(|e| e.actor_name.clone())
+            .as_deref(),
+        Some("karim"),
+        "the person who started it is recorded"
+    );
+    stop.cancel();
+    let sim = served.await.unwrap().unwrap();
+    assert!(!sim.laser_on(), "the laser ends off");
+}
+
+#[tokio::test]
+async fn the_plan_page_shows_planned_jobs_and_managers_set_priorities() {
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let settings = CalendarSettings {
+        printers_unattended: true,
+        ..CalendarSettings::default()
+    };
+    app.lab
+        .set_calendar_settings(&manager, &settings)
+        .await
+        .unwrap();
+    let input = MachineInput::new(
+        "Brodeuse",
+        MachineKind::Embroidery,
+        Connection::Manual,
+        MachineProfile::default(),
+        "",
+        "",
+    )
+    .unwrap();
+    let machine = app
+        .lab
+        .create_machine(&manager, &input, now())
+        .await
+        .unwrap();
+    let job = app
+        .lab
+        .submit_job(
+            &maker,
+            &new_job(&maker, Some(machine.id), "ecusson.dst"),
+            now(),
+        )
+        .await
+        .unwrap();
+    app.lab
+        .store()
+        .change_job_state(
+            job.id,
+            JobState::Submitted,
+            JobState::Queued,
+            None,
+            "",
+            now(),
+        )
+        .await
+        .unwrap();
+    let (page, _) = app.signed_in("chef", Role::Manager).await;
+    let html = page
+        .get(app.url("/plan"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Brodeuse") && html.contains("ecusson.dst (amina)"),
+        "{html}"
+    );
+    // A manual machine is planned but never started by the planner.
+    assert_eq!(
+        app.lab.store().job(job.id).await.unwrap().state,
+        JobState::Queued
+    );
+    let token = app.page_csrf(&page, &format!("/jobs/{}", job.id.0)).await;
+    let response = page
+        .post(app.url(&format!("/jobs/{}/priority", job.id.0)))
+        .form(&[("csrf_token", token.as_str()), ("priority", "5")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(app.lab.store().job(job.id).await.unwrap().priority, 5);
+    let (member, _) = app.signed_in("bruno", Role::Member).await;
+    assert_eq!(
+        member.get(app.url("/plan")).send().await.unwrap().status(),
+        403
+    );
+}
