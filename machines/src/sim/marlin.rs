@@ -206,6 +206,8 @@ pub struct VirtualMarlin {
     disconnect_done: bool,
     reset_done: bool,
     killed: Option<String>,
+    /// The last bytes received, so that an `M112` split between two reads is still seen.
+    emergency_tail: Vec<u8>,
     rx_overflows: u64,
     errors: u64,
     bytes_received: u64,
@@ -263,6 +265,7 @@ impl VirtualMarlin {
             disconnect_done: false,
             reset_done: false,
             killed: None,
+            emergency_tail: Vec::new(),
             rx_overflows: 0,
             errors: 0,
             bytes_received: 0,
@@ -311,8 +314,13 @@ impl VirtualMarlin {
         if self.killed.is_some() {
             return;
         }
-        // EMERGENCY_PARSER: M112 acts as soon as it is read, queue full or not.
-        if bytes.windows(4).any(|w| w == b"M112") {
+        // EMERGENCY_PARSER: M112 acts as soon as it is read, queue full or not, even when
+        // the UART delivered it in two pieces.
+        let mut seen = std::mem::take(&mut self.emergency_tail);
+        seen.extend_from_slice(bytes);
+        let emergency = seen.windows(4).any(|w| w == b"M112");
+        self.emergency_tail = seen[seen.len().saturating_sub(3)..].to_vec();
+        if emergency {
             self.kill("Printer halted. kill() called!", now);
             return;
         }
@@ -333,6 +341,7 @@ impl VirtualMarlin {
     pub fn connected(&mut self, now: Instant) {
         // A new USB session: bytes of the old one are gone.
         self.rx.clear();
+        self.emergency_tail.clear();
         if self.cfg.reset_on_connect {
             self.reset(now);
         }
@@ -934,8 +943,23 @@ impl VirtualPrinter {
             };
             if !out.is_empty() {
                 tracing::trace!(target: "fabrique::sim", ">> {}", String::from_utf8_lossy(&out).trim_end());
-                writer.write_all(&out).await?;
-                writer.flush().await?;
+                if let Err(e) = async {
+                    writer.write_all(&out).await?;
+                    writer.flush().await
+                }
+                .await
+                {
+                    // The host hung up, but what it wrote before going still reached the
+                    // board's UART: a real printer acts on a last `M112` whether or not its
+                    // own replies can still be sent.
+                    self.drain(&mut reader, &mut buf).await;
+                    return match e.kind() {
+                        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                            Ok(ServeEnd::HostClosed)
+                        }
+                        _ => Err(e),
+                    };
+                }
             }
             if disconnect {
                 return Ok(ServeEnd::Disconnected);
@@ -984,6 +1008,18 @@ impl VirtualPrinter {
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
+        }
+    }
+
+    /// Hands the bytes still waiting on a closed link to the printer (for a second at most).
+    async fn drain<R: AsyncRead + Unpin>(&self, reader: &mut R, buf: &mut [u8]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, reader.read(buf)).await {
+            if n == 0 {
+                break;
+            }
+            let now = tokio::time::Instant::now().into_std();
+            self.lock().receive(&buf[..n], now);
         }
     }
 
