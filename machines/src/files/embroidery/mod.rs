@@ -23,8 +23,8 @@
 //! - a **trim** is a thread cut before a travel. PEC flags it on the jump records and EXP has
 //!   a code for it; trim signals that follow one another with only jumps between them are one
 //!   trim. DST and JEF have no trim code: the cut is written as jumps. A DST run of three or
-//!   more jumps after sewing is a trim (the Tajima convention, and the default "jumps to trim"
-//!   of most machines); a JEF run of jumps that moves more than 3 mm along an axis after
+//!   more jumps after sewing is a trim (the Tajima convention pyembroidery reads by; Tajima
+//!   machines have a setting for how many jump codes make a cut); a JEF run of jumps that moves more than 3 mm along an axis after
 //!   sewing is a trim (the rule pyembroidery reads JEF by). In those two formats a run of
 //!   jumps that comes back to where it started is the trim signal itself (DST writers wiggle
 //!   ±0.2 mm three times), not travel: it adds no jump and no extent;
