@@ -18,6 +18,7 @@ pub fn limits(profile: &MachineProfile) -> Limits {
         max_hotend_c: profile.max_hotend_c,
         max_bed_c: profile.max_bed_c,
         max_laser_power: profile.max_laser_power,
+        ..Limits::default()
     }
 }
 
@@ -55,6 +56,7 @@ pub fn analyse(path: &Path, limits: Option<&Limits>) -> Outcome {
         ));
     }
     let findings = summary.issues.len();
+    let estimate = (summary.estimate_s > 0).then_some(summary.estimate_s);
     let value = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
-    Ok((value, None, findings))
+    Ok((value, estimate, findings))
 }

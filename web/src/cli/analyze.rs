@@ -36,6 +36,17 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
         s.commands,
         t("commandes", "commands")
     ));
+    let hm = |secs: f64| {
+        let m = (secs / 60.0).round() as i64;
+        format!("{} h {:02} min", m / 60, m % 60)
+    };
+    out.push(format!(
+        "{} {} ({} {})",
+        t("Durée estimée :", "Estimated time:"),
+        hm(s.time.total_s),
+        t("dont chauffe", "of which heating"),
+        hm(s.time.heating_s)
+    ));
     if let Some(b) = &s.bbox {
         out.push(format!(
             "{} {:.1} × {:.1} × {:.1} mm",
@@ -47,11 +58,22 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
     }
     if s.filament_mm > 0.0 {
         out.push(format!(
-            "{} {:.2} m, {} {}",
+            "{} {:.2} m ({:.0} g), {} {}",
             t("Filament :", "Filament:"),
             s.filament_mm / 1000.0,
+            s.filament_g,
             s.layers,
             t("couches", "layers")
+        ));
+    }
+    if let Some(l) = &s.laser {
+        out.push(format!(
+            "{} {} ({:.1} m), {} {}",
+            t("Laser allumé :", "Laser on:"),
+            hm(l.on_time_s),
+            l.path_mm / 1000.0,
+            l.passes,
+            t("passe(s)", "pass(es)")
         ));
     }
     if s.max_hotend_c > 0.0 || s.max_bed_c > 0.0 {
