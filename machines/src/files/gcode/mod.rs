@@ -511,7 +511,7 @@ struct Analyzer<'l> {
     grbl_laser_mode: Option<bool>,
 
     reported_foreign: [bool; 4],
-    reported_outside: [bool; 3],
+    outside: [Option<(u64, bool)>; 3],
     reported_power: bool,
     reported_mode: bool,
 }
@@ -588,7 +588,7 @@ impl<'l> Analyzer<'l> {
             passes: 0,
             grbl_laser_mode: None,
             reported_foreign: [false; 4],
-            reported_outside: [false; 3],
+            outside: [None; 3],
             reported_power: false,
             reported_mode: false,
         }
@@ -1426,49 +1426,61 @@ impl<'l> Analyzer<'l> {
         }
     }
 
+    /// Notes the first line where each axis leaves the volume; the finding is written at
+    /// the end, with the whole extent the file asks for.
     fn check_volume(&mut self, p: [f64; 4], drawn: bool) {
         let Some(l) = self.limits else { return };
-        let laser = self.machine_is_laser() || (self.laser_seen && !self.printer_seen);
-        for (i, axis) in ["X", "Y", "Z"].into_iter().enumerate() {
+        for (i, &v) in p.iter().take(3).enumerate() {
             let max = l.volume_mm[i];
-            if max <= 0.0 || self.reported_outside[i] {
+            if max <= 0.0 || self.outside[i].is_some() {
                 continue;
             }
-            let v = p[i];
             let (over, under) = if i < 2 {
                 (drawn && v > max + 0.01, drawn && v < -0.01)
             } else {
                 (v > max + 0.01, false)
             };
-            if !(over || under) {
-                continue;
+            if over || under {
+                self.outside[i] = Some((self.line_no, over));
             }
-            self.reported_outside[i] = true;
-            let n = self.line_no;
-            let (bed_fr, bed_en) = if laser {
-                (
-                    "La zone de travail est trop petite",
-                    "The work area is too small",
-                )
-            } else {
-                ("Le plateau est trop petit", "The bed is too small")
+        }
+    }
+
+    fn report_volume(&mut self) {
+        let Some(l) = self.limits else { return };
+        let laser = self.machine_is_laser()
+            || (!self.machine_prints() && self.laser_seen && !self.printer_seen);
+        let (bed_fr, bed_en) = if laser {
+            (
+                "La zone de travail est trop petite",
+                "The work area is too small",
+            )
+        } else {
+            ("Le plateau est trop petit", "The bed is too small")
+        };
+        for (i, axis) in ["X", "Y", "Z"].into_iter().enumerate() {
+            let Some((n, over)) = self.outside[i] else {
+                continue;
             };
+            let max = l.volume_mm[i];
+            let b = if i < 2 { self.extrusions } else { self.moves };
+            let (lo, hi) = [(b.min_x, b.max_x), (b.min_y, b.max_y), (b.min_z, b.max_z)][i];
             let (fr, en) = if over {
                 (
                     format!(
-                        "{bed_fr} pour ce fichier : {v:.0} mm demandés en {axis}, {max:.0} mm disponibles (ligne {n})."
+                        "{bed_fr} pour ce fichier : {hi:.0} mm demandés en {axis}, {max:.0} mm disponibles (ligne {n})."
                     ),
                     format!(
-                        "{bed_en} for this file: {v:.0} mm asked on {axis}, {max:.0} mm available (line {n})."
+                        "{bed_en} for this file: {hi:.0} mm asked on {axis}, {max:.0} mm available (line {n})."
                     ),
                 )
             } else {
                 (
                     format!(
-                        "Ce fichier sort de la machine : {axis} = {v:.1} mm, en dessous de 0 (ligne {n}). Placez l'objet sur le plateau dans le logiciel."
+                        "Ce fichier sort de la machine : {axis} = {lo:.1} mm, en dessous de 0 (ligne {n}). Placez l'objet sur le plateau dans le logiciel."
                     ),
                     format!(
-                        "This file goes outside the machine: {axis} = {v:.1} mm, below 0 (line {n}). Place the object on the bed in the software."
+                        "This file goes outside the machine: {axis} = {lo:.1} mm, below 0 (line {n}). Place the object on the bed in the software."
                     ),
                 )
             };
@@ -1478,6 +1490,7 @@ impl<'l> Analyzer<'l> {
 
     fn finish(mut self) -> Analysis {
         self.planner.synchronize();
+        self.report_volume();
         let moves_s = self.planner.totals.moves_s;
         let total = moves_s + self.dwell_s + self.heating_s;
         let diameter = self

@@ -150,7 +150,7 @@ impl Planner {
             accel = f64::INFINITY;
         }
         let unit = if xyz > 1e-9 {
-            [d[0] / xyz, d[1] / xyz, d[2] / xyz, 0.0]
+            [d[0] * inv, d[1] * inv, d[2] * inv, 0.0]
         } else {
             [0.0, 0.0, 0.0, d[3].signum()]
         };
