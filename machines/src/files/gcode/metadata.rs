@@ -208,7 +208,10 @@ impl Metadata {
             .replace("_SteamEngine", "")
             .replace("(R)", "")
             .trim_end_matches(',')
-            .to_string();
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(60)
+            .collect::<String>();
         if name.is_empty() {
             return;
         }

@@ -216,20 +216,25 @@ impl Planner {
         let n = blocks.len();
         // Backward: each block must be able to brake to the next entry (or to its safe
         // speed at the end of the buffer).
+        // (Squares are compared first: most entries are capped by their junction, and the
+        // square root is only needed when braking is what limits them.)
         let mut next = blocks[n - 1].safe;
         for b in blocks.iter_mut().rev() {
-            let v = b
-                .max_entry
-                .min((next * next + 2.0 * b.accel * b.distance).sqrt());
+            let brake2 = next * next + 2.0 * b.accel * b.distance;
+            let v = if b.max_entry * b.max_entry <= brake2 {
+                b.max_entry
+            } else {
+                brake2.sqrt()
+            };
             b.entry = v;
             next = v;
         }
         // Forward: each entry must be reachable from the previous one.
         for i in 1..n {
             let p = blocks[i - 1];
-            let reach = (p.entry * p.entry + 2.0 * p.accel * p.distance).sqrt();
-            if blocks[i].entry > reach {
-                blocks[i].entry = reach;
+            let reach2 = p.entry * p.entry + 2.0 * p.accel * p.distance;
+            if blocks[i].entry * blocks[i].entry > reach2 {
+                blocks[i].entry = reach2.sqrt();
             }
         }
         for i in 0..fixed.min(n) {

@@ -248,6 +248,16 @@ pub(crate) fn scan<'a>(line: &'a [u8], words: &mut Words) -> (Kind<'a>, Option<&
         b'%' => return (Kind::Empty, None),
         _ => {}
     }
+    // Prusa's MMU tool words `Tx`, `Tc` and `T?` (the firmware picks the tool).
+    if (line[i] == b'T' || line[i] == b't')
+        && matches!(line.get(i + 1), Some(b'x' | b'c' | b'?'))
+        && line
+            .get(i + 2)
+            .is_none_or(|b| matches!(b, b' ' | b'\t' | b';'))
+    {
+        let (_, comment) = split_comment(&line[i..]);
+        return (Kind::Text(0), comment);
+    }
     // A Klipper-style extended command: an identifier of two or more letters.
     if line[i].is_ascii_alphabetic()
         && i + 1 < len
@@ -530,6 +540,8 @@ mod tests {
             Kind::Text(1170)
         ));
         assert!(matches!(words_of("hello world").0, Kind::Bad(0)));
+        assert!(matches!(words_of("Tx").0, Kind::Text(0)));
+        assert!(matches!(words_of("T?").0, Kind::Text(0)));
         assert!(matches!(words_of("G1 X10 Y10 E6 ?").0, Kind::Bad(_)));
         assert!(matches!(words_of("G1 X1,5").0, Kind::Bad(_)));
         assert_eq!(words_of("   ").0, Kind::Empty);
