@@ -37,15 +37,29 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
         t("commandes", "commands")
     ));
     let hm = |secs: f64| {
-        let m = (secs / 60.0).round() as i64;
-        format!("{} h {:02} min", m / 60, m % 60)
+        let secs = secs.max(0.0).round() as i64;
+        match secs {
+            0..60 => format!("{secs} s"),
+            60..3600 => format!("{} min", (secs + 30) / 60),
+            _ => {
+                let m = (secs + 30) / 60;
+                format!("{} h {:02} min", m / 60, m % 60)
+            }
+        }
+    };
+    let heating = if s.time.heating_s > 0.0 {
+        format!(
+            " ({} {})",
+            t("dont chauffe", "of which heating"),
+            hm(s.time.heating_s)
+        )
+    } else {
+        String::new()
     };
     out.push(format!(
-        "{} {} ({} {})",
+        "{} {}{heating}",
         t("Durée estimée :", "Estimated time:"),
-        hm(s.time.total_s),
-        t("dont chauffe", "of which heating"),
-        hm(s.time.heating_s)
+        hm(s.time.total_s)
     ));
     if let Some(b) = &s.bbox {
         out.push(format!(
