@@ -21,6 +21,26 @@ fn vm_hwm_kb() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Time this thread spent on a CPU, s (`/proc/self/schedstat`): unlike the wall clock, it
+/// does not count the time other processes had the cores.
+fn cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
+/// "X s, Y MB/s (Z MB/s per CPU second)".
+fn rate(mb: f64, wall: f64, cpu: Option<f64>) -> String {
+    match cpu {
+        Some(c) if c > 0.0 => format!(
+            "{wall:.2} s, {:.0} MB/s ({:.0} MB/s per CPU second)",
+            mb / wall,
+            mb / c
+        ),
+        _ => format!("{wall:.2} s, {:.0} MB/s", mb / wall),
+    }
+}
+
 fn shift_z(line: &str, dz: f64) -> String {
     let Some(rest) = line.strip_prefix("G1 ") else {
         return line.to_string();
@@ -82,6 +102,7 @@ fn main() {
     let mut lines = 0u64;
     for round in 0..2 {
         let t = Instant::now();
+        let c = cpu_s();
         let mut reader = BufReader::with_capacity(256 * 1024, std::fs::File::open(&path).unwrap());
         lines = 0;
         loop {
@@ -95,16 +116,19 @@ fn main() {
         }
         if round == 1 {
             let s = t.elapsed().as_secs_f64();
-            println!("line count: {lines} lines in {s:.2} s, {:.0} MB/s", mb / s);
+            let c = cpu_s().zip(c).map(|(b, a)| b - a);
+            println!("line count: {lines} lines, {}", rate(mb, s, c));
         }
     }
 
     let t = Instant::now();
+    let c = cpu_s();
     let summary = gcode::analyze(std::fs::File::open(&path).unwrap(), None).unwrap();
     let s = t.elapsed().as_secs_f64();
+    let c = cpu_s().zip(c).map(|(b, a)| b - a);
     println!(
-        "analysis: {s:.2} s, {:.0} MB/s ({} lines, {} layers, estimate {:.1} h, filament {:.0} m)",
-        mb / s,
+        "analysis: {} ({} lines, {} layers, estimate {:.1} h, filament {:.0} m)",
+        rate(mb, s, c),
         summary.lines,
         summary.layers,
         summary.time.total_s / 3600.0,
@@ -114,6 +138,7 @@ fn main() {
     let after_summary = vm_hwm_kb();
 
     let t = Instant::now();
+    let c = cpu_s();
     let full = gcode::analyze_with(
         std::fs::File::open(&path).unwrap(),
         None,
@@ -124,9 +149,10 @@ fn main() {
     )
     .unwrap();
     let s = t.elapsed().as_secs_f64();
+    let c = cpu_s().zip(c).map(|(b, a)| b - a);
     println!(
-        "analysis with preview and thumbnail: {s:.2} s, {:.0} MB/s (preview {} bytes)",
-        mb / s,
+        "analysis with preview and thumbnail: {} (preview {} bytes)",
+        rate(mb, s, c),
         full.preview_svg.as_ref().map_or(0, String::len)
     );
     let after_full = vm_hwm_kb();
