@@ -1,0 +1,468 @@
+//! The OctoPrint driver against a real OctoPrint (`pip install octoprint`): each test starts
+//! `octoprint serve` on 127.0.0.1 with a generated configuration (its virtual printer on,
+//! a user with a known API key), uploads, starts and follows jobs through the same code the
+//! runtime uses, and reads OctoPrint's own answers to check what happened.
+//!
+//! Outages are made by a proxy between the driver and OctoPrint that the test cuts and
+//! restores, so the print goes on while Fabrique cannot see it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fabrique_machines::driver::remote::{
+    Control, RemoteEvent, RemoteOptions, RemoteOutcome, RemoteState, run_job,
+};
+use fabrique_machines::transport::octoprint::OctoPrint;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const KEY: &str = "FabriqueTestKey0123456789abcdef0";
+
+struct Server {
+    child: tokio::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let python = std::process::Command::new("python3")
+            .args(["-c", "import octoprint"])
+            .status();
+        assert!(
+            python.is_ok_and(|s| s.success()),
+            "OctoPrint is needed: python3 -m pip install octoprint (or -r .ci/requirements.txt)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.yaml"), CONFIG).unwrap();
+        std::fs::write(
+            dir.path().join("users.yaml"),
+            format!(
+                "_version: 2\nfabrique:\n  active: true\n  apikey: {KEY}\n  groups: [admins, users]\n  password: not-a-password-hash\n  permissions: []\n  settings: {{}}\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port().await;
+        // OctoPrint refuses to run as root without --iknowwhatimdoing; CI runs as root.
+        let child = tokio::process::Command::new("python3")
+            .args([
+                "-m",
+                "octoprint",
+                "serve",
+                "--iknowwhatimdoing",
+                "--host",
+                "127.0.0.1",
+            ])
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--basedir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 -m octoprint serve");
+        let server = Server {
+            child,
+            port,
+            _dir: dir,
+        };
+        let client = server.client(port);
+        for _ in 0..240 {
+            if client.version().await.is_ok() && server.printer_ready(&client).await {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("OctoPrint did not start with its virtual printer within 60 s");
+    }
+
+    fn client(&self, port: u16) -> OctoPrint {
+        OctoPrint::new(&format!("http://127.0.0.1:{port}/"), KEY).unwrap()
+    }
+
+    async fn printer_ready(&self, client: &OctoPrint) -> bool {
+        use fabrique_machines::driver::remote::RemotePrinter;
+        match client.status().await {
+            Ok(s) if s.state == RemoteState::Ready => true,
+            Ok(s) => {
+                if matches!(s.state, RemoteState::PrinterOffline(_)) {
+                    let _ = client.connect_printer().await;
+                }
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// OctoPrint's own view of the job, straight from its API.
+    async fn job(&self) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/api/job", self.port))
+            .header("X-Api-Key", KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+const CONFIG: &str = "\
+server:
+  firstRun: false
+  onlineCheck:
+    enabled: false
+  pluginBlacklist:
+    enabled: false
+  seenWizards:
+    corewizard: 4
+accessControl:
+  enabled: true
+serial:
+  port: VIRTUAL
+  baudrate: 0
+  autoconnect: true
+plugins:
+  tracking:
+    enabled: false
+  virtual_printer:
+    enabled: true
+";
+
+async fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A G-code file whose print takes about `dwell_s` seconds on OctoPrint's virtual printer
+/// (it honours `G4`), with a few moves around the dwells.
+fn job_file(dir: &Path, dwell_s: u32) -> PathBuf {
+    let mut text = String::from("; a test job\nG28\nG90\nM83\n");
+    for i in 0..(dwell_s * 4) {
+        text += &format!(
+            "G1 X{} Y{} E0.05 F3000\nG4 P250\n",
+            10 + i % 100,
+            20 + i % 50
+        );
+    }
+    text += "G1 X0 Y0 F3000\nM84\n";
+    let path = dir.join("job.gcode");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn options() -> RemoteOptions {
+    RemoteOptions {
+        poll: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(1),
+        start_polls: 25,
+    }
+}
+
+/// Runs a job, handing every event to `steer`, which may answer with controls.
+async fn run(
+    printer: &OctoPrint,
+    file: &Path,
+    name: &str,
+    reattach: bool,
+    cancel: &CancellationToken,
+    mut steer: impl FnMut(&RemoteEvent) -> Option<Control>,
+) -> (RemoteOutcome, Vec<RemoteEvent>) {
+    let (tx, mut rx) = mpsc::channel(8);
+    let mut events = Vec::new();
+    let outcome = run_job(
+        printer,
+        file,
+        name,
+        reattach,
+        &options(),
+        Some(&mut rx),
+        |e| {
+            events.push(e.clone());
+            if let Some(c) = steer(e) {
+                let _ = tx.try_send(c);
+            }
+        },
+        cancel,
+    )
+    .await;
+    (outcome, events)
+}
+
+fn printing(e: &RemoteEvent) -> bool {
+    matches!(e, RemoteEvent::Status(s) if s.state == RemoteState::Printing)
+}
+
+#[tokio::test]
+async fn a_job_is_uploaded_started_and_followed_to_its_end() {
+    let server = Server::start().await;
+    let printer = server.client(server.port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = job_file(dir.path(), 3);
+    let (outcome, events) = run(
+        &printer,
+        &file,
+        "fabrique-job-7.gcode",
+        false,
+        &CancellationToken::new(),
+        |_| None,
+    )
+    .await;
+    assert_eq!(outcome, RemoteOutcome::Done, "{events:?}");
+    assert!(events.iter().any(printing), "{events:?}");
+    // Temperatures and progress came from OctoPrint while it printed.
+    assert!(events.iter().any(
+        |e| matches!(e, RemoteEvent::Status(s) if s.hotend.is_some() && s.progress.is_some())
+    ));
+    let job = server.job().await;
+    assert_eq!(job["job"]["file"]["name"], "fabrique-job-7.gcode");
+    assert_eq!(job["progress"]["completion"], 100.0);
+    assert_eq!(job["state"], "Operational");
+}
+
+#[tokio::test]
+async fn pause_resume_and_cancel_reach_octoprint() {
+    let server = Server::start().await;
+    let printer = server.client(server.port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = job_file(dir.path(), 20);
+    let mut step = 0;
+    let (outcome, events) = run(
+        &printer,
+        &file,
+        "fabrique-job-8.gcode",
+        false,
+        &CancellationToken::new(),
+        |e| {
+            let state = match e {
+                RemoteEvent::Status(s) => Some(s.state.clone()),
+                _ => None,
+            };
+            match (step, state) {
+                (0, Some(RemoteState::Printing)) => {
+                    step = 1;
+                    Some(Control::Pause)
+                }
+                (1, Some(RemoteState::Paused)) => {
+                    step = 2;
+                    Some(Control::Resume)
+                }
+                (2, Some(RemoteState::Printing)) => {
+                    step = 3;
+                    Some(Control::Cancel)
+                }
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert_eq!(step, 3, "{events:?}");
+    assert_eq!(
+        outcome,
+        RemoteOutcome::Cancelled { by_server: false },
+        "{events:?}"
+    );
+    assert!(events.contains(&RemoteEvent::Paused));
+    assert!(events.contains(&RemoteEvent::Resumed));
+    let job = server.job().await;
+    assert_eq!(job["state"], "Operational");
+    // OctoPrint forgets the progress of a cancelled print.
+    assert!(
+        job["progress"]["completion"]
+            .as_f64()
+            .is_none_or(|c| c < 100.0),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn an_emergency_stop_reaches_the_printer_and_ends_the_job() {
+    let server = Server::start().await;
+    let printer = server.client(server.port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = job_file(dir.path(), 20);
+    let mut sent = false;
+    let (outcome, events) = run(
+        &printer,
+        &file,
+        "fabrique-job-9.gcode",
+        false,
+        &CancellationToken::new(),
+        |e| (printing(e) && !std::mem::replace(&mut sent, true)).then_some(Control::EmergencyStop),
+    )
+    .await;
+    assert_eq!(outcome, RemoteOutcome::EmergencyStop, "{events:?}");
+    // The print no longer runs on OctoPrint.
+    for _ in 0..50 {
+        if server.job().await["state"] != "Printing" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("OctoPrint still prints after the emergency stop");
+}
+
+/// A TCP proxy that can be cut (connections dropped, new ones closed at once) and restored.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    links: Arc<std::sync::Mutex<CancellationToken>>,
+}
+
+impl Proxy {
+    async fn start(to: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let links = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let (c, l) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is closed at once
+                }
+                let token = l.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", to)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = token.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut, links }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        let mut links = self.links.lock().unwrap();
+        links.cancel();
+        *links = CancellationToken::new();
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn an_outage_of_the_server_loses_nothing_and_the_job_ends_when_it_answers_again() {
+    let server = Server::start().await;
+    let proxy = Proxy::start(server.port).await;
+    let printer = server.client(proxy.port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = job_file(dir.path(), 4);
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let driver = async {
+        let (controls_tx, mut controls) = mpsc::channel(1);
+        let outcome = run_job(
+            &printer,
+            &file,
+            "fabrique-job-10.gcode",
+            false,
+            &options(),
+            Some(&mut controls),
+            |e| {
+                let _ = tx.send(e.clone());
+            },
+            &cancel,
+        )
+        .await;
+        drop(controls_tx);
+        outcome
+    };
+    let outage = async {
+        let mut unreachable = 0;
+        while let Some(e) = rx.recv().await {
+            if printing(&e) {
+                proxy.cut();
+                break;
+            }
+        }
+        // The print runs on while Fabrique cannot see it: it finishes during the outage.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(RemoteEvent::Unreachable(_))) =
+                tokio::time::timeout(Duration::from_millis(100), rx.recv()).await
+            {
+                unreachable += 1;
+            }
+        }
+        assert_eq!(server.job().await["progress"]["completion"], 100.0);
+        proxy.restore();
+        unreachable
+    };
+    let (outcome, unreachable) = tokio::join!(driver, outage);
+    assert!(unreachable >= 2, "the outage was not seen");
+    assert_eq!(outcome, RemoteOutcome::Done);
+}
+
+#[tokio::test]
+async fn a_restarted_fabrique_follows_the_print_that_kept_running() {
+    let server = Server::start().await;
+    let printer = server.client(server.port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = job_file(dir.path(), 5);
+    // Fabrique stops while the print runs: the driver lets go, the print goes on.
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let (outcome, _) = run(
+        &printer,
+        &file,
+        "fabrique-job-11.gcode",
+        false,
+        &stop,
+        |e| {
+            if printing(e) {
+                s.cancel();
+            }
+            None
+        },
+    )
+    .await;
+    assert_eq!(outcome, RemoteOutcome::Detached);
+    assert_eq!(server.job().await["state"], "Printing");
+    // At the next start, the job is followed again to its end.
+    let (outcome, events) = run(
+        &printer,
+        &file,
+        "fabrique-job-11.gcode",
+        true,
+        &CancellationToken::new(),
+        |_| None,
+    )
+    .await;
+    assert_eq!(outcome, RemoteOutcome::Done, "{events:?}");
+    // A print the server no longer knows (another file printed since) is interrupted, not
+    // silently taken for done.
+    let (outcome, _) = run(
+        &printer,
+        &file,
+        "fabrique-job-12.gcode",
+        true,
+        &CancellationToken::new(),
+        |_| None,
+    )
+    .await;
+    assert!(
+        matches!(outcome, RemoteOutcome::Interrupted(_)),
+        "{outcome:?}"
+    );
+}
