@@ -7,17 +7,19 @@
 //! restores, so the print goes on while Fabrique cannot see it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::Proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fabrique_machines::driver::remote::{
-    Control, RemoteEvent, RemoteOptions, RemoteOutcome, RemoteState, run_job,
+    Control, RemoteEvent, RemoteJob, RemoteOptions, RemoteOutcome, RemoteState, run_job,
 };
 use fabrique_machines::transport::octoprint::OctoPrint;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -185,9 +187,11 @@ async fn run(
     let mut events = Vec::new();
     let outcome = run_job(
         printer,
-        file,
-        name,
-        reattach,
+        RemoteJob {
+            file,
+            name,
+            reattach,
+        },
         &options(),
         Some(&mut rx),
         |e| {
@@ -315,52 +319,6 @@ async fn an_emergency_stop_reaches_the_printer_and_ends_the_job() {
     panic!("OctoPrint still prints after the emergency stop");
 }
 
-/// A TCP proxy that can be cut (connections dropped, new ones closed at once) and restored.
-struct Proxy {
-    port: u16,
-    cut: Arc<AtomicBool>,
-    links: Arc<std::sync::Mutex<CancellationToken>>,
-}
-
-impl Proxy {
-    async fn start(to: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = Arc::new(AtomicBool::new(false));
-        let links = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
-        let (c, l) = (cut.clone(), links.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if c.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is closed at once
-                }
-                let token = l.lock().unwrap().clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", to)).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        () = token.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    }
-                });
-            }
-        });
-        Proxy { port, cut, links }
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        let mut links = self.links.lock().unwrap();
-        links.cancel();
-        *links = CancellationToken::new();
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
 #[tokio::test]
 async fn an_outage_of_the_server_loses_nothing_and_the_job_ends_when_it_answers_again() {
     let server = Server::start().await;
@@ -374,9 +332,11 @@ async fn an_outage_of_the_server_loses_nothing_and_the_job_ends_when_it_answers_
         let (controls_tx, mut controls) = mpsc::channel(1);
         let outcome = run_job(
             &printer,
-            &file,
-            "fabrique-job-10.gcode",
-            false,
+            RemoteJob {
+                file: &file,
+                name: "fabrique-job-10.gcode",
+                reattach: false,
+            },
             &options(),
             Some(&mut controls),
             |e| {

@@ -137,18 +137,30 @@ pub enum RemoteOutcome {
     Detached,
 }
 
-/// Uploads and starts the job (unless `reattach`: it is already on the server), then follows
-/// it to its end.
+/// A job for a print server.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteJob<'a> {
+    pub file: &'a Path,
+    /// Its name on the server ([`remote_file_name`]).
+    pub name: &'a str,
+    /// Already on the server and started (by a Fabrique that has since restarted).
+    pub reattach: bool,
+}
+
+/// Uploads and starts the job (unless it is re-attached), then follows it to its end.
 pub async fn run_job<P: RemotePrinter>(
     printer: &P,
-    file: &Path,
-    name: &str,
-    reattach: bool,
+    job: RemoteJob<'_>,
     opts: &RemoteOptions,
     mut controls: Option<&mut mpsc::Receiver<Control>>,
     mut on_event: impl FnMut(&RemoteEvent),
     cancel: &CancellationToken,
 ) -> RemoteOutcome {
+    let RemoteJob {
+        file,
+        name,
+        reattach,
+    } = job;
     if !reattach {
         let started = async {
             printer.upload(file, name).await?;

@@ -51,10 +51,10 @@ async fn file_part(file: &Path, name: &str) -> Result<reqwest::multipart::Part, 
     let handle = tokio::fs::File::open(file).await?;
     let size = handle.metadata().await?.len();
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(handle));
-    Ok(reqwest::multipart::Part::stream_with_length(body, size)
+    reqwest::multipart::Part::stream_with_length(body, size)
         .file_name(name.to_string())
         .mime_str("application/octet-stream")
-        .map_err(|e| RemoteError::Protocol(e.to_string()))?)
+        .map_err(|e| RemoteError::Protocol(e.to_string()))
 }
 
 /// The SHA-256 of a file in hex, read in blocks.
