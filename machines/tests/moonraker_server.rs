@@ -283,7 +283,7 @@ async fn a_job_the_server_refuses_fails_with_its_words_and_a_missing_file_prints
     )
     .await;
     assert!(
-        matches!(&outcome, RemoteOutcome::Failed(why) if why.contains("Moonraker")),
+        matches!(&outcome, RemoteOutcome::Failed(why) if why.contains("illisible")),
         "{outcome:?}"
     );
     assert_eq!(printer.status().await.unwrap().state, RemoteState::Ready);
@@ -297,4 +297,24 @@ async fn a_job_the_server_refuses_fails_with_its_words_and_a_missing_file_prints
         matches!(&outcome, RemoteOutcome::Failed(why) if why.contains("Print already in progress")),
         "{outcome:?}"
     );
+}
+
+#[tokio::test]
+async fn a_server_that_cannot_be_reached_gets_nothing_and_the_job_is_not_sent() {
+    let standin = StandIn::start(1.0).await;
+    let proxy = Proxy::start(standin.port).await;
+    proxy.cut();
+    let printer = standin.client(proxy.port);
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, _) = run(
+        &printer,
+        &job_file(dir.path()),
+        false,
+        &CancellationToken::new(),
+        |_| None,
+    )
+    .await;
+    assert!(matches!(outcome, RemoteOutcome::NotSent(_)), "{outcome:?}");
+    let direct = standin.client(standin.port);
+    assert_eq!(direct.status().await.unwrap().state, RemoteState::Ready);
 }

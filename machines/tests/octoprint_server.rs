@@ -5,6 +5,7 @@
 //!
 //! Outages are made by a proxy between the driver and OctoPrint that the test cuts and
 //! restores, so the print goes on while Fabrique cannot see it.
+#![cfg(feature = "sim")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,94 +13,37 @@ mod common;
 use common::Proxy;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use fabrique_machines::driver::remote::{
     Control, RemoteEvent, RemoteJob, RemoteOptions, RemoteOutcome, RemoteState, run_job,
 };
+use fabrique_machines::sim::octoprint::OctoPrintServer;
 use fabrique_machines::transport::octoprint::OctoPrint;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const KEY: &str = "FabriqueTestKey0123456789abcdef0";
+const KEY: &str = fabrique_machines::sim::octoprint::API_KEY;
 
 struct Server {
-    child: tokio::process::Child,
+    octoprint: OctoPrintServer,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
     async fn start() -> Server {
-        let python = std::process::Command::new("python3")
-            .args(["-c", "import octoprint"])
-            .status();
-        assert!(
-            python.is_ok_and(|s| s.success()),
-            "OctoPrint is needed: python3 -m pip install octoprint (or -r .ci/requirements.txt)"
-        );
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.yaml"), CONFIG).unwrap();
-        std::fs::write(
-            dir.path().join("users.yaml"),
-            format!(
-                "_version: 2\nfabrique:\n  active: true\n  apikey: {KEY}\n  groups: [admins, users]\n  password: not-a-password-hash\n  permissions: []\n  settings: {{}}\n"
-            ),
-        )
-        .unwrap();
-        let port = free_port().await;
-        // OctoPrint refuses to run as root without --iknowwhatimdoing; CI runs as root.
-        let child = tokio::process::Command::new("python3")
-            .args([
-                "-m",
-                "octoprint",
-                "serve",
-                "--iknowwhatimdoing",
-                "--host",
-                "127.0.0.1",
-            ])
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--basedir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 -m octoprint serve");
-        let server = Server {
-            child,
-            port,
+        let octoprint = OctoPrintServer::start(dir.path()).await.unwrap();
+        Server {
+            port: octoprint.port,
+            octoprint,
             _dir: dir,
-        };
-        let client = server.client(port);
-        for _ in 0..240 {
-            if client.version().await.is_ok() && server.printer_ready(&client).await {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        panic!("OctoPrint did not start with its virtual printer within 60 s");
     }
 
     fn client(&self, port: u16) -> OctoPrint {
-        OctoPrint::new(&format!("http://127.0.0.1:{port}/"), KEY).unwrap()
-    }
-
-    async fn printer_ready(&self, client: &OctoPrint) -> bool {
-        use fabrique_machines::driver::remote::RemotePrinter;
-        match client.status().await {
-            Ok(s) if s.state == RemoteState::Ready => true,
-            Ok(s) => {
-                if matches!(s.state, RemoteState::PrinterOffline(_)) {
-                    let _ = client.connect_printer().await;
-                }
-                false
-            }
-            Err(_) => false,
-        }
+        self.octoprint.client(port).unwrap()
     }
 
     /// OctoPrint's own view of the job, straight from its API.
@@ -114,39 +58,6 @@ impl Server {
             .await
             .unwrap()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-const CONFIG: &str = "\
-server:
-  firstRun: false
-  onlineCheck:
-    enabled: false
-  pluginBlacklist:
-    enabled: false
-  seenWizards:
-    corewizard: 4
-accessControl:
-  enabled: true
-serial:
-  port: VIRTUAL
-  baudrate: 0
-  autoconnect: true
-plugins:
-  tracking:
-    enabled: false
-  virtual_printer:
-    enabled: true
-";
-
-async fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// A G-code file whose print takes about `dwell_s` seconds on OctoPrint's virtual printer

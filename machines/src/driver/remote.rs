@@ -135,6 +135,9 @@ pub enum RemoteOutcome {
     Interrupted(String),
     /// Fabrique is stopping; the print goes on and is followed again at the next start.
     Detached,
+    /// The server could not be reached to send the file: nothing was printed, the job can
+    /// wait for the machine to come back.
+    NotSent(String),
 }
 
 /// A job for a print server.
@@ -162,20 +165,37 @@ pub async fn run_job<P: RemotePrinter>(
         reattach,
     } = job;
     if !reattach {
-        let started = async {
-            printer.upload(file, name).await?;
-            printer.start(name).await
-        };
         // select!: a shutdown during the upload stops before anything prints.
-        let started = tokio::select! {
+        let uploaded = tokio::select! {
             () = cancel.cancelled() => return RemoteOutcome::Cancelled { by_server: false },
-            started = started => started,
+            uploaded = printer.upload(file, name) => uploaded,
         };
-        if let Err(e) = started {
-            return RemoteOutcome::Failed(format!(
-                "{} n'a pas pu lancer l'impression : {e}",
-                printer.name()
-            ));
+        match uploaded {
+            Ok(()) => {}
+            Err(RemoteError::Unreachable(e)) => {
+                return RemoteOutcome::NotSent(format!("{} injoignable : {e}", printer.name()));
+            }
+            Err(RemoteError::File(e)) => {
+                return RemoteOutcome::Failed(format!("fichier du travail illisible : {e}"));
+            }
+            Err(e) => {
+                return RemoteOutcome::Failed(format!(
+                    "{} a refusé le fichier : {e}",
+                    printer.name()
+                ));
+            }
+        }
+        match printer.start(name).await {
+            Ok(()) => {}
+            // The start may have reached the server before the link went: the follow loop
+            // finds out from the server, once it answers.
+            Err(RemoteError::Unreachable(e)) => on_event(&RemoteEvent::Unreachable(e)),
+            Err(e) => {
+                return RemoteOutcome::Failed(format!(
+                    "{} n'a pas pu lancer l'impression : {e}",
+                    printer.name()
+                ));
+            }
         }
     }
     let mut seen_printing = reattach;
