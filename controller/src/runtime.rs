@@ -15,6 +15,10 @@ use crate::scheduler::{self, Busy, PlanJob, PlanMachine, Policy, Target};
 use fabrique_machines::driver::marlin::{
     self as marlin_driver, Control, JobFailure, JobOutcome, StreamOptions,
 };
+use fabrique_machines::driver::remote::{
+    self, RemoteEvent, RemoteJob, RemoteOptions, RemoteOutcome, RemotePrinter, RemoteState,
+};
+use fabrique_machines::transport::{moonraker::Moonraker, octoprint::OctoPrint};
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -97,6 +101,21 @@ pub struct Planned {
     pub now: Timestamp,
 }
 
+/// How often an idle machine's link is checked, and the longest delay while it is away.
+const PROBE_EVERY: Duration = Duration::from_secs(30);
+const PROBE_MAX: Duration = Duration::from_secs(300);
+
+/// A print server's answer, as "is the printer there?" and why not.
+async fn probe<P: RemotePrinter>(printer: &P) -> (bool, String) {
+    match printer.status().await {
+        Ok(s) => match s.state {
+            RemoteState::PrinterOffline(why) => (false, format!("{} : {why}", printer.name())),
+            _ => (true, String::new()),
+        },
+        Err(e) => (false, format!("{} injoignable : {e}", printer.name())),
+    }
+}
+
 /// How far ahead the planner looks.
 pub const HORIZON_S: i64 = 7 * 86_400;
 
@@ -109,11 +128,22 @@ impl Runtime {
         retention_days: u32,
     ) -> Result<Self, crate::LabError> {
         let at = now();
+        let machines = lab.machines().await?;
+        let mut reattach: HashMap<MachineId, Job> = HashMap::new();
         for job in lab
             .store()
             .jobs_in_state(&[JobState::Running, JobState::Paused])
             .await?
         {
+            // A print server kept printing while Fabrique was stopped: follow it again.
+            if let Some(machine) = job.machine
+                && machines
+                    .iter()
+                    .any(|m| m.id == machine && m.connection.is_print_server())
+            {
+                reattach.insert(machine, job);
+                continue;
+            }
             let note = format!(
                 "Fabrique s'est arrêté pendant le travail (dernière ligne confirmée : {})",
                 job.lines_acked
@@ -143,7 +173,8 @@ impl Runtime {
             wake: Arc::new(tokio::sync::Notify::new()),
         };
         for machine in runtime.lab.machines().await? {
-            runtime.spawn_machine(machine);
+            let job = reattach.remove(&machine.id);
+            runtime.spawn_machine(machine, job);
         }
         let planner = runtime.clone();
         runtime
@@ -156,7 +187,8 @@ impl Runtime {
         Ok(runtime)
     }
 
-    fn spawn_machine(&self, machine: Machine) {
+    /// Starts a machine's task; `reattach` is a job its print server kept running.
+    fn spawn_machine(&self, machine: Machine, reattach: Option<Job>) {
         let (commands, rx) = mpsc::channel(16);
         let initial = Live {
             machine: machine.id.0,
@@ -180,7 +212,7 @@ impl Runtime {
             live: live_tx,
             started_by: None,
         };
-        self.tracker.spawn(task.run(rx));
+        self.tracker.spawn(task.run(rx, reattach));
     }
 
     /// Asks for a planner pass now (a job was queued, approved or queued again).
@@ -251,7 +283,7 @@ impl Runtime {
         if known {
             let _ = self.send(machine, Command::Refresh).await;
         } else if let Ok(m) = self.lab.machine(machine).await {
-            self.spawn_machine(m);
+            self.spawn_machine(m, None);
         }
         self.wake();
     }
@@ -351,8 +383,12 @@ impl Runtime {
             let Some(machine) = machines.iter().find(|m| m.id.0 == placement.machine) else {
                 continue;
             };
-            let automatic = matches!(machine.connection, Connection::SerialMarlin { .. })
-                && machine.kind == MachineKind::FdmPrinter
+            let automatic = matches!(
+                machine.connection,
+                Connection::SerialMarlin { .. }
+                    | Connection::OctoPrint { .. }
+                    | Connection::Moonraker { .. }
+            ) && machine.kind == MachineKind::FdmPrinter
                 && machine.state == MachineState::Idle;
             if automatic && placement.start <= now_ts {
                 let (reply, _) = oneshot::channel();
@@ -478,13 +514,21 @@ impl MachineTask {
         });
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, reattach: Option<Job>) {
+        if let Some(job) = reattach {
+            self.reattach(job, &mut commands).await;
+        }
+        let mut check_in = PROBE_EVERY;
         loop {
-            // select!: a shutdown ends the task (no job runs between commands); otherwise
-            // wait for the next command.
+            // select!: a shutdown ends the task (no job runs between commands); a command is
+            // taken at once; between commands the link is checked now and then.
             let command = tokio::select! {
                 () = self.runtime.shutdown.cancelled() => return,
                 command = commands.recv() => command,
+                () = tokio::time::sleep(check_in) => {
+                    check_in = self.check_link(check_in).await;
+                    continue;
+                }
             };
             let Some(command) = command else { return };
             match command {
@@ -523,6 +567,48 @@ impl MachineTask {
                 | Command::EmergencyStop
                 | Command::Finished { .. } => {}
             }
+        }
+    }
+
+    /// Between jobs: is the machine still there? An idle machine whose link is gone goes
+    /// offline; an offline one that answers again is idle. Returns when to look next: the
+    /// usual delay, or twice the last one (up to [`PROBE_MAX`]) while the machine is away.
+    async fn check_link(&self, last: Duration) -> Duration {
+        let reachable = match &self.machine.connection {
+            Connection::SerialMarlin { port, .. } | Connection::SerialGrbl { port, .. } => {
+                // Opening the port would reset most boards: only its presence is checked.
+                Ok(tokio::fs::try_exists(port).await.unwrap_or(false))
+                    .map(|present| (present, String::from("port série absent (câble USB ?)")))
+            }
+            Connection::OctoPrint { url, api_key } => match OctoPrint::new(url, api_key.expose()) {
+                Ok(p) => Ok(probe(&p).await),
+                Err(e) => Err(e),
+            },
+            Connection::Moonraker { url } => match Moonraker::new(url) {
+                Ok(p) => Ok(probe(&p).await),
+                Err(e) => Err(e),
+            },
+            Connection::Manual => return PROBE_MAX,
+        };
+        let (present, why) = match reachable {
+            Ok(answer) => answer,
+            Err(e) => (false, e.to_string()),
+        };
+        let state = self.live.borrow().state;
+        match (state, present) {
+            (MachineState::Idle, false) => {
+                self.set_machine(MachineState::Offline, &why).await;
+            }
+            (MachineState::Offline, true) => {
+                self.set_machine(MachineState::Idle, "").await;
+                self.runtime.wake();
+            }
+            _ => {}
+        }
+        if present {
+            PROBE_EVERY
+        } else {
+            (last * 2).min(PROBE_MAX)
         }
     }
 
@@ -603,14 +689,212 @@ impl MachineTask {
                 self.stream_grbl(job, port, baud, commands).await
             }
             Connection::Manual => self.manual(job, commands).await,
-            other => {
-                let reason = format!(
-                    "connexion {} : le suivi automatique n'est pas encore disponible",
-                    other.kind()
-                );
-                self.finish(&job, JobState::Failed, &reason, MachineState::Idle)
+            Connection::OctoPrint { url, api_key } => {
+                match OctoPrint::new(&url, api_key.expose()) {
+                    Ok(printer) => self.follow_remote(&printer, job, false, commands).await,
+                    Err(e) => self.cannot_reach(&job, &e.to_string()).await,
+                }
+            }
+            Connection::Moonraker { url } => match Moonraker::new(&url) {
+                Ok(printer) => self.follow_remote(&printer, job, false, commands).await,
+                Err(e) => self.cannot_reach(&job, &e.to_string()).await,
+            },
+        }
+    }
+
+    /// Follows again a print that a print server kept running while Fabrique was stopped.
+    async fn reattach(&self, job: Job, commands: &mut mpsc::Receiver<Command>) {
+        self.publish(|l| {
+            l.job = Some(job.id.0);
+            l.job_name = Some(job.file_name.clone());
+            l.member = Some(job.owner_name.clone());
+        });
+        match self.machine.connection.clone() {
+            Connection::OctoPrint { url, api_key } => {
+                if let Ok(printer) = OctoPrint::new(&url, api_key.expose()) {
+                    return self.follow_remote(&printer, job, true, commands).await;
+                }
+            }
+            Connection::Moonraker { url } => {
+                if let Ok(printer) = Moonraker::new(&url) {
+                    return self.follow_remote(&printer, job, true, commands).await;
+                }
+            }
+            _ => {}
+        }
+        self.finish(
+            &job,
+            JobState::Interrupted,
+            "la connexion de la machine a changé pendant l'arrêt de Fabrique",
+            MachineState::ToCheck,
+        )
+        .await;
+    }
+
+    async fn cannot_reach(&self, job: &Job, why: &str) {
+        self.finish(
+            job,
+            JobState::Failed,
+            &format!("machine injoignable : {why}"),
+            MachineState::Offline,
+        )
+        .await;
+    }
+
+    /// A printer behind OctoPrint or Moonraker: the server streams the file; this task
+    /// uploads it, starts it, and follows it. Fabrique stopping leaves the print running (it
+    /// is followed again at the next start); the server going silent marks the machine
+    /// offline and keeps the job until the server answers again.
+    async fn follow_remote<P: RemotePrinter>(
+        &self,
+        printer: &P,
+        job: Job,
+        reattach: bool,
+        commands: &mut mpsc::Receiver<Command>,
+    ) {
+        let path = self.runtime.jobs_dir.join(&job.stored_name);
+        let name = remote::remote_file_name(job.id.0);
+        let cancel = self.runtime.shutdown.child_token();
+        let (controls_tx, mut controls_rx) = mpsc::channel(8);
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+        let options = RemoteOptions::default();
+        let follow = remote::run_job(
+            printer,
+            RemoteJob {
+                file: &path,
+                name: &name,
+                reattach,
+            },
+            &options,
+            Some(&mut controls_rx),
+            |e: &RemoteEvent| {
+                let _ = events_tx.send(e.clone());
+            },
+            &cancel,
+        );
+        tokio::pin!(follow);
+        let mut last_saved = std::time::Instant::now();
+        let mut closed = false;
+        let mut paused = job.state == JobState::Paused;
+        let mut offline = false;
+        let outcome = loop {
+            // select!: the follow loop ends the job; commands become controls; events from
+            // the server move the tile, the job's state and, every few seconds, its progress.
+            tokio::select! {
+                outcome = &mut follow => break outcome,
+                command = commands.recv(), if !closed => {
+                    closed = command.is_none();
+                    let control = match command {
+                        Some(Command::Pause) => Control::Pause,
+                        Some(Command::Resume) => Control::Resume,
+                        Some(Command::Cancel) => Control::Cancel,
+                        Some(Command::EmergencyStop) => Control::EmergencyStop,
+                        Some(Command::Start { reply, .. }) => {
+                            let _ = reply.send(Err(String::from("un travail est déjà en cours")));
+                            continue;
+                        }
+                        // The runtime is going away: the print goes on, followed again later.
+                        Some(Command::Finished { .. } | Command::Refresh) | None => continue,
+                    };
+                    let _ = controls_tx.send(control).await;
+                }
+                Some(event) = events_rx.recv() => match event {
+                    RemoteEvent::Unreachable(why) => {
+                        if !offline {
+                            offline = true;
+                            self.set_machine(MachineState::Offline, &format!("{} injoignable : {why}", printer.name())).await;
+                        }
+                    }
+                    RemoteEvent::Paused | RemoteEvent::Resumed => {}
+                    RemoteEvent::Status(status) => {
+                        let now_paused = status.state == RemoteState::Paused;
+                        if offline || now_paused != paused {
+                            offline = false;
+                            if now_paused != paused {
+                                let (from, to) = if now_paused { (JobState::Running, JobState::Paused) } else { (JobState::Paused, JobState::Running) };
+                                let _ = self.runtime.lab.store().change_job_state(job.id, from, to, None, "", now()).await;
+                                paused = now_paused;
+                            }
+                            self.set_machine(if paused { MachineState::Paused } else { MachineState::Busy }, "").await;
+                        }
+                        self.publish(|l| {
+                            if let Some(p) = status.progress { l.progress = p; }
+                            l.remaining_s = status.remaining_s;
+                            l.hotend = status.hotend;
+                            l.bed = status.bed;
+                        });
+                        if let Some(p) = status.progress && last_saved.elapsed() >= Duration::from_secs(3) {
+                            last_saved = std::time::Instant::now();
+                            let bytes = (p * job.size_bytes as f64) as i64;
+                            let _ = self.runtime.lab.store().set_job_progress(job.id, job.lines_acked, bytes, now()).await;
+                        }
+                    }
+                },
+            }
+        };
+        let server = printer.name();
+        match outcome {
+            RemoteOutcome::Done => {
+                let _ = self
+                    .runtime
+                    .lab
+                    .store()
+                    .set_job_progress(job.id, job.lines_acked, job.size_bytes, now())
+                    .await;
+                self.finish(&job, JobState::Done, "", MachineState::ToCheck)
                     .await;
             }
+            RemoteOutcome::Cancelled { by_server } => {
+                let reason = if by_server {
+                    format!("annulé sur {server}")
+                } else {
+                    String::new()
+                };
+                self.finish(&job, JobState::Cancelled, &reason, MachineState::ToCheck)
+                    .await;
+            }
+            RemoteOutcome::EmergencyStop => {
+                self.finish(
+                    &job,
+                    JobState::Failed,
+                    "arrêt d'urgence",
+                    MachineState::Error,
+                )
+                .await;
+            }
+            RemoteOutcome::Failed(reason) => {
+                self.finish(&job, JobState::Failed, &reason, MachineState::Error)
+                    .await;
+            }
+            RemoteOutcome::Interrupted(reason) => {
+                self.finish(&job, JobState::Interrupted, &reason, MachineState::ToCheck)
+                    .await;
+            }
+            // Nothing printed: the job waits in the queue, the machine is offline until its
+            // server answers again.
+            RemoteOutcome::NotSent(reason) => {
+                self.finish(&job, JobState::Interrupted, &reason, MachineState::Offline)
+                    .await;
+                if let Err(e) = self
+                    .runtime
+                    .lab
+                    .store()
+                    .change_job_state(
+                        job.id,
+                        JobState::Interrupted,
+                        JobState::Queued,
+                        None,
+                        "remis en file : rien n'a été imprimé",
+                        now(),
+                    )
+                    .await
+                {
+                    tracing::error!(job = job.id.0, error = %e, "could not queue the job again");
+                }
+            }
+            // Fabrique is stopping: the job stays running in the store and is followed
+            // again at the next start.
+            RemoteOutcome::Detached => {}
         }
     }
 

@@ -79,6 +79,14 @@ pub enum Connection {
 }
 
 impl Connection {
+    /// OctoPrint or Moonraker: the server streams the file and keeps printing without us.
+    pub fn is_print_server(&self) -> bool {
+        matches!(
+            self,
+            Connection::OctoPrint { .. } | Connection::Moonraker { .. }
+        )
+    }
+
     pub fn kind(&self) -> ConnectionKind {
         match self {
             Connection::SerialMarlin { .. } => ConnectionKind::SerialMarlin,

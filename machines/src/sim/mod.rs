@@ -2,3 +2,4 @@
 
 pub mod grbl;
 pub mod marlin;
+pub mod octoprint;

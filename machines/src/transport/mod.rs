@@ -1,1 +1,91 @@
-//! Byte pipes to machines: serial ports, and HTTP for OctoPrint and Moonraker.
+//! Byte pipes to machines: serial ports (tokio-serial, opened by the drivers), and HTTP for
+//! print servers: [`octoprint`] and [`moonraker`].
+
+pub mod moonraker;
+pub mod octoprint;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::driver::remote::RemoteError;
+
+/// Plain HTTP on the lab's network; a request that gets no answer in 10 s is an outage.
+fn http_client() -> Result<reqwest::Client, RemoteError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| RemoteError::Protocol(e.to_string()))
+}
+
+fn unreachable(e: reqwest::Error) -> RemoteError {
+    RemoteError::Unreachable(e.to_string())
+}
+
+/// A non-2xx answer becomes `Refused` with the server's own words (its JSON `error`, or
+/// the start of its body).
+async fn check(response: reqwest::Response) -> Result<reqwest::Response, RemoteError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            let e = &v["error"];
+            e["message"]
+                .as_str()
+                .or_else(|| e.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    Err(RemoteError::Refused {
+        status: status.as_u16(),
+        message,
+    })
+}
+
+/// The job file as a multipart part, read as it is sent.
+async fn file_part(file: &Path, name: &str) -> Result<reqwest::multipart::Part, RemoteError> {
+    let handle = tokio::fs::File::open(file).await?;
+    let size = handle.metadata().await?.len();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(handle));
+    reqwest::multipart::Part::stream_with_length(body, size)
+        .file_name(name.to_string())
+        .mime_str("application/octet-stream")
+        .map_err(|e| RemoteError::Protocol(e.to_string()))
+}
+
+/// The SHA-256 of a file in hex, read in blocks.
+async fn sha256_file(file: &Path) -> Result<String, RemoteError> {
+    use sha2::Digest;
+    use tokio::io::AsyncReadExt;
+    let mut handle = tokio::fs::File::open(file).await?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = handle.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A file name as one URL path segment or query value (RFC 3986 unreserved kept).
+fn path_segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
