@@ -444,6 +444,25 @@ impl Runtime {
     }
 }
 
+/// The kind of machine a job's file is for, from its analysis: a design for the embroidery
+/// machine, G-code that fires a laser for the laser cutter, other G-code for a printer.
+fn kind_for(job: &Job) -> MachineKind {
+    let analysis = job.analysis.as_ref();
+    let kind = analysis
+        .and_then(|a| a.get("kind"))
+        .and_then(|k| k.as_str());
+    let laser = analysis
+        .and_then(|a| a.get("laser"))
+        .is_some_and(|l| !l.is_null());
+    match kind {
+        Some("embroidery") => MachineKind::Embroidery,
+        Some("gcode") if laser => MachineKind::LaserCutter,
+        Some("gcode") => MachineKind::FdmPrinter,
+        _ if job.file_name.to_lowercase().ends_with(".gcode") => MachineKind::FdmPrinter,
+        _ => MachineKind::Embroidery,
+    }
+}
+
 fn plan_job(job: &Job) -> PlanJob {
     let size = job
         .analysis
@@ -464,11 +483,7 @@ fn plan_job(job: &Job) -> PlanJob {
         target: match (job.target_machine, job.target_kind) {
             (Some(m), _) => Target::Machine(m.0),
             (None, Some(kind)) => Target::Kind(kind),
-            (None, None) => Target::Kind(if job.file_name.to_lowercase().ends_with(".gcode") {
-                MachineKind::FdmPrinter
-            } else {
-                MachineKind::Embroidery
-            }),
+            (None, None) => Target::Kind(kind_for(job)),
         },
         size_mm: size,
         material: None,

@@ -402,8 +402,12 @@ async fn submit(
         target_kind: None,
     };
     let job = lab.submit_job(member, &new, now()).await?;
-    let outcome =
-        tokio::task::spawn_blocking(move || crate::analysis::analyse(&path, None)).await?;
-    lab.record_analysis(job.id, outcome, now()).await?;
+    let machine = match machine {
+        Some(id) => Some(lab.machine(id).await?),
+        None => None,
+    };
+    crate::jobs::analyse_job(lab, &dir, &job, machine.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(())
 }

@@ -3,10 +3,12 @@
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::upload::Received;
+use fabrique_controller::Lab;
 use fabrique_controller::domain::job::Job;
-use fabrique_controller::domain::{Invalid, MachineId, User};
+use fabrique_controller::domain::{Invalid, Machine, MachineId, User};
 use fabrique_controller::lab::now;
 use fabrique_controller::store::NewJob;
+use std::path::Path;
 
 /// Records the job of a received file and analyses it. The file is removed when the job
 /// cannot be recorded, so nothing is left half done.
@@ -39,18 +41,34 @@ pub async fn accept(
             return Err(e.into());
         }
     };
-    let limits = match target_machine {
-        Some(machine) => Some(crate::analysis::limits(
-            &state.lab.machine(machine).await?.profile,
-        )),
+    let machine = match target_machine {
+        Some(id) => Some(state.lab.machine(id).await?),
         None => None,
     };
-    let path = received.path.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || crate::analysis::analyse(&path, limits.as_ref()))
-            .await
-            .map_err(|e| AppError::internal("analysis", &e))?;
-    let job = state.lab.record_analysis(job.id, outcome, now()).await?;
+    let job = analyse_job(&state.lab, &state.config.jobs_dir(), &job, machine.as_ref()).await?;
     state.runtime.wake();
     Ok(job)
+}
+
+/// Analyses a recorded job's file in a blocking task (checked against `machine` when the
+/// job targets one), keeps its preview and thumbnail beside it, and records the analysis.
+pub async fn analyse_job(
+    lab: &Lab,
+    jobs_dir: &Path,
+    job: &Job,
+    machine: Option<&Machine>,
+) -> AppResult<Job> {
+    let limits = machine.map(crate::analysis::limits);
+    let dir = jobs_dir.to_path_buf();
+    let (stored, name) = (job.stored_name.clone(), job.file_name.clone());
+    let outcome = tokio::task::spawn_blocking(move || {
+        let analysed = crate::analysis::analyse(&dir.join(&stored), &name, limits.as_ref(), &name);
+        if let Ok(a) = &analysed {
+            crate::analysis::keep_pictures(&dir, &stored, a);
+        }
+        crate::analysis::outcome(&analysed)
+    })
+    .await
+    .map_err(|e| AppError::internal("analysis", &e))?;
+    Ok(lab.record_analysis(job.id, outcome, now()).await?)
 }

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use fabrique_controller::Lab;
 use fabrique_controller::domain::{CredentialKind, Lang, NewUser, Role, Secret, Username};
 use fabrique_controller::lab::now;
+use fabrique_web::analysis::FileSummary;
 use fabrique_web::config::{Config, Layer};
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -257,23 +258,40 @@ async fn analyze(args: cli::analyze::Args, config: Config) -> anyhow::Result<Exi
                             .join(", ")
                     )
                 })?;
-            Some(fabrique_web::analysis::limits(&machine.profile))
+            Some(fabrique_web::analysis::limits(machine))
         }
         None => None,
     };
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("cannot open {}", args.file.display()))?;
-    let summary = fabrique_machines::files::gcode::analyze(
-        std::io::BufReader::with_capacity(256 * 1024, file),
-        limits.as_ref(),
-    )
-    .with_context(|| format!("cannot read {}", args.file.display()))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        println!("{}", cli::analyze::summary(&summary, args.lang == "en"));
+    let name = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let analysed = match fabrique_web::analysis::analyse(&args.file, &name, limits.as_ref(), &name)
+    {
+        Ok(analysed) => analysed,
+        Err(why) => {
+            eprintln!("fabrique: {}: {why}", args.file.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let (Some(path), Some(svg)) = (&args.preview, &analysed.preview_svg) {
+        std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(if summary.issues.is_empty() {
+    let en = args.lang == "en";
+    if args.json {
+        let json = analysed.json().map_err(|e| anyhow::anyhow!(e))?;
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!(
+            "{}",
+            match &analysed.summary {
+                FileSummary::Gcode(s) => cli::analyze::summary(s, en),
+                FileSummary::Embroidery(s) => cli::analyze::embroidery_summary(s, en),
+            }
+        );
+    }
+    Ok(if analysed.findings() == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -333,4 +333,49 @@ async fn analyze_reads_a_file_and_checks_it_against_a_machine_of_the_lab() {
         text(&out.stderr).contains("Ender 3"),
         "names the machines the lab has"
     );
+
+    // An embroidery design: read, timed, previewed.
+    use fabrique_machines::files::embroidery::{Design, write_dst};
+    let mut d = Design::new();
+    for x in (0..=600).step_by(25) {
+        d.stitch(x, x / 2);
+    }
+    let dst = dir.path().join("coeur.dst");
+    write_dst(&d, std::fs::File::create(&dst).unwrap()).unwrap();
+    let svg = dir.path().join("coeur.svg");
+    let out = fabrique(
+        dir.path(),
+        &url,
+        &[
+            "analyze",
+            "--json",
+            "--preview",
+            svg.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["kind"], "embroidery");
+    assert_eq!(json["stitches"], 25);
+    assert_eq!(json["width_mm"], 60.0);
+    assert!(json["estimate_s"].as_f64().unwrap() > 0.0);
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let out = fabrique(dir.path(), &url, &["analyze", dst.to_str().unwrap()], "");
+    assert!(
+        text(&out.stdout).contains("Taille du motif : 60.0 × 30.0 mm"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A broken design says why and exits 2 (1 is "something to check").
+    let broken = dir.path().join("casse.pes");
+    std::fs::write(&broken, b"#PES0001 not really").unwrap();
+    let out = fabrique(dir.path(), &url, &["analyze", broken.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("casse.pes"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -357,3 +357,193 @@ async fn safety_findings_send_the_job_to_a_manager_for_approval() {
         .unwrap();
     assert_eq!(approved["state"], "queued");
 }
+
+/// A DST design of `w` × `h` mm: the outline stitched in two colours, 2 mm stitches.
+fn design(w_mm: i32, h_mm: i32) -> Vec<u8> {
+    use fabrique_machines::files::embroidery::{Design, write_dst};
+    let (w, h) = (w_mm * 10, h_mm * 10);
+    let mut d = Design::new();
+    for x in (0..=w).step_by(20) {
+        d.stitch(x, 0);
+    }
+    d.color_change();
+    for y in (0..=h).step_by(20) {
+        d.stitch(w, y);
+    }
+    let mut bytes = Vec::new();
+    write_dst(&d, &mut bytes).unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn embroidery_designs_are_read_checked_against_the_hoops_and_previewed() {
+    let app = spawn_app().await;
+    let (manager_client, manager) = app.signed_in("nadia", Role::Manager).await;
+    let (maker_client, maker) = app.signed_in("amina", Role::Member).await;
+    let (other, _) = app.signed_in("bruno", Role::Member).await;
+    let key = app.lab.create_api_key(&maker, "k", now()).await.unwrap();
+    let profile = fabrique_controller::domain::MachineProfile::parse(
+        ["", "", ""],
+        "",
+        "",
+        "",
+        "100x100, 130x180",
+        "",
+    )
+    .unwrap()
+    .with_speeds("", "", "800")
+    .unwrap();
+    let input = fabrique_controller::domain::MachineInput::new(
+        "Brodeuse",
+        fabrique_controller::domain::MachineKind::Embroidery,
+        fabrique_controller::domain::Connection::Manual,
+        profile,
+        "",
+        "",
+    )
+    .unwrap();
+    let machine = app
+        .lab
+        .create_machine(&manager, &input, now())
+        .await
+        .unwrap();
+    let send = |name: &str, bytes: Vec<u8>| {
+        client()
+            .post(app.url("/api/v1/jobs"))
+            .header("x-api-key", &key)
+            .multipart(file_form(name, bytes).text("machine_id", machine.id.0.to_string()))
+            .send()
+    };
+
+    // A design that fits the big hoop only once turned: queued, with the hoop to use.
+    let job: Value = send("ecusson.dst", design(150, 120))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "queued", "{job}");
+    let a = &job["analysis"];
+    assert_eq!(a["kind"], "embroidery");
+    assert_eq!(a["format"], "dst");
+    assert_eq!(a["stitches"], 76 + 61);
+    assert_eq!(a["color_changes"], 1);
+    assert_eq!(a["width_mm"], 150.0);
+    assert_eq!(a["height_mm"], 120.0);
+    assert_eq!(a["hoop_fit"]["smallest"]["width_mm"], 130.0);
+    assert_eq!(a["hoop_fit"]["smallest"]["rotated"], true);
+    // 137 stitches at 800 a minute, one colour change of 30 s.
+    let estimate = job["estimate_s"].as_i64().unwrap();
+    assert!((40..=42).contains(&estimate), "{estimate}");
+
+    // The preview, in the threads' colours, to the owner (and managers), nobody else.
+    let preview = maker_client
+        .get(app.url(&format!("/jobs/{}/preview.svg", job["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preview.status(), 200);
+    assert_eq!(preview.headers()["content-type"], "image/svg+xml");
+    assert_eq!(preview.headers()["x-content-type-options"], "nosniff");
+    let svg = preview.text().await.unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<title"), "{svg}");
+    assert!(!svg.contains("<script"));
+    let status = other
+        .get(app.url(&format!("/jobs/{}/preview.svg", job["id"])))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status == 403 || status == 404, "{status}");
+    let html = maker_client
+        .get(app.url(&format!("/jobs/{}", job["id"])))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&format!("/jobs/{}/preview.svg", job["id"])));
+    assert!(html.contains("130 × 180 mm"), "{html}");
+
+    // A design no hoop can take waits for a manager, who reads why.
+    let job: Value = send("drapeau.dst", design(200, 150))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "needs_approval", "{job}");
+    let html = manager_client
+        .get(app.url(&format!("/jobs/{}", job["id"])))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let message = job["analysis"]["hoop_fit"]["message"]["fr"]
+        .as_str()
+        .unwrap();
+    assert!(common::unescaped(&html).contains(message), "{message}");
+
+    // A file named .dst that is not one fails with the reason.
+    let job: Value = send("faux.dst", b"LA:not really a design".to_vec())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(!job["state_reason"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_gcode_file_gets_our_estimate_a_preview_and_the_slicers_thumbnail() {
+    let app = spawn_app().await;
+    let (maker_client, maker) = app.signed_in("amina", Role::Member).await;
+    let key = app.lab.create_api_key(&maker, "k", now()).await.unwrap();
+    let mut file =
+        b"; thumbnail begin 16x16 28\n; iVBORw0KGgpzbWFsbCBwaWN0dXJl\n; thumbnail end\n".to_vec();
+    file.extend_from_slice(KEYCHAIN);
+    let job: Value = client()
+        .post(app.url("/api/v1/jobs"))
+        .header("x-api-key", &key)
+        .multipart(file_form("porte-cles.gcode", file))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // PrusaSlicer said 14 min 15 s of motion; ours adds the heating.
+    let estimate = job["estimate_s"].as_i64().unwrap();
+    assert!((855..=1_000).contains(&estimate), "{estimate}");
+    assert_eq!(job["analysis"]["slicer"]["estimate_s"], 855);
+    let preview = maker_client
+        .get(app.url(&format!("/jobs/{}/preview.svg", job["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preview.status(), 200);
+    let thumbnail = maker_client
+        .get(app.url(&format!("/jobs/{}/thumbnail.png", job["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thumbnail.status(), 200);
+    assert_eq!(thumbnail.headers()["content-type"], "image/png");
+    assert_eq!(
+        thumbnail.bytes().await.unwrap().as_ref(),
+        b"\x89PNG\r\n\x1a\nsmall picture"
+    );
+    let html = maker_client
+        .get(app.url("/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&format!("/jobs/{}/preview.svg", job["id"])));
+}

@@ -177,6 +177,28 @@ pub struct MachineProfile {
     /// Embroidery hoops, width × height in millimetres.
     pub hoops_mm: Vec<[f64; 2]>,
     pub materials: Vec<String>,
+    /// For time estimates when a file carries no limits of its own: the firmware's top
+    /// speed on X and Y (mm/s) and its printing acceleration (mm/s²). Zero: the usual
+    /// defaults of the machine's firmware.
+    #[serde(default)]
+    pub max_speed_mm_s: f64,
+    #[serde(default)]
+    pub max_accel_mm_s2: f64,
+    /// An embroidery machine's sewing speed, stitches per minute (zero: 600).
+    #[serde(default)]
+    pub stitches_per_minute: f64,
+}
+
+/// A number of a form: blank is 0; a comma may stand for the decimal point.
+fn parse_number(field: &'static str, raw: &str, max: f64) -> Result<f64, Invalid> {
+    let raw = raw.trim().replace(',', ".");
+    if raw.is_empty() {
+        return Ok(0.0);
+    }
+    match raw.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => Ok(v),
+        _ => Err(Invalid::new(field, "number_range")),
+    }
 }
 
 impl MachineProfile {
@@ -190,16 +212,7 @@ impl MachineProfile {
         hoops: &str,
         materials: &str,
     ) -> Result<Self, Invalid> {
-        let number = |field: &'static str, raw: &str, max: f64| -> Result<f64, Invalid> {
-            let raw = raw.trim().replace(',', ".");
-            if raw.is_empty() {
-                return Ok(0.0);
-            }
-            match raw.parse::<f64>() {
-                Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => Ok(v),
-                _ => Err(Invalid::new(field, "number_range")),
-            }
-        };
+        let number = parse_number;
         let work_area_mm = [
             number("work_x", work_area[0], 5_000.0)?,
             number("work_y", work_area[1], 5_000.0)?,
@@ -234,6 +247,23 @@ impl MachineProfile {
             max_laser_power: number("max_laser_power", max_laser_power, 100_000.0)?,
             hoops_mm,
             materials: list,
+            ..Self::default()
+        })
+    }
+
+    /// Adds the figures of the time estimates: top speed (mm/s), printing acceleration
+    /// (mm/s²) and, for embroidery, stitches per minute. Blank fields keep the defaults.
+    pub fn with_speeds(
+        self,
+        max_speed: &str,
+        max_accel: &str,
+        stitches_per_minute: &str,
+    ) -> Result<Self, Invalid> {
+        Ok(Self {
+            max_speed_mm_s: parse_number("max_speed", max_speed, 2_000.0)?,
+            max_accel_mm_s2: parse_number("max_accel", max_accel, 100_000.0)?,
+            stitches_per_minute: parse_number("stitches_per_minute", stitches_per_minute, 3_000.0)?,
+            ..self
         })
     }
 
@@ -388,6 +418,15 @@ mod tests {
         assert_eq!(p.hoops_text(), "100x100, 130x180");
         assert!(MachineProfile::parse(["-1", "0", "0"], "", "", "", "", "").is_err());
         assert!(MachineProfile::parse(["1", "1", "1"], "", "", "", "10 by 10", "").is_err());
+        let p = p.with_speeds("200", "1250,5", "").unwrap();
+        assert_eq!(
+            (p.max_speed_mm_s, p.max_accel_mm_s2, p.stitches_per_minute),
+            (200.0, 1250.5, 0.0)
+        );
+        assert_eq!(
+            p.with_speeds("", "", "99999").unwrap_err().field,
+            "stitches_per_minute"
+        );
     }
 
     #[test]

@@ -371,6 +371,15 @@ pub struct ProfileDto {
     pub hoops_mm: Vec<[f64; 2]>,
     #[serde(default)]
     pub materials: Vec<String>,
+    /// For time estimates when a file has no limits of its own: top speed on X and Y
+    /// (mm/s) and printing acceleration (mm/s²); 0: the firmware's usual values.
+    #[serde(default)]
+    pub max_speed_mm_s: f64,
+    #[serde(default)]
+    pub max_accel_mm_s2: f64,
+    /// An embroidery machine's sewing speed (0: 600 stitches per minute).
+    #[serde(default)]
+    pub stitches_per_minute: f64,
 }
 
 /// How Fabrique reaches the machine. The OctoPrint API key is never sent back.
@@ -428,6 +437,9 @@ impl From<&Machine> for MachineDto {
                 max_laser_power: p.max_laser_power,
                 hoops_mm: p.hoops_mm.clone(),
                 materials: p.materials.clone(),
+                max_speed_mm_s: p.max_speed_mm_s,
+                max_accel_mm_s2: p.max_accel_mm_s2,
+                stitches_per_minute: p.stitches_per_minute,
             },
             location: m.location.clone(),
             required_training: m.required_training.clone(),
@@ -508,6 +520,9 @@ impl MachineBody {
                 .collect::<Vec<_>>()
                 .join(","),
             materials: p.materials.join(","),
+            max_speed: num(p.max_speed_mm_s),
+            max_accel: num(p.max_accel_mm_s2),
+            stitches_per_minute: num(p.stitches_per_minute),
         };
         fields.parse(kept)
     }

@@ -1,12 +1,13 @@
 //! `fabrique analyze FILE [--machine NAME] [--json]`: what Fabrique reads in a job file, and
 //! what it finds against a machine of the lab.
 
+use fabrique_machines::files::embroidery::EmbroiderySummary;
 use fabrique_machines::files::gcode::GcodeSummary;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The G-code file.
+    /// The G-code file, or an embroidery design (DST, PES, EXP, JEF).
     pub file: PathBuf,
     /// A machine of the lab (its name) to check the file against.
     #[arg(long)]
@@ -14,9 +15,86 @@ pub struct Args {
     /// Print the analysis as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write the SVG top view (toolpath, or stitches in their thread colours) to this file.
+    #[arg(long, value_name = "SVG")]
+    pub preview: Option<PathBuf>,
     /// Language of the summary: `fr` or `en`.
     #[arg(long, default_value = "fr")]
     pub lang: String,
+}
+
+/// "45 s", "14 min", "1 h 43 min".
+fn duration(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as i64;
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", (secs + 30) / 60),
+        _ => {
+            let m = (secs + 30) / 60;
+            format!("{} h {:02} min", m / 60, m % 60)
+        }
+    }
+}
+
+/// What a person reads of an embroidery design.
+pub fn embroidery_summary(s: &EmbroiderySummary, en: bool) -> String {
+    let t = |fr: &'static str, en_text: &'static str| if en { en_text } else { fr };
+    let mut out = vec![
+        format!(
+            "{} {} {}, {} {}, {} {}, {} {}",
+            t("Points :", "Stitches:"),
+            s.stitches,
+            t("points", "stitches"),
+            s.jumps,
+            t("sauts", "jumps"),
+            s.trims,
+            t("coupes", "trims"),
+            s.color_changes,
+            t("changements de couleur", "colour changes")
+        ),
+        format!(
+            "{} {:.1} × {:.1} mm",
+            t("Taille du motif :", "Design size:"),
+            s.width_mm,
+            s.height_mm
+        ),
+        format!(
+            "{} {}",
+            t("Durée estimée :", "Estimated time:"),
+            duration(s.estimate_s)
+        ),
+    ];
+    if !s.colors.is_empty() {
+        let colors: Vec<String> = s
+            .colors
+            .iter()
+            .map(|c| c.name.clone().unwrap_or_else(|| c.hex()))
+            .collect();
+        out.push(format!("{} {}", t("Fils :", "Threads:"), colors.join(", ")));
+    }
+    match &s.hoop_fit {
+        Some(fit) => {
+            if let Some(hoop) = &fit.smallest {
+                out.push(format!(
+                    "{} {:.0} × {:.0} mm",
+                    t("Cadre à utiliser :", "Hoop to use:"),
+                    hoop.width_mm,
+                    hoop.height_mm
+                ));
+            }
+            if let Some(m) = &fit.message {
+                out.push(format!(
+                    "{} {}",
+                    t("À vérifier :", "To check:"),
+                    if en { &m.en } else { &m.fr }
+                ));
+            } else {
+                out.push(t("Rien à signaler.", "Nothing to report.").to_string());
+            }
+        }
+        None => out.push(t("Rien à signaler.", "Nothing to report.").to_string()),
+    }
+    out.join("\n")
 }
 
 /// The summary a person reads.
@@ -36,17 +114,7 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
         s.commands,
         t("commandes", "commands")
     ));
-    let hm = |secs: f64| {
-        let secs = secs.max(0.0).round() as i64;
-        match secs {
-            0..60 => format!("{secs} s"),
-            60..3600 => format!("{} min", (secs + 30) / 60),
-            _ => {
-                let m = (secs + 30) / 60;
-                format!("{} h {:02} min", m / 60, m % 60)
-            }
-        }
-    };
+    let hm = duration;
     let heating = if s.time.heating_s > 0.0 {
         format!(
             " ({} {})",

@@ -2,18 +2,21 @@
 //! the list of jobs, and a job's page with its analysis, progress and history.
 
 use super::{Page, message, render, render_with_status};
+use crate::analysis;
 use crate::app::AppState;
 use crate::ctx::Ctx;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::i18n::Tr;
 use askama::Template;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use fabrique_controller::domain::job::{Job, JobId, JobState};
 use fabrique_controller::domain::{Role, User};
 use fabrique_controller::lab::now;
+use serde_json::Value;
 
 pub fn router(max_upload: usize) -> Router<AppState> {
     Router::new()
@@ -24,6 +27,8 @@ pub fn router(max_upload: usize) -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(max_upload)),
         )
         .route("/jobs/{id}", get(show))
+        .route("/jobs/{id}/preview.svg", get(preview))
+        .route("/jobs/{id}/thumbnail.png", get(thumbnail))
         .route("/jobs/{id}/approve", post(approve))
         .route("/jobs/{id}/cancel", post(cancel))
         .route("/jobs/{id}/requeue", post(requeue))
@@ -53,9 +58,11 @@ struct JobRow {
     can_requeue: bool,
     can_prioritise: bool,
     priority: i32,
+    has_preview: bool,
+    has_thumbnail: bool,
 }
 
-fn row(tr: &Tr, j: &Job, viewer: &User) -> JobRow {
+fn row(tr: &Tr, j: &Job, viewer: &User, jobs_dir: &std::path::Path) -> JobRow {
     let manager = viewer.role.at_least(Role::Manager);
     let mine = j.owner == viewer.id;
     JobRow {
@@ -83,7 +90,131 @@ fn row(tr: &Tr, j: &Job, viewer: &User) -> JobRow {
             && j.state.change_to(JobState::Queued).is_ok()
             && j.state.is_finished()
             && !j.file_deleted,
+        has_preview: analysis::preview_path(jobs_dir, &j.stored_name).exists(),
+        has_thumbnail: analysis::thumbnail_path(jobs_dir, &j.stored_name).exists(),
     }
+}
+
+/// What the analysis says of the file, in a few facts.
+fn details(tr: &Tr, job: &Job) -> Vec<(String, String)> {
+    let Some(a) = &job.analysis else {
+        return Vec::new();
+    };
+    let number = |key: &str| a.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+    let mut facts = Vec::new();
+    if a.get("kind").and_then(Value::as_str) == Some("embroidery") {
+        facts.push((
+            tr.t("jobs.stitches").to_string(),
+            format!("{:.0}", number("stitches")),
+        ));
+        facts.push((
+            tr.t("jobs.design_size").to_string(),
+            format!("{:.1} × {:.1} mm", number("width_mm"), number("height_mm")),
+        ));
+        let colors: Vec<String> = a
+            .get("colors")
+            .and_then(Value::as_array)
+            .map(|c| {
+                c.iter()
+                    .filter_map(|t| {
+                        t.get("name")
+                            .and_then(Value::as_str)
+                            .or(t.get("hex")?.as_str())
+                    })
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !colors.is_empty() {
+            facts.push((tr.t("jobs.colors").to_string(), colors.join(", ")));
+        }
+        if let Some(hoop) = a.pointer("/hoop_fit/smallest") {
+            let w = hoop.get("width_mm").and_then(Value::as_f64).unwrap_or(0.0);
+            let h = hoop.get("height_mm").and_then(Value::as_f64).unwrap_or(0.0);
+            facts.push((tr.t("jobs.hoop").to_string(), format!("{w:.0} × {h:.0} mm")));
+        }
+        return facts;
+    }
+    if number("filament_mm") > 0.0 {
+        facts.push((
+            tr.t("jobs.filament").to_string(),
+            format!(
+                "{:.2} m ({:.0} g), {:.0} {}",
+                number("filament_mm") / 1000.0,
+                number("filament_g"),
+                number("layers"),
+                tr.t("jobs.layers")
+            ),
+        ));
+    }
+    if let Some(on) = a.pointer("/laser/on_time_s").and_then(Value::as_f64) {
+        facts.push((
+            tr.t("jobs.laser_on").to_string(),
+            duration(on.round() as i64),
+        ));
+    }
+    if let Some(s) = a.pointer("/slicer/estimate_s").and_then(Value::as_i64) {
+        let name = a
+            .pointer("/slicer/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        facts.push((
+            tr.f("jobs.slicer_estimate", &[("slicer", name)]),
+            duration(s),
+        ));
+    }
+    facts
+}
+
+/// A job's picture (the preview drawn by Fabrique, or the slicer's thumbnail), to whoever
+/// may see the job. The SVG is Fabrique's own drawing; it is still served so that no
+/// script could run from it.
+async fn picture(state: &AppState, ctx: &Ctx, id: i64, svg: bool) -> AppResult<Response> {
+    let job = state.lab.job(ctx.user()?, JobId(id)).await?;
+    let dir = state.config.jobs_dir();
+    let (path, content_type) = if svg {
+        (
+            analysis::preview_path(&dir, &job.stored_name),
+            "image/svg+xml",
+        )
+    } else {
+        (
+            analysis::thumbnail_path(&dir, &job.stored_name),
+            "image/png",
+        )
+    };
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| AppError::not_found())?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn preview(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    picture(&state, &ctx, id, true).await
+}
+
+async fn thumbnail(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    picture(&state, &ctx, id, false).await
 }
 
 #[derive(Template)]
@@ -102,7 +233,7 @@ async fn jobs_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRes
         .jobs_for(user)
         .await?
         .iter()
-        .map(|j| row(&ctx.tr, j, user))
+        .map(|j| row(&ctx.tr, j, user, &state.config.jobs_dir()))
         .collect();
     let machines = state
         .lab
@@ -157,6 +288,7 @@ struct JobPage {
     error: Option<String>,
     j: JobRow,
     findings: Vec<String>,
+    details: Vec<(String, String)>,
     history: Vec<String>,
     priorities: Vec<i32>,
 }
@@ -164,6 +296,23 @@ struct JobPage {
 /// The analysis' findings in the reader's language.
 fn findings(tr: &Tr, job: &Job) -> Vec<String> {
     let lang = tr.lang_code();
+    // An embroidery design no hoop of the machine can take.
+    if let Some(m) = job
+        .analysis
+        .as_ref()
+        .and_then(|a| a.pointer("/hoop_fit/message"))
+        .filter(|_| {
+            job.analysis
+                .as_ref()
+                .and_then(|a| a.pointer("/hoop_fit/fits"))
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+        })
+        .and_then(|m| m.get(lang))
+        .and_then(Value::as_str)
+    {
+        return vec![m.to_string()];
+    }
     job.analysis
         .as_ref()
         .and_then(|a| a.get("issues"))
@@ -220,7 +369,8 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
         p,
         error: None,
         findings: findings(&ctx.tr, &job),
-        j: row(&ctx.tr, &job, user),
+        details: details(&ctx.tr, &job),
+        j: row(&ctx.tr, &job, user, &state.config.jobs_dir()),
         history,
         priorities: (-10..=10).rev().collect(),
     };

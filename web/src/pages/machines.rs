@@ -95,6 +95,9 @@ impl MachineView {
             ("machine.max_hotend", p.max_hotend_c, " °C"),
             ("machine.max_bed", p.max_bed_c, " °C"),
             ("machine.max_laser_power", p.max_laser_power, ""),
+            ("machine.max_speed", p.max_speed_mm_s, " mm/s"),
+            ("machine.max_accel", p.max_accel_mm_s2, " mm/s²"),
+            ("machine.stitches_per_minute", p.stitches_per_minute, ""),
         ] {
             if value > 0.0 {
                 profile.push((tr.t(key).to_string(), format!("{}{unit}", number(value))));
@@ -243,6 +246,12 @@ pub struct MachineFields {
     pub max_laser_power: String,
     pub hoops: String,
     pub materials: String,
+    #[serde(default)]
+    pub max_speed: String,
+    #[serde(default)]
+    pub max_accel: String,
+    #[serde(default)]
+    pub stitches_per_minute: String,
 }
 
 impl MachineFields {
@@ -276,6 +285,9 @@ impl MachineFields {
             max_laser_power: blank_zero(p.max_laser_power),
             hoops: p.hoops_text(),
             materials: p.materials.join(", "),
+            max_speed: blank_zero(p.max_speed_mm_s),
+            max_accel: blank_zero(p.max_accel_mm_s2),
+            stitches_per_minute: blank_zero(p.stitches_per_minute),
         }
     }
 
@@ -310,7 +322,8 @@ impl MachineFields {
             &self.max_laser_power,
             &self.hoops,
             &self.materials,
-        )?;
+        )?
+        .with_speeds(&self.max_speed, &self.max_accel, &self.stitches_per_minute)?;
         Ok(MachineInput::new(
             &self.name,
             kind,
