@@ -465,6 +465,34 @@ async fn embroidery_designs_are_read_checked_against_the_hoops_and_previewed() {
         .unwrap();
     assert!(html.contains(&format!("/jobs/{}/preview.svg", job["id"])));
     assert!(html.contains("130 × 180 mm"), "{html}");
+    // The file for the USB stick: as sent, and as DST for any machine.
+    let id = job["id"].as_i64().unwrap();
+    let original = maker_client
+        .get(app.url(&format!("/jobs/{id}/file")))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        original.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("ecusson.dst")
+    );
+    assert_eq!(original.bytes().await.unwrap().as_ref(), design(150, 120));
+    let dst = maker_client
+        .get(app.url(&format!("/jobs/{id}/design.dst")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dst.status(), 200);
+    assert!(dst.bytes().await.unwrap().starts_with(b"LA:"));
+    let status = other
+        .get(app.url(&format!("/jobs/{id}/file")))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status == 403 || status == 404, "{status}");
 
     // A design no hoop can take waits for a manager, who reads why.
     let job: Value = send("drapeau.dst", design(200, 150))

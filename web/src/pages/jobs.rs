@@ -29,6 +29,8 @@ pub fn router(max_upload: usize) -> Router<AppState> {
         .route("/jobs/{id}", get(show))
         .route("/jobs/{id}/preview.svg", get(preview))
         .route("/jobs/{id}/thumbnail.png", get(thumbnail))
+        .route("/jobs/{id}/file", get(original))
+        .route("/jobs/{id}/design.dst", get(as_dst))
         .route("/jobs/{id}/approve", post(approve))
         .route("/jobs/{id}/cancel", post(cancel))
         .route("/jobs/{id}/requeue", post(requeue))
@@ -60,6 +62,8 @@ struct JobRow {
     priority: i32,
     has_preview: bool,
     has_thumbnail: bool,
+    embroidery: bool,
+    file_deleted: bool,
 }
 
 fn row(tr: &Tr, j: &Job, viewer: &User, jobs_dir: &std::path::Path) -> JobRow {
@@ -92,6 +96,12 @@ fn row(tr: &Tr, j: &Job, viewer: &User, jobs_dir: &std::path::Path) -> JobRow {
             && !j.file_deleted,
         has_preview: analysis::preview_path(jobs_dir, &j.stored_name).exists(),
         has_thumbnail: analysis::thumbnail_path(jobs_dir, &j.stored_name).exists(),
+        file_deleted: j.file_deleted,
+        embroidery: j
+            .analysis
+            .as_ref()
+            .and_then(|a| a.get("kind"))
+            .is_some_and(|k| k == "embroidery"),
     }
 }
 
@@ -199,6 +209,80 @@ async fn picture(state: &AppState, ctx: &Ctx, id: i64, svg: bool) -> AppResult<R
         bytes,
     )
         .into_response())
+}
+
+/// The job's file as it was sent, for a machine without a data link (a USB stick).
+async fn original(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    let job = state.lab.job(ctx.user()?, JobId(id)).await?;
+    let file = tokio::fs::File::open(state.config.jobs_dir().join(&job.stored_name))
+        .await
+        .map_err(|_| AppError::not_found())?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, attachment(&job.file_name)),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+    )
+        .into_response())
+}
+
+/// An embroidery job's design written as Tajima DST, which every machine reads.
+async fn as_dst(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    use fabrique_machines::files::embroidery::{self, Format};
+    let job = state.lab.job(ctx.user()?, JobId(id)).await?;
+    let path = state.config.jobs_dir().join(&job.stored_name);
+    let name = job.file_name.clone();
+    let dst = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
+        let bytes = std::fs::read(&path).ok()?;
+        let format = Format::detect(Some(&name), &bytes)?;
+        let design = embroidery::read_bytes(&bytes, format).ok()?;
+        let mut out = Vec::new();
+        embroidery::write_dst(&design, &mut out).ok()?;
+        Some(out)
+    })
+    .await
+    .map_err(|e| AppError::internal("dst", &e))?
+    .ok_or_else(AppError::not_found)?;
+    let stem = job
+        .file_name
+        .rsplit_once('.')
+        .map_or(job.file_name.as_str(), |(stem, _)| stem);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                attachment(&format!("{stem}.dst")),
+            ),
+        ],
+        dst,
+    )
+        .into_response())
+}
+
+/// `attachment; filename="..."` with only safe characters (the name came from a person).
+fn attachment(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{safe}\"")
 }
 
 async fn preview(
