@@ -207,7 +207,7 @@ fn explain(code: &str) -> &'static str {
 
 async fn serve(config: Config, demo: bool) -> anyhow::Result<ExitCode> {
     let store = fabrique_web::open_store(&config).await?;
-    let lab = Lab::new(store)?;
+    let lab = Lab::new(store)?.at_lab(&config.lab_name, now()).await?;
     let simulators = tokio_util::sync::CancellationToken::new();
     if demo {
         let accounts = fabrique_web::demo::seed(&lab).await?;

@@ -44,7 +44,8 @@ pub async fn spawn_app_with(mut layer: Layer) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = Config::build(&[("test", layer)]).unwrap();
-    let state = fabrique_web::state(lab.clone(), config).await.unwrap();
+    let state = fabrique_web::state(lab, config).await.unwrap();
+    let lab = state.lab.clone();
     let runtime = state.runtime.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(fabrique_web::serve(listener, state, async {
