@@ -226,6 +226,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<ExitCode> {
     let runtime = state.runtime.clone();
     if demo {
         fabrique_web::demo::submit_sample_job(&lab, &config).await?;
+        fabrique_web::demo::seed_campaign(&lab, &config).await?;
         runtime.wake();
     }
     let shutdown = async {
