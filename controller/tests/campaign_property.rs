@@ -499,8 +499,8 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
                 assert_eq!(got, want, "assemble {quantity} in lab {lab}: {m:?}");
                 if want.is_ok() {
                     m.parts_left[lab] -= quantity;
-                    for i in 0..2 {
-                        m.stock[lab][i] -= PER_ITEM[i] * quantity;
+                    for (stock, per_item) in m.stock[lab].iter_mut().zip(PER_ITEM) {
+                        *stock -= per_item * quantity;
                     }
                     m.items_left[lab] += quantity;
                     m.assembled += quantity;

@@ -891,6 +891,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn every_refusal_has_a_listed_code() {
+        use CampaignRefusal::*;
+        let all = [
+            NotOpen,
+            NotRunning,
+            StateChange {
+                from: CampaignState::Open,
+                to: CampaignState::Draft,
+            },
+            NotEnoughStock {
+                material: "PET".into(),
+                missing: 1,
+                unit: "pièce".into(),
+            },
+            NotEnoughParts { available: 0 },
+            NotEnoughItems { available: 0 },
+            MoreThanAsked { remaining: 0 },
+            RequestNotAccepted,
+            RequestDecided,
+            SplitQuantity { max: 1 },
+            AlreadyReceived,
+            NotReceived,
+            AlreadyChecked,
+            AcceptedMoreThanReceived { received: 0 },
+            FileNotValidated,
+            NoPrintsToCollect,
+            TooManyRequests { minutes: 1 },
+            UnknownCollectionPoint,
+        ];
+        let codes: Vec<&str> = all.iter().map(CampaignRefusal::code).collect();
+        assert_eq!(codes, CampaignRefusal::CODES);
+    }
+
     proptest! {
         #[test]
         fn drawing_in_order_takes_exactly_what_was_asked(

@@ -780,6 +780,7 @@ impl Store {
     }
 
     /// Records a donation and adds it to the lab's stock, in one transaction.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_donation(
         &self,
         campaign: CampaignId,
