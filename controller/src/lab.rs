@@ -1,6 +1,7 @@
 //! The lab's use cases for accounts and machines, with their permission rules. The web layer
 //! calls these and never the store directly for anything that has a rule.
 
+use crate::domain::campaign::LabId;
 use crate::domain::{
     CredentialKind, Invalid, Lang, Machine, MachineId, MachineInput, MachineState, NewUser, Role,
     Secret, User, UserId, UserPatch, Username,
@@ -34,6 +35,8 @@ pub enum LabError {
     Throttled { retry_after_s: i64 },
     #[error("refused: {0}")]
     Refused(#[from] crate::domain::calendar::Refusal),
+    #[error("refused: {0}")]
+    Campaign(#[from] crate::domain::campaign::CampaignRefusal),
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error(transparent)]
@@ -45,6 +48,7 @@ impl From<StoreError> for LabError {
         match e {
             StoreError::NotFound => LabError::NotFound,
             StoreError::Conflict { what } => LabError::Conflict { what },
+            StoreError::Campaign(refusal) => LabError::Campaign(refusal),
             other => LabError::Store(other),
         }
     }
@@ -66,7 +70,12 @@ pub struct Lab {
     store: Store,
     /// Verified against when a username does not exist, so that both failures take as long.
     dummy_hash: String,
+    /// Which lab of the network this node is: the records it writes carry it.
+    lab_id: LabId,
 }
+
+/// The lab the migrations create: a single-node install is this lab.
+pub const DEFAULT_LAB: LabId = LabId(1);
 
 pub fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
@@ -85,7 +94,21 @@ impl Lab {
         Ok(Self {
             store,
             dummy_hash: secrets::hash_secret("not a real account")?,
+            lab_id: DEFAULT_LAB,
         })
+    }
+
+    /// This node as the lab named `name` (the `lab_name` setting), added to the network's
+    /// labs on first use. Several nodes sharing one PostgreSQL database each name their own.
+    pub async fn at_lab(mut self, name: &str, now: i64) -> LabResult<Self> {
+        let name = crate::domain::account::parse_text("lab_name", name, 80)?;
+        self.lab_id = self.store.lab_named(&name, now).await?;
+        Ok(self)
+    }
+
+    /// The lab this node is.
+    pub fn lab_id(&self) -> LabId {
+        self.lab_id
     }
 
     pub fn store(&self) -> &Store {

@@ -5,10 +5,12 @@
 //! - [`domain`]: pure types and rules (members, roles, machines and their states). Values are
 //!   parsed at the boundary and trusted afterwards.
 //! - [`store`]: all SQL, written once for SQLite and PostgreSQL, named for the use case.
-//! - [`lab`]: the use cases with their permission rules; what the web layer calls.
+//! - [`lab`]: the use cases with their permission rules; what the web layer calls
+//!   ([`bookings`], [`jobs`] and [`campaigns`] add theirs).
 //! - [`secrets`]: argon2id hashing and random tokens.
 
 pub mod bookings;
+pub mod campaigns;
 pub mod domain;
 pub mod ical;
 pub mod jobs;

@@ -489,7 +489,7 @@ fn plan_job(job: &Job) -> PlanJob {
         material: None,
         estimate_s: job.estimate_s.unwrap_or(3600),
         priority: job.priority,
-        campaign: false,
+        campaign: job.campaign.is_some(),
         submitted_at: job.created_at,
     }
 }

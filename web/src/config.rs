@@ -24,6 +24,9 @@ pub struct Config {
     pub max_upload_mb: u64,
     /// Days a finished job's file is kept (to print it again).
     pub job_retention_days: u32,
+    /// The name of this node's lab. Several Fabrique nodes sharing one PostgreSQL database
+    /// each give their own, and every campaign record they write carries it.
+    pub lab_name: String,
 }
 
 impl Default for Config {
@@ -37,6 +40,7 @@ impl Default for Config {
             log: String::from("info"),
             max_upload_mb: 512,
             job_retention_days: 30,
+            lab_name: String::from("Fablab"),
         }
     }
 }
@@ -55,6 +59,7 @@ impl fmt::Debug for Config {
             .field("log", &self.log)
             .field("max_upload_mb", &self.max_upload_mb)
             .field("job_retention_days", &self.job_retention_days)
+            .field("lab_name", &self.lab_name)
             .finish()
     }
 }
@@ -94,6 +99,7 @@ pub struct Layer {
     pub log: Option<String>,
     pub max_upload_mb: Option<u64>,
     pub job_retention_days: Option<u32>,
+    pub lab_name: Option<String>,
 }
 
 const ENV_NAMES: &[&str] = &[
@@ -105,6 +111,7 @@ const ENV_NAMES: &[&str] = &[
     "LOG",
     "MAX_UPLOAD_MB",
     "JOB_RETENTION_DAYS",
+    "LAB_NAME",
 ];
 
 fn env_number<T: std::str::FromStr>(
@@ -166,6 +173,7 @@ impl Layer {
             log: vars.get("LOG").cloned(),
             max_upload_mb: env_number(&vars, "MAX_UPLOAD_MB")?,
             job_retention_days: env_number(&vars, "JOB_RETENTION_DAYS")?,
+            lab_name: vars.get("LAB_NAME").cloned(),
         })
     }
 }
@@ -241,6 +249,19 @@ impl Config {
                 }
                 config.job_retention_days = days;
             }
+            if let Some(name) = &layer.lab_name {
+                let name = name.trim();
+                if name.is_empty()
+                    || name.chars().count() > 80
+                    || name.chars().any(char::is_control)
+                {
+                    return Err(err(
+                        "lab_name",
+                        String::from("must be a name of 1 to 80 characters, such as `Fablab Nord`"),
+                    ));
+                }
+                config.lab_name = name.to_string();
+            }
             if let Some(log) = &layer.log {
                 tracing_subscriber::EnvFilter::try_new(log)
                     .map_err(|e| err("log", format!("`{log}` is not a log filter: {e}")))?;
@@ -298,6 +319,25 @@ mod tests {
         assert_eq!(c.log, "debug");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.max_body_kb, 256);
+        assert_eq!(c.lab_name, "Fablab");
+    }
+
+    #[test]
+    fn a_node_names_its_lab_in_the_file_or_the_environment() {
+        let file: Layer = toml::from_str("lab_name = \"Fablab Nord\"").unwrap();
+        assert_eq!(
+            Config::build(&[("fabrique.toml", file)]).unwrap().lab_name,
+            "Fablab Nord"
+        );
+        let vars =
+            Layer::from_env(env(&[("FABRIQUE_LAB_NAME", "Centre social Rosa Parks")])).unwrap();
+        let c = Config::build(&[("env", vars)]).unwrap();
+        assert_eq!(c.lab_name, "Centre social Rosa Parks");
+        let vars = Layer::from_env(env(&[("FABRIQUE_LAB_NAME", "  ")])).unwrap();
+        assert_eq!(
+            Config::build(&[("env", vars)]).unwrap_err().name,
+            "lab_name"
+        );
     }
 
     #[test]

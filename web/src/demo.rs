@@ -1,5 +1,6 @@
 //! `fabrique serve --demo`: a small lab to look at. One account of each role, with a fresh
-//! password printed at every start, and six machines of different kinds.
+//! password printed at every start, six machines of different kinds, and a solidarity
+//! campaign in progress.
 
 use fabrique_controller::domain::machine::ConnectionKind;
 use fabrique_controller::domain::{
@@ -409,5 +410,156 @@ async fn submit(
     crate::jobs::analyse_job(lab, &dir, &job, machine.as_ref())
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(())
+}
+
+/// A solidarity campaign in progress: visors for a care home, with a validated model, a
+/// bill of materials, requests, a maker's pledge and batches, donations, an assembly, a
+/// delivery, and one print queued for the lab's printers. Added once.
+pub async fn seed_campaign(lab: &Lab, config: &crate::config::Config) -> anyhow::Result<()> {
+    use fabrique_controller::domain::campaign::{
+        CampaignInput, CampaignState, DeliveryInput, MaterialInput, PledgeInput, RequestInput,
+    };
+    let manager = lab
+        .store()
+        .user_by_username(&Username::parse("manager")?)
+        .await?;
+    if !lab.campaigns(Some(&manager)).await?.is_empty() {
+        return Ok(());
+    }
+    let member = lab
+        .store()
+        .user_by_username(&Username::parse("member")?)
+        .await?;
+    let at = now();
+    let input = CampaignInput::parse(
+        "Visières pour l'EHPAD Les Tilleuls",
+        "visière",
+        "Les soignants de l'EHPAD et les commerçants du quartier ont besoin de visières.\n\
+         Le bandeau est imprimé en 3D, l'écran est une feuille de PET, l'élastique la tient.",
+        "PETG, couche de 0,3 mm, 3 périmètres, pas de support.",
+        "300",
+        "Accueil du centre social\nPharmacie du marché",
+    )?;
+    let campaign = lab.create_campaign(&manager, &input, at).await?.id;
+    for (name, unit, per_item) in [("feuille PET", "pièce", "1"), ("élastique", "cm", "30")] {
+        lab.add_material(
+            &manager,
+            campaign,
+            &MaterialInput::parse(name, unit, per_item)?,
+            at,
+        )
+        .await?;
+    }
+    // The validated model, analysed like any job file.
+    let visor: &[u8] = include_bytes!("../../machines/tests/data/mk3_visor.gcode");
+    let dir = config.jobs_dir();
+    std::fs::create_dir_all(&dir)?;
+    let stored_name = format!(
+        "model-{}.gcode",
+        &fabrique_controller::secrets::random_token()?[..16]
+    );
+    let path = dir.join(&stored_name);
+    std::fs::write(&path, visor)?;
+    let sha256: String = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(visor)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let analysed = path.clone();
+    let analysis = tokio::task::spawn_blocking(move || crate::analysis::analyse(&analysed, None))
+        .await?
+        .map_err(|reason| anyhow::anyhow!("demo visor: {reason}"))?;
+    let file = lab
+        .add_campaign_file(
+            &manager,
+            campaign,
+            "bandeau-visiere.gcode",
+            &stored_name,
+            &sha256,
+            visor,
+            analysis,
+            at,
+        )
+        .await?;
+    lab.validate_campaign_file(
+        &manager,
+        campaign,
+        file.id,
+        "essayé par l'équipe soignante de l'EHPAD",
+        1,
+        at,
+    )
+    .await?;
+    lab.set_campaign_state(&manager, campaign, CampaignState::Open, at)
+        .await?;
+    let settings = lab.calendar_settings().await?;
+    let today = settings.local_date(jiff::Timestamp::now());
+    let in_days = |n: i64| today.checked_add(jiff::ToSpan::days(n)).unwrap_or(today);
+    for (organisation, kind, quantity, contact, phone) in [
+        (
+            "EHPAD Les Tilleuls",
+            "care_home",
+            "120",
+            "Mme Martin",
+            "04 78 00 00 01",
+        ),
+        (
+            "Boulangerie du marché",
+            "shop",
+            "20",
+            "M. Benali",
+            "04 78 00 00 02",
+        ),
+    ] {
+        let request = RequestInput::parse(
+            organisation,
+            kind,
+            quantity,
+            &in_days(7).to_string(),
+            "12 rue des Lilas, accueil",
+            contact,
+            phone,
+            "",
+            today,
+        )?;
+        lab.submit_request(campaign, &request, "demo", at).await?;
+    }
+    let requests = lab.requests(&manager, campaign).await?;
+    let care_home = requests
+        .iter()
+        .find(|r| r.organisation == "EHPAD Les Tilleuls")
+        .map(|r| r.id)
+        .ok_or_else(|| anyhow::anyhow!("demo request missing"))?;
+    lab.accept_request(&manager, campaign, care_home, at)
+        .await?;
+    let pledge = PledgeInput::parse("40", &in_days(5).to_string(), "home")?;
+    let pledge = lab.pledge(&member, campaign, &pledge, at).await?;
+    let first = lab
+        .declare_batch(&member, campaign, Some(pledge.id), 30, at)
+        .await?;
+    lab.drop_batch(&member, campaign, first.id, "Accueil du centre social", at)
+        .await?;
+    lab.receive_batch(&manager, campaign, first.id, 30, at)
+        .await?;
+    lab.check_batch(&manager, campaign, first.id, 28, "bandeau fendu", at)
+        .await?;
+    lab.declare_batch(&member, campaign, Some(pledge.id), 10, at)
+        .await?;
+    let materials = lab.materials(&manager, campaign).await?;
+    for (material, donor, quantity) in [
+        (&materials[0], "Pharmacie du marché", 100),
+        (&materials[1], "Mercerie Dupont", 1500),
+    ] {
+        lab.record_donation(&manager, campaign, material.id, donor, quantity, at)
+            .await?;
+    }
+    lab.assemble(&manager, campaign, 20, at).await?;
+    let delivery = DeliveryInput::parse(care_home, "12", &today.to_string(), "Karim")?;
+    lab.deliver(&manager, campaign, &delivery, at).await?;
+    lab.queue_campaign_prints(&manager, campaign, file.id, 1, &dir, at)
+        .await?;
     Ok(())
 }

@@ -139,6 +139,25 @@ impl From<LabError> for AppError {
                 }
                 error
             }
+            LabError::Campaign(refusal) => {
+                let status = match refusal.code() {
+                    "not_enough_stock" | "not_enough_parts" | "not_enough_items"
+                    | "request_decided" | "already_received" | "already_checked" => {
+                        StatusCode::CONFLICT
+                    }
+                    "too_many_requests" => StatusCode::TOO_MANY_REQUESTS,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                let mut error = AppError::new(
+                    status,
+                    refusal.code(),
+                    &format!("campaign_refusal.{}", refusal.code()),
+                );
+                for (name, value) in refusal.args() {
+                    error = error.arg(name, value);
+                }
+                error
+            }
             LabError::Hash(e) => AppError::internal("hashing", &e),
             LabError::Store(e) => AppError::internal("store", &e),
         }

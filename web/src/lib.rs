@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod csv;
 pub mod ctx;
 pub mod demo;
 pub mod error;
@@ -48,8 +49,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     })
 }
 
-/// The application state, with the machine runtime started (one task per machine).
+/// The application state, with the machine runtime started (one task per machine). The
+/// lab is this node's: the one `lab_name` names (added to the database on first use).
 pub async fn state(lab: Lab, config: Config) -> anyhow::Result<AppState> {
+    let lab = lab
+        .at_lab(&config.lab_name, fabrique_controller::lab::now())
+        .await?;
     let catalog =
         i18n::Catalog::embedded().map_err(|e| anyhow::anyhow!("message catalogue: {e}"))?;
     let runtime = fabrique_controller::runtime::Runtime::start(

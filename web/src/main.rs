@@ -208,7 +208,7 @@ fn explain(code: &str) -> &'static str {
 
 async fn serve(config: Config, demo: bool) -> anyhow::Result<ExitCode> {
     let store = fabrique_web::open_store(&config).await?;
-    let lab = Lab::new(store)?;
+    let lab = Lab::new(store)?.at_lab(&config.lab_name, now()).await?;
     let simulators = tokio_util::sync::CancellationToken::new();
     if demo {
         let accounts = fabrique_web::demo::seed(&lab).await?;
@@ -227,6 +227,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<ExitCode> {
     let runtime = state.runtime.clone();
     if demo {
         fabrique_web::demo::submit_sample_job(&lab, &config).await?;
+        fabrique_web::demo::seed_campaign(&lab, &config).await?;
         runtime.wake();
     }
     let shutdown = async {

@@ -35,6 +35,9 @@ async fn every_page_is_accessible_in_french_and_english() {
     fabrique_web::demo::submit_sample_job(&app.lab, &config)
         .await
         .unwrap();
+    fabrique_web::demo::seed_campaign(&app.lab, &config)
+        .await
+        .unwrap();
     let password = |name: &str| {
         accounts
             .iter()

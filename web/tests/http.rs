@@ -147,6 +147,7 @@ async fn authorization_matrix() {
     .await;
     assert_eq!(status, 201);
     let m = machine["id"].as_i64().unwrap();
+    let (camp, b, r, f) = campaign_for_the_matrix(&app, clients[3].2.as_ref().unwrap()).await;
 
     // (method, path, body, expected for anonymous, member, trainer, manager, admin).
     // Pages send nobody to the login page (303); the API answers 401.
@@ -183,6 +184,83 @@ async fn authorization_matrix() {
         ),
         ("GET", "/api/v1/machines".into(), prepend(401, all)),
         ("GET", format!("/api/v1/machines/{m}"), prepend(401, all)),
+        // Campaigns: public pages and counts, makers' pages, managers' pages.
+        ("GET", "/campaigns".into(), [200; 5]),
+        ("GET", format!("/campaigns/{camp}"), [200; 5]),
+        ("GET", format!("/campaigns/{camp}/request"), [200; 5]),
+        (
+            "GET",
+            format!("/campaigns/{camp}/contribute"),
+            prepend(303, all),
+        ),
+        (
+            "GET",
+            format!("/campaigns/{camp}/files/{f}"),
+            prepend(303, all),
+        ),
+        ("GET", "/campaigns/new".into(), prepend(303, managers)),
+        (
+            "GET",
+            format!("/campaigns/{camp}/edit"),
+            prepend(303, managers),
+        ),
+        (
+            "GET",
+            format!("/campaigns/{camp}/manage"),
+            prepend(303, managers),
+        ),
+        (
+            "GET",
+            format!("/campaigns/{camp}/requests"),
+            prepend(303, managers),
+        ),
+        (
+            "GET",
+            format!("/campaigns/{camp}/batches"),
+            prepend(303, managers),
+        ),
+        (
+            "GET",
+            format!("/campaigns/{camp}/batches/{b}"),
+            prepend(303, managers),
+        ),
+        (
+            "GET",
+            format!("/campaigns/{camp}/materials"),
+            prepend(303, managers),
+        ),
+        (
+            "GET",
+            format!("/campaigns/{camp}/deliveries"),
+            prepend(303, managers),
+        ),
+        (
+            "GET",
+            format!("/campaigns/{camp}/export/batches.csv"),
+            prepend(303, managers),
+        ),
+        (
+            "GET",
+            format!("/campaigns/{camp}/export/deliveries.csv"),
+            prepend(303, managers),
+        ),
+        ("GET", "/api/v1/campaigns".into(), [200; 5]),
+        ("GET", format!("/api/v1/campaigns/{camp}"), [200; 5]),
+        (
+            "GET",
+            format!("/api/v1/campaigns/{camp}/requests"),
+            prepend(401, managers),
+        ),
+        (
+            "GET",
+            format!("/api/v1/campaigns/{camp}/pledges"),
+            prepend(401, all),
+        ),
+        (
+            "GET",
+            format!("/api/v1/campaigns/{camp}/batches"),
+            prepend(401, all),
+        ),
     ];
     for (method, path, expected) in &pages {
         for ((who, c, _), want) in clients.iter().zip(expected) {
@@ -328,6 +406,94 @@ async fn authorization_matrix() {
             [303, 403, 403, 303, 303][i],
             "form: machine state as {who}"
         );
+
+        // Campaigns: anyone sends a request, members pledge, managers run the rest.
+        let status = form(
+            &format!("/campaigns/{camp}/request"),
+            vec![
+                ("organisation", format!("Structure {who}")),
+                ("kind", "school".into()),
+                ("quantity", "5".into()),
+                ("needed_by", "2099-01-01".into()),
+                ("delivery_place", "Cour".into()),
+                ("contact_name", "Mme B".into()),
+                ("contact_email", "ecole@exemple.fr".into()),
+            ],
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+        assert_eq!(status, 201, "form: campaign request as {who}");
+        let status = form(
+            &format!("/campaigns/{camp}/pledges"),
+            vec![
+                ("quantity", "3".into()),
+                ("due_by", "2099-01-01".into()),
+                ("place", "home".into()),
+            ],
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+        assert_eq!(
+            status, 303,
+            "form: pledge as {who} (anonymous to the login)"
+        );
+        for (path, fields) in [
+            (
+                format!("/campaigns/{camp}/materials"),
+                vec![
+                    ("name", format!("Matériel {who}")),
+                    ("unit", "pièce".into()),
+                    ("per_item", "1".into()),
+                ],
+            ),
+            (
+                format!("/campaigns/{camp}/requests/{r}/priority"),
+                vec![("priority", "2".into())],
+            ),
+            (
+                "/campaigns/new".to_string(),
+                vec![
+                    ("title", format!("Campagne {who}")),
+                    ("item", "objet".into()),
+                    ("target_quantity", "10".into()),
+                ],
+            ),
+        ] {
+            let status = form(&path, fields).await.unwrap().status().as_u16();
+            assert_eq!(
+                status,
+                [303, 403, 403, 303, 303][i],
+                "form: {path} as {who}"
+            );
+        }
+        assert_eq!(
+            send(
+                Method::POST,
+                format!("/api/v1/campaigns/{camp}/pledges"),
+                json!({"quantity": 2, "due_by": "2099-01-01", "place": "lab"})
+            )
+            .await,
+            want([401, 201, 201, 201, 201]),
+            "POST pledge as {who}"
+        );
+    }
+    let campaigns: Vec<String> = app
+        .lab
+        .campaigns(clients[3].2.as_ref())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.title)
+        .collect();
+    for who in ["anonymous", "member", "trainer"] {
+        assert!(
+            !campaigns.iter().any(|t| t.ends_with(who)),
+            "{who} created a campaign: {campaigns:?}"
+        );
     }
     // Only the managers' and the admin's machines and members exist.
     let names: Vec<String> = app
@@ -347,6 +513,69 @@ async fn authorization_matrix() {
     assert!(
         names.contains(&"Printer manager".to_string()) && names.contains(&"Form admin".to_string())
     );
+}
+
+/// An open campaign with a validated model file, a request and a batch: (campaign, batch,
+/// request, file).
+async fn campaign_for_the_matrix(
+    app: &TestApp,
+    manager: &fabrique_controller::domain::User,
+) -> (i64, i64, i64, i64) {
+    use fabrique_controller::domain::campaign::{CampaignInput, CampaignState, RequestInput};
+    use fabrique_controller::lab::now;
+    let lab = &app.lab;
+    let input = CampaignInput::parse("Visières", "visière", "", "", "50", "Accueil").unwrap();
+    let c = lab
+        .create_campaign(manager, &input, now())
+        .await
+        .unwrap()
+        .id;
+    lab.set_campaign_state(manager, c, CampaignState::Open, now())
+        .await
+        .unwrap();
+    let file = lab
+        .add_campaign_file(
+            manager,
+            c,
+            "bandeau.gcode",
+            "matrix-model.gcode",
+            &"0".repeat(64),
+            b"G28\n",
+            (json!({}), None, 0),
+            now(),
+        )
+        .await
+        .unwrap()
+        .id;
+    lab.validate_campaign_file(manager, c, file, "essayé", 1, now())
+        .await
+        .unwrap();
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let request = RequestInput::parse(
+        "EHPAD",
+        "care_home",
+        "10",
+        "2099-01-01",
+        "Accueil",
+        "Mme A",
+        "0478000000",
+        "",
+        today,
+    )
+    .unwrap();
+    lab.submit_request(c, &request, "10.9.9.9", now())
+        .await
+        .unwrap();
+    let r = lab.requests(manager, c).await.unwrap()[0].id.0;
+    let b = lab
+        .declare_batch(manager, c, None, 5, now())
+        .await
+        .unwrap()
+        .id
+        .0;
+    (c.0, b, r, file.0)
 }
 
 fn prepend(first: u16, rest: [u16; 4]) -> [u16; 5] {
@@ -938,7 +1167,17 @@ async fn the_openapi_document_is_valid_openapi_3_1() {
         .unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    for path in ["/api/v1/login", "/api/v1/members", "/api/v1/machines/{id}"] {
+    for path in [
+        "/api/v1/login",
+        "/api/v1/members",
+        "/api/v1/machines/{id}",
+        "/api/v1/campaigns",
+        "/api/v1/campaigns/{id}",
+        "/api/v1/campaigns/{id}/requests",
+        "/api/v1/campaigns/{id}/pledges",
+        "/api/v1/campaigns/{id}/batches",
+        "/api/v1/campaigns/{id}/batches/{batch}/drop",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
     // An independent validator (PyPI openapi-spec-validator) checks the whole document.

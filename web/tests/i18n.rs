@@ -2,6 +2,9 @@
 //! code ask for exists, so no person ever reads a raw key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use fabrique_controller::domain::campaign::{
+    BatchSource, CampaignRefusal, CampaignState, PledgePlace, RequestKind, RequestStatus,
+};
 use fabrique_controller::domain::machine::ConnectionKind;
 use fabrique_controller::domain::{Lang, MachineKind, MachineState, Role};
 use fabrique_web::i18n::Catalog;
@@ -38,6 +41,22 @@ fn literals_after(text: &str, marker: &str) -> Vec<(String, Option<String>)> {
     found
 }
 
+/// The text with line breaks after an opening parenthesis removed, so that a call split
+/// over lines by rustfmt (`tr.f(\n    "key", ...)`) is found like one on a line.
+fn squash(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '(' {
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn french_and_english_have_the_same_keys() {
     let catalog = Catalog::embedded().unwrap();
@@ -65,10 +84,14 @@ fn every_key_used_exists() {
     files(&root.join("templates"), "html", &mut sources);
     files(&root.join("src"), "rs", &mut sources);
     for file in &sources {
-        let text = std::fs::read_to_string(file).unwrap();
+        let text = squash(&std::fs::read_to_string(file).unwrap());
         for marker in [
             ".t(\"",
+            ".f(\"",
             "Page::new(&ctx, \"",
+            "Page::new(ctx, \"",
+            "manager_page(ctx, \"",
+            "manager_page(&ctx, \"",
             "AppError::new(StatusCode::UNAUTHORIZED, \"bad_api_key\", \"",
         ] {
             for (key, _) in literals_after(&text, marker) {
@@ -158,6 +181,73 @@ fn every_key_used_exists() {
     }
     for word in Role::ALL {
         used.insert(format!("role.{word}"));
+    }
+    for word in CampaignState::ALL {
+        used.insert(format!("campaign_state.{word}"));
+        used.insert(format!("campaign_action.{word}"));
+    }
+    for word in RequestKind::ALL {
+        used.insert(format!("request_kind.{word}"));
+    }
+    for word in RequestStatus::ALL {
+        used.insert(format!("request_status.{word}"));
+    }
+    for word in PledgePlace::ALL {
+        used.insert(format!("pledge_place.{word}"));
+    }
+    for word in BatchSource::ALL {
+        used.insert(format!("batch_source.{word}"));
+    }
+    for word in ["declared", "dropped", "received", "checked"] {
+        used.insert(format!("batch_status.{word}"));
+    }
+    for word in [
+        "requested",
+        "pledged",
+        "produced",
+        "received",
+        "accepted",
+        "rejected",
+        "assembled",
+        "delivered",
+    ] {
+        used.insert(format!("count.{word}"));
+    }
+    for word in [
+        "batch",
+        "source",
+        "maker",
+        "lab",
+        "declared",
+        "declared_on",
+        "collection_point",
+        "received",
+        "accepted",
+        "rejected",
+        "reason",
+        "delivery",
+        "delivered_on",
+        "organisation",
+        "request",
+        "items_from_assembly",
+        "assembly",
+        "parts_from_batch",
+    ] {
+        used.insert(format!("csv.{word}"));
+    }
+    for code in CampaignRefusal::CODES {
+        used.insert(format!("campaign_refusal.{code}"));
+    }
+    for what in [
+        "material_name",
+        "campaign_state",
+        "parts",
+        "stock",
+        "items",
+        "campaign_file",
+        "job_state",
+    ] {
+        used.insert(format!("conflict.{what}"));
     }
     let missing: Vec<_> = used.iter().filter(|k| !keys.contains(*k)).collect();
     assert!(

@@ -2,6 +2,7 @@
 //! to done, failed, cancelled or interrupted. Every change of state goes through
 //! [`JobState::change_to`], and the store records who made it and when.
 
+use super::campaign::CampaignId;
 use super::{Invalid, MachineId, MachineKind, UserId, text_enum};
 use jiff::Timestamp;
 
@@ -77,6 +78,9 @@ pub struct Job {
     pub finished_at: Option<Timestamp>,
     pub file_deleted: bool,
     pub created_at: Timestamp,
+    /// The solidarity campaign this job prints for: campaign work, planned after members'
+    /// jobs to fill idle printers.
+    pub campaign: Option<CampaignId>,
 }
 
 /// One line of a job's history.

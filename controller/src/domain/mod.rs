@@ -4,6 +4,7 @@
 pub mod account;
 pub mod booking;
 pub mod calendar;
+pub mod campaign;
 pub mod job;
 pub mod machine;
 pub mod training;

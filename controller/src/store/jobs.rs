@@ -1,6 +1,7 @@
 //! Jobs and their history.
 
 use super::{Store, StoreError, StoreResult, parse_word};
+use crate::domain::campaign::CampaignId;
 use crate::domain::job::{Job, JobEvent, JobId, JobState};
 use crate::domain::{MachineId, MachineKind, UserId};
 use jiff::Timestamp;
@@ -9,7 +10,7 @@ use sqlx::any::AnyRow;
 
 const JOB_COLUMNS: &str = "j.id, j.owner_id, u.display_name AS owner_name, j.file_name, j.stored_name, j.size_bytes, \
      j.sha256, j.target_machine_id, j.target_kind, j.priority, j.state, j.state_reason, j.analysis, j.estimate_s, \
-     j.machine_id, j.lines_acked, j.bytes_acked, j.started_at, j.finished_at, j.file_deleted_at, j.created_at \
+     j.machine_id, j.lines_acked, j.bytes_acked, j.started_at, j.finished_at, j.file_deleted_at, j.created_at, j.campaign_id \
      FROM jobs j JOIN users u ON u.id = j.owner_id";
 
 fn ts(seconds: i64) -> StoreResult<Timestamp> {
@@ -56,6 +57,9 @@ fn job_from_row(row: &AnyRow) -> StoreResult<Job> {
             .transpose()?,
         file_deleted: row.try_get::<Option<i64>, _>("file_deleted_at")?.is_some(),
         created_at: ts(row.try_get("created_at")?)?,
+        campaign: row
+            .try_get::<Option<i64>, _>("campaign_id")?
+            .map(CampaignId),
     })
 }
 

@@ -7,9 +7,11 @@
 
 mod accounts;
 mod calendar;
+mod campaigns;
 mod jobs;
 pub use accounts::{ApiKeyInfo, UserUpdate};
 pub use calendar::NewBooking;
+pub use campaigns::NewPrint;
 pub use jobs::NewJob;
 mod machines;
 
@@ -31,6 +33,9 @@ pub enum StoreError {
     /// A row holds a value the code does not know (written by a newer version, or by hand).
     #[error("unreadable row: {0}")]
     Corrupt(String),
+    /// A campaign rule checked inside the transaction that writes (stock, parts, items).
+    #[error("refused: {0}")]
+    Campaign(crate::domain::campaign::CampaignRefusal),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -61,6 +61,8 @@ pub struct JobDto {
     /// Acknowledged bytes over the file size, 0 to 100.
     pub progress_percent: f64,
     pub created_at: String,
+    /// The solidarity campaign this job prints for (planned after members' jobs).
+    pub campaign_id: Option<i64>,
 }
 
 impl From<&Job> for JobDto {
@@ -86,6 +88,7 @@ impl From<&Job> for JobDto {
                 0.0
             },
             created_at: j.created_at.to_string(),
+            campaign_id: j.campaign.map(|c| c.0),
         }
     }
 }

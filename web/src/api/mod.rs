@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use utoipa::{OpenApi, ToSchema};
 
 mod calendar;
+mod campaigns;
 mod jobs;
 pub use calendar::parse_time;
 pub use jobs::octoprint_router;
@@ -41,24 +42,29 @@ pub fn router(max_upload: usize) -> Router<AppState> {
         .route("/machines/{id}/state", post(set_machine_state))
         .merge(calendar::router())
         .merge(jobs::router(max_upload))
+        .merge(campaigns::router())
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Fabrique API", version = "1", description = "Machines, members and jobs of a community fablab."),
+    info(title = "Fabrique API", version = "1", description = "Machines, members, jobs and solidarity campaigns of a community fablab."),
     paths(login, logout, me, update_me, create_api_key, list_members, create_member, get_member, update_member,
           list_machines, create_machine, get_machine, update_machine, set_machine_state,
           calendar::create_booking, calendar::my_bookings, calendar::cancel_booking, calendar::check_in,
           calendar::create_block, calendar::machine_bookings, calendar::list_trainings, calendar::create_training,
           calendar::create_session, calendar::list_sessions, calendar::enrol, calendar::attendance,
           calendar::my_badges, calendar::award_badge, calendar::revoke_badge, calendar::get_settings, calendar::put_settings,
-          jobs::upload_job, jobs::list_jobs, jobs::get_job, jobs::approve_job, jobs::cancel_job, jobs::requeue_job),
+          jobs::upload_job, jobs::list_jobs, jobs::get_job, jobs::approve_job, jobs::cancel_job, jobs::requeue_job,
+          campaigns::list_campaigns, campaigns::get_campaign, campaigns::list_requests, campaigns::my_pledges,
+          campaigns::create_pledge, campaigns::my_batches, campaigns::declare_batch, campaigns::drop_batch),
     components(schemas(ErrorBody, ErrorDetail, LoginBody, MemberDto, NewMemberBody, MemberPatchBody, ApiKeyBody,
                        ApiKeyCreated, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
                        calendar::BookingDto, calendar::BookingBody, calendar::BlockBody, calendar::TrainingDto,
                        calendar::TrainingBody, calendar::SessionDto, calendar::SessionBody, calendar::EnrolBody,
                        calendar::EnrolmentDto, calendar::AttendanceBody, calendar::BadgeDto, calendar::AwardBody,
-                       calendar::RevokeBody, jobs::JobDto, jobs::JobUpload)),
+                       calendar::RevokeBody, jobs::JobDto, jobs::JobUpload, campaigns::CountsDto, campaigns::LabCountsDto,
+                       campaigns::CampaignDto, campaigns::ContactDto, campaigns::RequestDto, campaigns::PledgeDto,
+                       campaigns::PledgeBody, campaigns::BatchDto, campaigns::BatchBody, campaigns::DropBody)),
     modifiers(&ApiKeyScheme),
     security(("api_key" = []), ("session" = [])),
 )]

@@ -4,6 +4,7 @@
 mod account;
 mod board;
 mod calendar;
+mod campaigns;
 mod jobs;
 mod machines;
 mod members;
@@ -37,6 +38,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
         .merge(calendar::router())
         .merge(board::router())
         .merge(jobs::router(max_upload))
+        .merge(campaigns::router())
 }
 
 /// What the layout needs on every page.

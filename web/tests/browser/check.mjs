@@ -94,9 +94,42 @@ async function checkPages(context, lang, paths) {
 const managerPages = ['/', '/machines/1', '/machines/4', '/account', '/members', '/members/new', '/members/4',
   '/admin/machines', '/admin/machines/new', '/admin/machines/1', '/admin/machines/2', '/nowhere',
   '/machines/6/week', '/bookings', '/trainings', '/sessions/1', '/day', '/admin/calendar',
-  '/admin/trainings/new', '/admin/trainings/1', '/badges', '/board', '/jobs', '/jobs/1', '/members/4/badges', '/plan'];
+  '/admin/trainings/new', '/admin/trainings/1', '/badges', '/board', '/jobs', '/jobs/1', '/members/4/badges', '/plan',
+  '/campaigns', '/campaigns/new', '/campaigns/1', '/campaigns/1/edit', '/campaigns/1/manage', '/campaigns/1/requests',
+  '/campaigns/1/batches', '/campaigns/1/batches/1', '/campaigns/1/materials', '/campaigns/1/deliveries',
+  '/campaigns/1/contribute', '/campaigns/1/request'];
 const memberPages = ['/', '/machines/3', '/account', '/members', '/machines/1/week', '/bookings', '/badges',
-  '/trainings', '/sessions/1', '/jobs', '/board'];
+  '/trainings', '/sessions/1', '/jobs', '/board', '/campaigns', '/campaigns/1', '/campaigns/1/contribute'];
+// Pages for people without an account: a campaign's public page and its request form.
+const publicPages = ['/campaigns', '/campaigns/1', '/campaigns/1/request'];
+
+// The public request form: refused with a reason, then sent, then the follow page.
+async function requestForm(page, label) {
+  await page.goto(`${base}/campaigns/1/request`);
+  const tomorrow = new Date(Date.now() + 86400000).toISOString().slice(0, 10);
+  await page.fill('#organisation', 'École Jean Moulin');
+  await page.selectOption('#kind', 'school');
+  await page.fill('#quantity', '12');
+  await page.fill('#needed_by', tomorrow);
+  await page.fill('#delivery_place', 'Cour de l\'école');
+  await page.fill('#contact_name', 'Mme Petit');
+  await page.fill('#contact_phone', 'pas de numéro');
+  const [refused] = await Promise.all([page.waitForNavigation(), page.press('#contact_phone', 'Enter')]);
+  if (refused.status() !== 422) problems.push(`${label}: a wrong phone answered ${refused.status()}`);
+  await axe(page, `${label} request refused`);
+  await page.fill('#contact_phone', '04 78 11 22 33');
+  const [sent] = await Promise.all([page.waitForNavigation(), page.press('#contact_phone', 'Enter')]);
+  if (sent.status() !== 201) problems.push(`${label}: the request answered ${sent.status()}`);
+  await axe(page, `${label} request sent`);
+  const follow = await page.locator('.secret-once a').getAttribute('href');
+  if (!follow) problems.push(`${label}: no follow link`);
+  else {
+    await page.goto(follow);
+    await axe(page, `${label} request follow`);
+    await noSidewaysScroll(page, `${label} request follow`);
+    console.log(`${label} request form, sent page and follow page: checked`);
+  }
+}
 
 // Pages reached by following links: a booking confirmation and a badge's public page.
 async function followed(context, lang) {
@@ -138,6 +171,15 @@ for (const viewport of [{ width: 1280, height: 900 }, { width: 640, height: 800 
     const [refused] = await Promise.all([page.waitForNavigation(), page.press('#secret', 'Enter')]);
     if (refused.status() !== 401) problems.push(`${label}: a wrong password answered ${refused.status()}`);
     await axe(page, `${label} (refused)`);
+    for (const path of publicPages) {
+      const response = await page.goto(`${base}${path}`);
+      const pageLabel = `${lang} ${path} ${viewport.width}px (no account)`;
+      if (response.status() !== 200) problems.push(`${pageLabel}: HTTP ${response.status()}`);
+      const n = await axe(page, pageLabel);
+      await noSidewaysScroll(page, pageLabel);
+      console.log(`${pageLabel}: HTTP ${response.status()}, ${n} axe violation(s)`);
+    }
+    if (viewport.width === 1280) await requestForm(page, `${lang} public`);
     await context.close();
   }
   for (const [username, password, paths] of [['manager', managerPassword, managerPages], ['member', memberPassword, memberPages]]) {

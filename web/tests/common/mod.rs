@@ -33,18 +33,30 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Layer::default()).await
 }
 
-pub async fn spawn_app_with(mut layer: Layer) -> TestApp {
+pub async fn spawn_app_with(layer: Layer) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path()).await.unwrap();
+    spawn_node(dir, database_url, layer).await
+}
+
+/// Another Fabrique node on the database of `other` (as the labs of a network share one
+/// PostgreSQL), with its own data folder and the settings of `layer` (its `lab_name`).
+pub async fn spawn_second_node(other: &TestApp, layer: Layer) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_node(dir, other.database_url.clone(), layer).await
+}
+
+async fn spawn_node(dir: tempfile::TempDir, database_url: String, mut layer: Layer) -> TestApp {
     if layer.data_dir.is_none() {
         layer.data_dir = Some(dir.path().to_path_buf());
     }
-    let database_url = fresh_database_url(dir.path()).await.unwrap();
     let store = Store::open(&database_url).await.unwrap();
     let lab = Lab::new(store).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = Config::build(&[("test", layer)]).unwrap();
-    let state = fabrique_web::state(lab.clone(), config).await.unwrap();
+    let state = fabrique_web::state(lab, config).await.unwrap();
+    let lab = state.lab.clone();
     let runtime = state.runtime.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(fabrique_web::serve(listener, state, async {
