@@ -469,9 +469,12 @@ pub async fn seed_campaign(lab: &Lab, config: &crate::config::Config) -> anyhow:
             .collect()
     };
     let analysed = path.clone();
-    let analysis = tokio::task::spawn_blocking(move || crate::analysis::analyse(&analysed, None))
-        .await?
-        .map_err(|reason| anyhow::anyhow!("demo visor: {reason}"))?;
+    let analysis = tokio::task::spawn_blocking(move || {
+        let name = "bandeau-visiere.gcode";
+        crate::analysis::outcome(&crate::analysis::analyse(&analysed, name, None, name))
+    })
+    .await?
+    .map_err(|reason| anyhow::anyhow!("demo visor: {reason}"))?;
     let file = lab
         .add_campaign_file(
             &manager,

@@ -903,19 +903,36 @@ impl Marlin {
             // answers M114 with `ok X:.. Y:..`).
             self.events.push_back(Event::Message(rest.to_string()));
         }
+        // ADVANCED_OK names the line it acknowledges (`ok_to_send` prints the command's own
+        // `N`): every line up to it was processed, in order. An `ok` naming a line already
+        // acknowledged is a doubled or stale one and acknowledges nothing.
+        let named = advanced
+            .then(|| {
+                rest.split_whitespace()
+                    .find_map(|w| w.strip_prefix('N').and_then(|v| v.parse::<u32>().ok()))
+            })
+            .flatten();
         if let Some(temps) = temps.clone() {
             self.events.push_back(Event::Temperatures(temps));
             if let Some(mark) = self.nudges.pop_front() {
                 // The answer to a nudge: every line in flight when it was sent was processed.
-                if let Some(mark) = mark {
-                    while self.in_flight.front().is_some_and(|f| f.n <= mark) {
-                        self.ack_front();
-                    }
+                if let Some(mark) = mark.max(named) {
+                    self.ack_through(mark);
                 }
                 return;
             }
         }
-        self.ack_front();
+        match named {
+            Some(n) => self.ack_through(n),
+            None => self.ack_front(),
+        }
+    }
+
+    /// Acknowledges every line in flight numbered `n` or less.
+    fn ack_through(&mut self, n: u32) {
+        while self.in_flight.front().is_some_and(|f| f.n <= n) {
+            self.ack_front();
+        }
     }
 
     fn ack_front(&mut self) {

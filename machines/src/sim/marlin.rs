@@ -177,7 +177,8 @@ pub struct VirtualMarlin {
     started: Instant,
     last_step: Instant,
     rx: Vec<u8>,
-    queue: VecDeque<String>,
+    /// Commands read, with their line number when they had one (the `N` of an ADVANCED_OK).
+    queue: VecDeque<(Option<u32>, String)>,
     /// Real instants at which the queued moves end.
     planner: VecDeque<Instant>,
     last_n: u32,
@@ -483,7 +484,7 @@ impl VirtualMarlin {
                 self.line_error("No Line Number with checksum");
                 return;
             }
-            self.queue.push_back(line.to_string());
+            self.queue.push_back((None, line.to_string()));
             return;
         };
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
@@ -546,7 +547,7 @@ impl VirtualMarlin {
         if is_m110 {
             self.last_n = word(&command, 'N').map(|v| v as u32).unwrap_or(n);
         }
-        self.queue.push_back(command);
+        self.queue.push_back((Some(n), command));
     }
 
     fn reset(&mut self, now: Instant) {
@@ -578,7 +579,10 @@ impl VirtualMarlin {
         self.killed = Some(why.to_string());
     }
 
-    fn send_ok(&mut self, extra: &str) {
+    /// The `ok` of the command numbered `n` (if it was numbered). With ADVANCED_OK, Marlin
+    /// prints that command's own number (`ok_to_send` in `queue.cpp`), then the free planner
+    /// blocks and command slots.
+    fn send_ok(&mut self, n: Option<u32>, extra: &str) {
         self.oks += 1;
         let k = self.oks;
         let f = &self.cfg.faults;
@@ -606,10 +610,8 @@ impl VirtualMarlin {
         let line = if self.cfg.advanced_ok {
             let planner_free = self.cfg.planner_blocks.saturating_sub(self.planner.len());
             let queue_free = self.cfg.bufsize.saturating_sub(self.queue.len());
-            format!(
-                "ok N{} P{} B{}{}\n",
-                self.last_n, planner_free, queue_free, extra
-            )
+            let number = n.map(|n| format!(" N{n}")).unwrap_or_default();
+            format!("ok{number} P{planner_free} B{queue_free}{extra}\n")
         } else {
             format!("ok{extra}\n")
         };
@@ -642,7 +644,7 @@ impl VirtualMarlin {
     /// Execute the command at the front of the queue if it can run now. `false` when it must
     /// wait (planner full, heating, dwell) or the queue is empty.
     fn execute_front(&mut self, now: Instant) -> bool {
-        let Some(cmd) = self.queue.front().cloned() else {
+        let Some(cmd) = self.queue.front().map(|(_, c)| c.clone()) else {
             return false;
         };
         let code = cmd.split_whitespace().next().unwrap_or("").to_string();
@@ -866,9 +868,9 @@ impl VirtualMarlin {
     }
 
     fn finish(&mut self, cmd: String, extra: &str) {
-        self.queue.pop_front();
+        let n = self.queue.pop_front().and_then(|(n, _)| n);
         self.executed.push(cmd);
-        self.send_ok(extra);
+        self.send_ok(n, extra);
     }
 }
 

@@ -1181,10 +1181,12 @@ async fn upload_file(
     let result = async {
         let max = MAX_MODEL_MB.min(state.config.max_upload_mb) * 1_048_576;
         let received = crate::upload::receive(multipart, &state.config.jobs_dir(), max).await?;
-        let path = received.path.clone();
-        let outcome = tokio::task::spawn_blocking(move || crate::analysis::analyse(&path, None))
-            .await
-            .map_err(|e| AppError::internal("analysis", &e))?;
+        let (path, name) = (received.path.clone(), received.file_name.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
+            crate::analysis::outcome(&crate::analysis::analyse(&path, &name, None, &name))
+        })
+        .await
+        .map_err(|e| AppError::internal("analysis", &e))?;
         let analysis = match outcome {
             Ok(analysis) => analysis,
             Err(reason) => {
