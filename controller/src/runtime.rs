@@ -116,6 +116,9 @@ async fn probe<P: RemotePrinter>(printer: &P) -> (bool, String) {
     }
 }
 
+/// How long the planner waits after an event before its pass, to take bursts together.
+const PLAN_DEBOUNCE: Duration = Duration::from_millis(250);
+
 /// How far ahead the planner looks.
 pub const HORIZON_S: i64 = 7 * 86_400;
 
@@ -440,6 +443,16 @@ impl Runtime {
                 _ = events.recv() => {}
                 () = tokio::time::sleep(Duration::from_secs(30)) => {}
             }
+            // A burst (a slicer sending files, a printer reporting progress) makes one pass,
+            // not one per event: wait a moment, then take what piled up meanwhile.
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(PLAN_DEBOUNCE) => {}
+            }
+            while !matches!(
+                events.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+            ) {}
         }
     }
 }

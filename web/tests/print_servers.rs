@@ -114,6 +114,23 @@ async fn job_reaches(app: &TestApp, job: JobId, state: JobState, limit: Duration
     }
 }
 
+/// The machine's state once the runtime has recorded the end of its job (it writes the job,
+/// then the machine).
+async fn machine_reaches(app: &TestApp, machine: &Machine, state: MachineState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = app.lab.store().machine(machine.id).await.unwrap().state;
+        if current == state {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "machine stayed {current}, never {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn octoprint_job(server: &OctoPrintServer) -> Value {
     reqwest::Client::new()
         .get(format!("{}api/job", server.url()))
@@ -143,10 +160,7 @@ async fn a_file_from_a_slicer_is_printed_through_octoprint_and_done() {
     job_reaches(&app, job, JobState::Done, Duration::from_secs(60)).await;
     let record = app.lab.store().job(job).await.unwrap();
     assert_eq!(record.machine, Some(machine.id));
-    assert_eq!(
-        app.lab.store().machine(machine.id).await.unwrap().state,
-        MachineState::ToCheck
-    );
+    machine_reaches(&app, &machine, MachineState::ToCheck).await;
     // OctoPrint printed our file to its end.
     let printed = octoprint_job(&server).await;
     assert_eq!(
@@ -195,10 +209,7 @@ async fn a_restart_during_an_octoprint_print_follows_it_again_to_its_end() {
         !events.iter().any(|e| e.to == JobState::Interrupted),
         "{events:?}"
     );
-    assert_eq!(
-        app.lab.store().machine(machine.id).await.unwrap().state,
-        MachineState::ToCheck
-    );
+    machine_reaches(&app, &machine, MachineState::ToCheck).await;
     restarted.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -219,11 +230,7 @@ async fn an_octoprint_that_cannot_be_reached_keeps_the_job_queued_and_the_machin
         .unwrap();
     let job = send(&app, &key, gcode(1)).await;
     // The planner tries it, the upload finds nobody: the machine goes offline...
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while app.lab.store().machine(machine.id).await.unwrap().state != MachineState::Offline {
-        assert!(tokio::time::Instant::now() < deadline, "never offline");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    machine_reaches(&app, &machine, MachineState::Offline).await;
     // ...and the job waits in the queue, with what happened in its history.
     job_reaches(&app, job, JobState::Queued, Duration::from_secs(10)).await;
     let events = app.lab.store().job_events(job).await.unwrap();
