@@ -35,12 +35,9 @@ impl Lab {
         analysis: Result<(serde_json::Value, Option<i64>, usize), String>,
         now: i64,
     ) -> LabResult<Job> {
-        match analysis {
+        let result = match &analysis {
             Ok((json, estimate, findings)) => {
-                self.store()
-                    .set_job_analysis(id, &json, estimate, now)
-                    .await?;
-                let (to, note) = if findings > 0 {
+                let (to, note) = if *findings > 0 {
                     (
                         JobState::NeedsApproval,
                         format!("{findings} point(s) à vérifier"),
@@ -49,24 +46,16 @@ impl Lab {
                     (JobState::Queued, String::new())
                 };
                 self.store()
-                    .change_job_state(id, JobState::Submitted, to, None, &note, now)
+                    .record_job_analysis(id, Some((json, *estimate)), to, &note, now)
                     .await
-                    .map_err(state_conflict)?;
             }
             Err(reason) => {
                 self.store()
-                    .change_job_state(
-                        id,
-                        JobState::Submitted,
-                        JobState::Failed,
-                        None,
-                        &reason,
-                        now,
-                    )
+                    .record_job_analysis(id, None, JobState::Failed, reason, now)
                     .await
-                    .map_err(state_conflict)?;
             }
-        }
+        };
+        result.map_err(state_conflict)?;
         Ok(self.store().job(id).await?)
     }
 

@@ -151,51 +151,32 @@ impl Store {
         now: i64,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET state = $1, state_reason = $2, updated_at = $3, \
-             started_at = CASE WHEN $1 = 'running' THEN COALESCE(started_at, $3) ELSE started_at END, \
-             finished_at = CASE WHEN $1 IN ('done', 'failed', 'cancelled', 'interrupted') THEN $3 ELSE NULL END \
-             WHERE id = $4 AND state = $5",
-        )
-        .bind(to.as_str())
-        .bind(note)
-        .bind(now)
-        .bind(id.0)
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict { what: "job_state" });
-        }
-        sqlx::query("INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(id.0)
-            .bind(now)
-            .bind(actor.map(|a| a.0))
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .bind(note)
-            .execute(&mut *tx)
-            .await?;
+        change_state_in(&mut tx, id, from, to, actor, note, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn set_job_analysis(
+    /// Records a job's analysis (when its file could be read) and the state it leads to,
+    /// together: a job is never left with an analysis and no decision, or the reverse.
+    pub async fn record_job_analysis(
         &self,
         id: JobId,
-        analysis: &serde_json::Value,
-        estimate_s: Option<i64>,
+        analysis: Option<(&serde_json::Value, Option<i64>)>,
+        to: JobState,
+        note: &str,
         now: i64,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE jobs SET analysis = $1, estimate_s = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(analysis.to_string())
-        .bind(estimate_s)
-        .bind(now)
-        .bind(id.0)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        if let Some((analysis, estimate_s)) = analysis {
+            sqlx::query("UPDATE jobs SET analysis = $1, estimate_s = $2 WHERE id = $3")
+                .bind(analysis.to_string())
+                .bind(estimate_s)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        change_state_in(&mut tx, id, JobState::Submitted, to, None, note, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -282,4 +263,43 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// A job's change of state and its event, inside the caller's transaction; `Conflict` when
+/// the job is no longer in `from` (someone else changed it first).
+async fn change_state_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: JobId,
+    from: JobState,
+    to: JobState,
+    actor: Option<UserId>,
+    note: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = $1, state_reason = $2, updated_at = $3, \
+         started_at = CASE WHEN $1 = 'running' THEN COALESCE(started_at, $3) ELSE started_at END, \
+         finished_at = CASE WHEN $1 IN ('done', 'failed', 'cancelled', 'interrupted') THEN $3 ELSE NULL END \
+         WHERE id = $4 AND state = $5",
+    )
+    .bind(to.as_str())
+    .bind(note)
+    .bind(now)
+    .bind(id.0)
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict { what: "job_state" });
+    }
+    sqlx::query("INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(id.0)
+        .bind(now)
+        .bind(actor.map(|a| a.0))
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(note)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
