@@ -23,8 +23,6 @@ use fabrique_machines::transport::octoprint::OctoPrint;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const KEY: &str = fabrique_machines::sim::octoprint::API_KEY;
-
 struct Server {
     octoprint: OctoPrintServer,
     port: u16,
@@ -48,15 +46,7 @@ impl Server {
 
     /// OctoPrint's own view of the job, straight from its API.
     async fn job(&self) -> serde_json::Value {
-        reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{}/api/job", self.port))
-            .header("X-Api-Key", KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.octoprint.job().await.unwrap()
     }
 }
 

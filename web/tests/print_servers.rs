@@ -132,15 +132,7 @@ async fn machine_reaches(app: &TestApp, machine: &Machine, state: MachineState) 
 }
 
 async fn octoprint_job(server: &OctoPrintServer) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}api/job", server.url()))
-        .header("X-Api-Key", API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    server.job().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,17 @@ impl OctoPrintServer {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
+    /// OctoPrint's own view of the current job (`GET /api/job`), as it answers it.
+    pub async fn job(&self) -> Result<serde_json::Value, reqwest::Error> {
+        reqwest::Client::new()
+            .get(format!("{}api/job", self.url()))
+            .header("X-Api-Key", API_KEY)
+            .send()
+            .await?
+            .json()
+            .await
+    }
+
     /// A client of this server reached through `port` (its own, or a proxy's).
     pub fn client(&self, port: u16) -> Result<OctoPrint, crate::driver::remote::RemoteError> {
         OctoPrint::new(&format!("http://127.0.0.1:{port}/"), API_KEY)
