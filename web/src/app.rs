@@ -265,8 +265,46 @@ fn render_error(state: &AppState, tr: &Tr, api: bool, path: &str, error: AppErro
     pages::error_page(state, tr, error.status, &message)
 }
 
+/// A `Content-Disposition` for a download named by a person: an ASCII `filename` for old
+/// clients and the exact name (accents kept) as RFC 6266 / RFC 5987 `filename*`.
+pub fn attachment(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let exact: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}")
+}
+
 pub fn urlencode(text: &str) -> String {
     serde_urlencoded::to_string([("", text)])
         .map(|s| s.trim_start_matches('=').to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_download_keeps_a_persons_file_name_and_stays_a_safe_header() {
+        assert_eq!(
+            super::attachment("visière 2 \"EHPAD\".gcode"),
+            "attachment; filename=\"visi_re 2 _EHPAD_.gcode\"; \
+             filename*=UTF-8''visi%C3%A8re%202%20%22EHPAD%22.gcode"
+        );
+    }
 }

@@ -811,10 +811,7 @@ async fn download_file(
         .lab
         .campaign_file_content(user, CampaignId(id), FileId(file))
         .await?;
-    let disposition = format!(
-        "attachment; filename*=UTF-8''{}",
-        crate::app::urlencode(&f.file_name)
-    );
+    let disposition = crate::app::attachment(&f.file_name);
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),

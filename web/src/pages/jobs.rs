@@ -224,7 +224,10 @@ async fn original(
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_DISPOSITION, attachment(&job.file_name)),
+            (
+                header::CONTENT_DISPOSITION,
+                crate::app::attachment(&job.file_name),
+            ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ],
         axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
@@ -262,27 +265,12 @@ async fn as_dst(
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                attachment(&format!("{stem}.dst")),
+                crate::app::attachment(&format!("{stem}.dst")),
             ),
         ],
         dst,
     )
         .into_response())
-}
-
-/// `attachment; filename="..."` with only safe characters (the name came from a person).
-fn attachment(name: &str) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("attachment; filename=\"{safe}\"")
 }
 
 async fn preview(
