@@ -58,7 +58,7 @@ fn main() {
             owner: rng.next(120),
             target: Target::Kind(kinds[rng.next(5) as usize]),
             size_mm: [50.0, 50.0, 20.0],
-            material: None,
+            materials: vec![],
             estimate_s: 600 + rng.next(3 * 3600),
             priority: 0,
             campaign: rng.next(10) == 0,

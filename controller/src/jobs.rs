@@ -1,7 +1,7 @@
 //! The lab's use cases for jobs: submission, analysis results, approval, cancellation,
 //! queueing again, priorities. Running jobs are stopped through the machine runtime.
 
-use crate::domain::job::{Job, JobEvent, JobId, JobState};
+use crate::domain::job::{Analysis, Job, JobEvent, JobId, JobState};
 use crate::domain::{Invalid, Role, User};
 use crate::lab::{Lab, LabError, LabResult};
 use crate::store::{NewJob, StoreError};
@@ -16,26 +16,23 @@ fn state_conflict(e: StoreError) -> LabError {
 }
 
 impl Lab {
-    pub async fn submit_job(&self, actor: &User, job: &NewJob, now: i64) -> LabResult<Job> {
+    /// Records a job sent by `actor` with what the analysis of its file found: a job with
+    /// safety findings waits for a manager's approval, an unreadable file fails with the
+    /// reason, any other goes to the queue.
+    pub async fn submit_job(
+        &self,
+        actor: &User,
+        job: &NewJob,
+        analysis: &Analysis,
+        now: i64,
+    ) -> LabResult<Job> {
         if job.owner != actor.id {
             return Err(LabError::Forbidden);
         }
         if let Some(machine) = job.target_machine {
             self.store().machine(machine).await?;
         }
-        let id = self.store().insert_job(job, now).await?;
-        Ok(self.store().job(id).await?)
-    }
-
-    /// Records what the file analysis found: a job with safety findings waits for a
-    /// manager's approval; an unreadable file fails with the reason.
-    pub async fn record_analysis(
-        &self,
-        id: JobId,
-        analysis: Result<(serde_json::Value, Option<i64>, usize), String>,
-        now: i64,
-    ) -> LabResult<Job> {
-        let result = match &analysis {
+        let id = match analysis {
             Ok((json, estimate, findings)) => {
                 let (to, note) = if *findings > 0 {
                     (
@@ -46,16 +43,15 @@ impl Lab {
                     (JobState::Queued, String::new())
                 };
                 self.store()
-                    .record_job_analysis(id, Some((json, *estimate)), to, &note, now)
-                    .await
+                    .insert_job(job, Some((json, *estimate)), to, &note, now)
+                    .await?
             }
             Err(reason) => {
                 self.store()
-                    .record_job_analysis(id, None, JobState::Failed, reason, now)
-                    .await
+                    .insert_job(job, None, JobState::Failed, reason, now)
+                    .await?
             }
         };
-        result.map_err(state_conflict)?;
         Ok(self.store().job(id).await?)
     }
 

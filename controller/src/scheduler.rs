@@ -40,7 +40,9 @@ pub struct PlanJob {
     pub target: Target,
     /// Extent of the job, mm.
     pub size_mm: [f64; 3],
-    pub material: Option<String>,
+    /// Filament types the file was sliced for; the machine must hold every one (a
+    /// machine that lists no materials takes any).
+    pub materials: Vec<String>,
     pub estimate_s: i64,
     /// Set by a manager; higher goes first. 0 by default.
     pub priority: i32,
@@ -102,12 +104,11 @@ pub fn compatible(job: &PlanJob, machine: &PlanMachine) -> bool {
         .iter()
         .zip(machine.work_area_mm)
         .all(|(need, have)| have == 0.0 || *need <= have + 1e-9);
-    let material_ok = match &job.material {
-        Some(m) if !machine.materials.is_empty() => {
-            machine.materials.iter().any(|x| x.eq_ignore_ascii_case(m))
-        }
-        _ => true,
-    };
+    let material_ok = machine.materials.is_empty()
+        || job
+            .materials
+            .iter()
+            .all(|m| machine.materials.iter().any(|x| x.eq_ignore_ascii_case(m)));
     target_ok && fits && material_ok
 }
 
@@ -261,7 +262,7 @@ mod tests {
             owner,
             target: Target::Kind(kind),
             size_mm: [50.0, 50.0, 10.0],
-            material: None,
+            materials: vec![],
             estimate_s,
             priority: 0,
             campaign: false,
@@ -332,7 +333,7 @@ mod tests {
         let mut big = job(1, 1, MachineKind::FdmPrinter, H);
         big.size_mm = [300.0, 10.0, 10.0];
         let mut petg = job(2, 1, MachineKind::FdmPrinter, H);
-        petg.material = Some("PETG".into());
+        petg.materials = vec!["PLA".into(), "PETG".into()];
         let mut m = machine(1, MachineKind::FdmPrinter);
         m.materials = vec!["PLA".into()];
         let p = plan(
@@ -373,6 +374,12 @@ mod tests {
         assert_eq!(p.placements[0].job, 2);
     }
 
+    /// No material, PLA, PETG, or both, in either case of letters.
+    fn materials() -> impl Strategy<Value = Vec<String>> {
+        proptest::sample::subsequence(vec!["PLA", "petg"], 0..=2)
+            .prop_map(|ms| ms.into_iter().map(String::from).collect())
+    }
+
     fn arb_case() -> impl Strategy<Value = (Vec<PlanJob>, Vec<PlanMachine>, Vec<Busy>, bool)> {
         let kinds = prop_oneof![
             Just(MachineKind::FdmPrinter),
@@ -380,18 +387,20 @@ mod tests {
             Just(MachineKind::Embroidery)
         ];
         let machines =
-            proptest::collection::vec((kinds.clone(), 50.0..300.0f64), 1..6).prop_map(|ms| {
-                ms.into_iter()
-                    .enumerate()
-                    .map(|(i, (kind, side))| PlanMachine {
-                        id: i as i64 + 1,
-                        kind,
-                        work_area_mm: [side, side, side],
-                        materials: vec![],
-                        free_from: t(0),
-                    })
-                    .collect::<Vec<_>>()
-            });
+            proptest::collection::vec((kinds.clone(), 50.0..300.0f64, materials()), 1..6).prop_map(
+                |ms| {
+                    ms.into_iter()
+                        .enumerate()
+                        .map(|(i, (kind, side, materials))| PlanMachine {
+                            id: i as i64 + 1,
+                            kind,
+                            work_area_mm: [side, side, side],
+                            materials,
+                            free_from: t(0),
+                        })
+                        .collect::<Vec<_>>()
+                },
+            );
         let jobs = proptest::collection::vec(
             (
                 kinds,
@@ -400,6 +409,7 @@ mod tests {
                 60..(6 * H),
                 -2..3i32,
                 any::<bool>(),
+                materials(),
             ),
             0..30,
         )
@@ -407,12 +417,12 @@ mod tests {
             js.into_iter()
                 .enumerate()
                 .map(
-                    |(i, (kind, owner, size, est, priority, campaign))| PlanJob {
+                    |(i, (kind, owner, size, est, priority, campaign, materials))| PlanJob {
                         id: i as i64 + 1,
                         owner,
                         target: Target::Kind(kind),
                         size_mm: [size, size / 2.0, 5.0],
-                        material: None,
+                        materials,
                         estimate_s: est,
                         priority,
                         campaign,
@@ -445,6 +455,11 @@ mod tests {
                 let j = jobs.iter().find(|j| j.id == x.job).unwrap();
                 let m = machines.iter().find(|m| m.id == x.machine).unwrap();
                 prop_assert!(compatible(j, m), "no job on an incompatible machine");
+                prop_assert!(
+                    m.materials.is_empty()
+                        || j.materials.iter().all(|n| m.materials.iter().any(|h| h.to_lowercase() == n.to_lowercase())),
+                    "no job on a machine without its filament"
+                );
                 prop_assert_eq!(x.end.as_second() - x.start.as_second(), j.estimate_s);
                 for b in busy.iter().filter(|b| b.machine == m.id) {
                     prop_assert!(x.end <= b.start || b.end <= x.start, "no job across a booking");

@@ -136,8 +136,10 @@ async fn main() {
     // Fabrique first, OctoPrint not yet started, so that neither pays for the other's
     // background work (OctoPrint's virtual printer and file analysis keep a core busy).
     let mut ours = Vec::new();
-    for (_, upload) in calls {
-        ours.push(load(&fabrique, &key, upload).await);
+    for (name, upload) in calls {
+        let (rate, failures) = load(&fabrique, &key, upload).await;
+        println!("Fabrique {name}: {rate:.0} r/s");
+        ours.push((rate, failures));
     }
     let octoprint_dir = tempfile::tempdir().unwrap();
     let octoprint = match OctoPrintServer::start(octoprint_dir.path()).await {

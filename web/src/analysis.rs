@@ -3,7 +3,7 @@
 //! embroidery design (DST, PES, EXP, JEF), checked against the machine when there is one,
 //! with an SVG preview and the slicer's thumbnail kept beside the job file.
 
-use fabrique_controller::domain::{Connection, Machine, MachineProfile};
+use fabrique_controller::domain::{Connection, Machine, MachineProfile, job};
 use fabrique_machines::files::embroidery::{self, EmbroideryMachine, Format};
 use fabrique_machines::files::gcode::{
     self, Dialect, FirmwareLimits, Limits, Options, PreviewOptions,
@@ -11,10 +11,6 @@ use fabrique_machines::files::gcode::{
 use serde_json::Value;
 use std::io::{BufReader, Read};
 use std::path::Path;
-
-/// What the job needs from an analysis: the JSON kept with the job, the time estimate,
-/// and how many findings need a manager's look. `Err` is why the file cannot be used.
-pub type Outcome = Result<(Value, Option<i64>, usize), String>;
 
 /// What was read in a job file.
 #[derive(Debug)]
@@ -58,7 +54,7 @@ impl Analysed {
 }
 
 /// What the job records of an analysis.
-pub fn outcome(analysed: &Result<Analysed, String>) -> Outcome {
+pub fn outcome(analysed: &Result<Analysed, String>) -> job::Analysis {
     let a = analysed.as_ref().map_err(Clone::clone)?;
     Ok((a.json()?, Some(a.estimate_s()), a.findings()))
 }

@@ -402,12 +402,11 @@ async fn submit(
         target_machine: machine,
         target_kind: None,
     };
-    let job = lab.submit_job(member, &new, now()).await?;
     let machine = match machine {
         Some(id) => Some(lab.machine(id).await?),
         None => None,
     };
-    crate::jobs::analyse_job(lab, &dir, &job, machine.as_ref())
+    crate::jobs::submit(lab, &dir, member, &new, machine.as_ref())
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(())

@@ -859,9 +859,14 @@ async fn lab_prints_are_campaign_work_after_members_jobs_and_never_across_a_book
         target_machine: None,
         target_kind: None,
     };
-    let job = app.lab.submit_job(&member, &job, now()).await.unwrap();
-    app.lab
-        .record_analysis(job.id, Ok((serde_json::json!({}), Some(1800), 0)), now())
+    let job = app
+        .lab
+        .submit_job(
+            &member,
+            &job,
+            &Ok((serde_json::json!({}), Some(1800), 0)),
+            now(),
+        )
         .await
         .unwrap();
     // The manager queues two lab prints.

@@ -13,6 +13,7 @@ use fabrique_controller::domain::{
 };
 use fabrique_controller::lab::now;
 use fabrique_controller::runtime::Runtime;
+use fabrique_controller::scheduler::Unplaced;
 use fabrique_machines::sim::marlin::{SimConfig, VirtualPrinter};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -22,6 +23,11 @@ use tokio_util::sync::CancellationToken;
 const KEYCHAIN: &[u8] = include_bytes!("data/mk3_keychain.gcode");
 
 /// A job record for a file named `name` (the file itself is not needed by these tests).
+/// What the analysis of a readable file without findings gives: the job goes to the queue.
+fn readable() -> fabrique_controller::domain::job::Analysis {
+    Ok((serde_json::json!({}), None, 0))
+}
+
 fn new_job(
     owner: &fabrique_controller::domain::User,
     machine: Option<fabrique_controller::domain::MachineId>,
@@ -223,19 +229,12 @@ async fn a_restart_in_the_middle_of_a_job_leaves_it_interrupted_with_its_last_li
         .await
         .unwrap();
     let new = new_job(&maker, Some(machine.id), "hook.gcode");
-    let job = app.lab.submit_job(&maker, &new, now()).await.unwrap();
-    let store = app.lab.store();
-    store
-        .change_job_state(
-            job.id,
-            JobState::Submitted,
-            JobState::Queued,
-            None,
-            "",
-            now(),
-        )
+    let job = app
+        .lab
+        .submit_job(&maker, &new, &readable(), now())
         .await
         .unwrap();
+    let store = app.lab.store();
     store
         .change_job_state(job.id, JobState::Queued, JobState::Running, None, "", now())
         .await
@@ -282,19 +281,7 @@ async fn finished_job_files_are_kept_for_the_set_number_of_days() {
     let id = app
         .lab
         .store()
-        .insert_job(&new, forty_days_ago)
-        .await
-        .unwrap();
-    app.lab
-        .store()
-        .change_job_state(
-            id,
-            JobState::Submitted,
-            JobState::Cancelled,
-            None,
-            "",
-            forty_days_ago,
-        )
+        .insert_job(&new, None, JobState::Cancelled, "", forty_days_ago)
         .await
         .unwrap();
     assert_eq!(
@@ -312,6 +299,85 @@ async fn finished_job_files_are_kept_for_the_set_number_of_days() {
     assert!(
         app.lab.requeue_job(&maker, id, now()).await.is_err(),
         "no file, no new run"
+    );
+}
+
+#[tokio::test]
+async fn a_file_sliced_for_pla_waits_for_a_printer_that_takes_pla() {
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let key = app.lab.create_api_key(&maker, "k", now()).await.unwrap();
+    let mut printers = Vec::new();
+    for (name, materials) in [("Ender PETG", "PETG"), ("Prusa PLA", "PLA, PETG")] {
+        let profile =
+            MachineProfile::parse(["250", "210", "210"], "300", "120", "", "", materials).unwrap();
+        let input = MachineInput::new(
+            name,
+            MachineKind::FdmPrinter,
+            Connection::Manual,
+            profile,
+            "",
+            "",
+        )
+        .unwrap();
+        let machine = app
+            .lab
+            .create_machine(&manager, &input, now())
+            .await
+            .unwrap();
+        app.lab
+            .set_machine_state(&manager, machine.id, MachineState::Idle, "", now())
+            .await
+            .unwrap();
+        printers.push(machine);
+    }
+    let form = Form::new().part(
+        "file",
+        Part::bytes(KEYCHAIN.to_vec())
+            .file_name("mk3_keychain.gcode")
+            .mime_str("application/octet-stream")
+            .unwrap(),
+    );
+    let response = client()
+        .post(app.url("/api/v1/jobs"))
+        .header("x-api-key", &key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(
+        job["analysis"]["slicer"]["materials"],
+        serde_json::json!(["PLA"])
+    );
+    let job = job["id"].as_i64().unwrap();
+
+    let plan = app.runtime.plan_once().await.unwrap();
+    let placed: Vec<i64> = plan
+        .placements
+        .iter()
+        .filter(|p| p.job == job)
+        .map(|p| p.machine)
+        .collect();
+    assert_eq!(placed, [printers[1].id.0], "only the printer with PLA");
+    // Without it, the job is not put on the PETG printer: it waits, and the plan says why.
+    app.lab
+        .set_machine_state(
+            &manager,
+            printers[1].id,
+            MachineState::Maintenance,
+            "",
+            now(),
+        )
+        .await
+        .unwrap();
+    let plan = app.runtime.plan_once().await.unwrap();
+    assert!(plan.placements.iter().all(|p| p.job != job));
+    assert!(
+        plan.unplaced
+            .contains(&(job, Unplaced::NoCompatibleMachine))
     );
 }
 
@@ -351,17 +417,9 @@ async fn a_laser_never_starts_by_itself() {
         .await
         .unwrap();
     let new = new_job(&maker, Some(machine.id), "shield.gcode");
-    let job = app.lab.submit_job(&maker, &new, now()).await.unwrap();
-    app.lab
-        .store()
-        .change_job_state(
-            job.id,
-            JobState::Submitted,
-            JobState::Queued,
-            None,
-            "",
-            now(),
-        )
+    let job = app
+        .lab
+        .submit_job(&maker, &new, &readable(), now())
         .await
         .unwrap();
     let plan = app.runtime.plan_once().await.unwrap();
@@ -524,18 +582,7 @@ async fn the_plan_page_shows_planned_jobs_and_managers_set_priorities() {
         .submit_job(
             &maker,
             &new_job(&maker, Some(machine.id), "ecusson.dst"),
-            now(),
-        )
-        .await
-        .unwrap();
-    app.lab
-        .store()
-        .change_job_state(
-            job.id,
-            JobState::Submitted,
-            JobState::Queued,
-            None,
-            "",
+            &readable(),
             now(),
         )
         .await

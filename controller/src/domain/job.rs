@@ -93,6 +93,10 @@ pub struct JobEvent {
     pub note: String,
 }
 
+/// What the analysis of a job's file found: the JSON kept with the job, the time estimate,
+/// and how many findings need a manager's look. `Err` is why the file cannot be used.
+pub type Analysis = Result<(serde_json::Value, Option<i64>, usize), String>;
+
 /// A file name as shown to people: the last path component, without control characters,
 /// at most 120 characters. Never used as a path on disk.
 pub fn display_file_name(raw: &str) -> Result<String, Invalid> {

@@ -8,6 +8,18 @@ use sqlx::any::AnyRow;
 const USER_COLUMNS: &str =
     "id, username, display_name, email, role, lang, credential_kind, disabled_at";
 
+/// How often the last use of an API key is written down, in seconds.
+const KEY_USE_PRECISION_S: i64 = 60;
+
+/// [`USER_COLUMNS`] of the table aliased `u`, for joins.
+fn prefixed_user_columns() -> String {
+    USER_COLUMNS
+        .split(", ")
+        .map(|c| format!("u.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     let username: String = row.try_get("username")?;
     Ok(User {
@@ -227,11 +239,7 @@ impl Store {
         let row = sqlx::query(&format!(
             "SELECT {cols} FROM users u JOIN sessions s ON s.user_id = u.id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
-            cols = USER_COLUMNS
-                .split(", ")
-                .map(|c| format!("u.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            cols = prefixed_user_columns()
         ))
         .bind(token_hash)
         .bind(now)
@@ -278,18 +286,28 @@ impl Store {
         Ok(row.try_get("id")?)
     }
 
-    /// The enabled account owning an API key, noting when the key was last used.
+    /// The enabled account owning an API key, noting when the key was last used. The note
+    /// is kept to the minute: a slicer sending files in a burst reads the key each time but
+    /// writes at most once a minute, so uploads do not queue behind SQLite's one writer.
     pub async fn user_by_api_key(&self, key_hash: &str, now: i64) -> StoreResult<Option<User>> {
-        let row = sqlx::query(
-            "UPDATE api_keys SET last_used_at = $1 WHERE key_hash = $2 RETURNING user_id",
-        )
-        .bind(now)
+        let row = sqlx::query(&format!(
+            "SELECT {cols}, k.last_used_at FROM users u JOIN api_keys k ON k.user_id = u.id \
+             WHERE k.key_hash = $1 AND u.disabled_at IS NULL",
+            cols = prefixed_user_columns()
+        ))
         .bind(key_hash)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let user = self.user(UserId(row.try_get("user_id")?)).await?;
-        Ok((!user.disabled).then_some(user))
+        let last_used: Option<i64> = row.try_get("last_used_at")?;
+        if last_used.is_none_or(|at| now - at >= KEY_USE_PRECISION_S) {
+            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE key_hash = $2")
+                .bind(now)
+                .bind(key_hash)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(user_from_row(&row)?))
     }
 
     pub async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKeyInfo>> {

@@ -76,11 +76,26 @@ pub struct NewJob {
 }
 
 impl Store {
-    pub async fn insert_job(&self, job: &NewJob, now: i64) -> StoreResult<JobId> {
+    /// Records a job with what the analysis of its file decided: its analysis (when the
+    /// file could be read), the state it goes to from `submitted`, and both steps in its
+    /// history, in one transaction. An upload is then one write, and a job is never seen
+    /// with an analysis and no decision, or the reverse.
+    pub async fn insert_job(
+        &self,
+        job: &NewJob,
+        analysis: Option<(&serde_json::Value, Option<i64>)>,
+        to: JobState,
+        note: &str,
+        now: i64,
+    ) -> StoreResult<JobId> {
+        let (analysis, estimate_s) =
+            analysis.map_or((None, None), |(a, e)| (Some(a.to_string()), e));
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO jobs (owner_id, file_name, stored_name, size_bytes, sha256, target_machine_id, target_kind, \
-             state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitted', $8, $8) RETURNING id",
+             analysis, estimate_s, state, state_reason, created_at, updated_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, \
+             CASE WHEN $10 IN ('done', 'failed', 'cancelled', 'interrupted') THEN $12 ELSE NULL END) RETURNING id",
         )
         .bind(job.owner.0)
         .bind(&job.file_name)
@@ -89,16 +104,27 @@ impl Store {
         .bind(&job.sha256)
         .bind(job.target_machine.map(|m| m.0))
         .bind(job.target_kind.map(|k| k.as_str()))
+        .bind(analysis)
+        .bind(estimate_s)
+        .bind(to.as_str())
+        .bind(note)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
         let id: i64 = row.try_get("id")?;
-        sqlx::query("INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) VALUES ($1, $2, $3, NULL, 'submitted', '')")
-            .bind(id)
-            .bind(now)
-            .bind(job.owner.0)
-            .execute(&mut *tx)
-            .await?;
+        // The step to `submitted` is the owner's; the decision after the analysis is Fabrique's.
+        let events = if to == JobState::Submitted {
+            "INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) \
+             VALUES ($1, $2, $3, NULL, 'submitted', '')"
+        } else {
+            "INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) \
+             VALUES ($1, $2, $3, NULL, 'submitted', ''), ($1, $2, NULL, 'submitted', $4, $5)"
+        };
+        let mut query = sqlx::query(events).bind(id).bind(now).bind(job.owner.0);
+        if to != JobState::Submitted {
+            query = query.bind(to.as_str()).bind(note);
+        }
+        query.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(JobId(id))
     }
@@ -151,31 +177,33 @@ impl Store {
         now: i64,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        change_state_in(&mut tx, id, from, to, actor, note, now).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Records a job's analysis (when its file could be read) and the state it leads to,
-    /// together: a job is never left with an analysis and no decision, or the reverse.
-    pub async fn record_job_analysis(
-        &self,
-        id: JobId,
-        analysis: Option<(&serde_json::Value, Option<i64>)>,
-        to: JobState,
-        note: &str,
-        now: i64,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        if let Some((analysis, estimate_s)) = analysis {
-            sqlx::query("UPDATE jobs SET analysis = $1, estimate_s = $2 WHERE id = $3")
-                .bind(analysis.to_string())
-                .bind(estimate_s)
-                .bind(id.0)
-                .execute(&mut *tx)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, state_reason = $2, updated_at = $3, \
+             started_at = CASE WHEN $1 = 'running' THEN COALESCE(started_at, $3) ELSE started_at END, \
+             finished_at = CASE WHEN $1 IN ('done', 'failed', 'cancelled', 'interrupted') THEN $3 ELSE NULL END \
+             WHERE id = $4 AND state = $5",
+        )
+        .bind(to.as_str())
+        .bind(note)
+        .bind(now)
+        .bind(id.0)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict { what: "job_state" });
         }
-        change_state_in(&mut tx, id, JobState::Submitted, to, None, note, now).await?;
+        sqlx::query(
+            "INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(actor.map(|a| a.0))
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -263,43 +291,4 @@ impl Store {
             .await?;
         Ok(())
     }
-}
-
-/// A job's change of state and its event, inside the caller's transaction; `Conflict` when
-/// the job is no longer in `from` (someone else changed it first).
-async fn change_state_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: JobId,
-    from: JobState,
-    to: JobState,
-    actor: Option<UserId>,
-    note: &str,
-    now: i64,
-) -> StoreResult<()> {
-    let done = sqlx::query(
-        "UPDATE jobs SET state = $1, state_reason = $2, updated_at = $3, \
-         started_at = CASE WHEN $1 = 'running' THEN COALESCE(started_at, $3) ELSE started_at END, \
-         finished_at = CASE WHEN $1 IN ('done', 'failed', 'cancelled', 'interrupted') THEN $3 ELSE NULL END \
-         WHERE id = $4 AND state = $5",
-    )
-    .bind(to.as_str())
-    .bind(note)
-    .bind(now)
-    .bind(id.0)
-    .bind(from.as_str())
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::Conflict { what: "job_state" });
-    }
-    sqlx::query("INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(id.0)
-        .bind(now)
-        .bind(actor.map(|a| a.0))
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(note)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }

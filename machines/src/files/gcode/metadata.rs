@@ -65,6 +65,7 @@ impl Metadata {
             layer_height_mm: None,
             estimate_s: None,
             filament_mm: None,
+            materials: Vec::new(),
         })
     }
 
@@ -161,6 +162,8 @@ impl Metadata {
             b'f' => {
                 if let Some(v) = after(t, b"filament used [mm] =") {
                     self.set_filament(sum_numbers(v));
+                } else if let Some(v) = after(t, b"filament_type =") {
+                    self.set_materials(v);
                 }
             }
             b'F' => {
@@ -241,6 +244,19 @@ impl Metadata {
     fn set_filament(&mut self, mm: Option<f64>) {
         if let Some(mm) = mm {
             self.slicer().filament_mm.get_or_insert(mm);
+        }
+    }
+
+    /// `PLA` or, one per extruder, `PLA;PETG;PLA`: each type once, in order.
+    fn set_materials(&mut self, v: &[u8]) {
+        let slicer = self.slicer();
+        if !slicer.materials.is_empty() {
+            return;
+        }
+        for material in text(v).split(';').map(str::trim) {
+            if !material.is_empty() && !slicer.materials.iter().any(|m| m == material) {
+                slicer.materials.push(material.to_string());
+            }
         }
     }
 
@@ -464,6 +480,7 @@ mod tests {
             " layer_height = 0.2",
             " printer_model = ",
             " printer_settings_id = Original Prusa i3 MK3S",
+            " filament_type = PETG;PLA;PETG",
         ]);
         let (s, _, _) = m.finish();
         let s = s.unwrap();
@@ -473,6 +490,7 @@ mod tests {
         assert_eq!(s.filament_mm, Some(7517.99));
         assert_eq!(s.layer_height_mm, Some(0.2));
         assert_eq!(s.printer_model.as_deref(), Some("Original Prusa i3 MK3S"));
+        assert_eq!(s.materials, ["PETG", "PLA"]);
     }
 
     #[test]

@@ -249,6 +249,9 @@ pub struct Slicer {
     pub estimate_s: Option<i64>,
     /// The slicer's own filament figure, mm.
     pub filament_mm: Option<f64>,
+    /// Filament types the slicer was set for (`filament_type`), each once: `["PLA"]`,
+    /// or `["PLA", "PETG"]` for two extruders. Cura does not write them.
+    pub materials: Vec<String>,
 }
 
 /// A thumbnail the file carries (only PNG ones are decoded).
