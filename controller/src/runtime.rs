@@ -499,17 +499,7 @@ fn plan_job(job: &Job) -> PlanJob {
             (None, None) => Target::Kind(kind_for(job)),
         },
         size_mm: size,
-        materials: job
-            .analysis
-            .as_ref()
-            .and_then(|a| a.pointer("/slicer/materials"))
-            .and_then(serde_json::Value::as_array)
-            .map(|ms| {
-                ms.iter()
-                    .filter_map(|m| m.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        materials: job.materials().into_iter().map(String::from).collect(),
         estimate_s: job.estimate_s.unwrap_or(3600),
         priority: job.priority,
         campaign: job.campaign.is_some(),

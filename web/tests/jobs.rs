@@ -574,4 +574,14 @@ async fn a_gcode_file_gets_our_estimate_a_preview_and_the_slicers_thumbnail() {
         .await
         .unwrap();
     assert!(html.contains(&format!("/jobs/{}/preview.svg", job["id"])));
+    // The job page names the filament the slicer was set for, beside the figure.
+    let html = maker_client
+        .get(app.url(&format!("/jobs/{}", job["id"])))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("PLA, 0.70 m"), "{html}");
 }

@@ -56,15 +56,7 @@ async fn lab_with_printer(app: &TestApp, url: &str) -> Machine {
         "",
     )
     .unwrap();
-    let machine = app
-        .lab
-        .create_machine(&manager, &input, now())
-        .await
-        .unwrap();
-    app.lab
-        .set_machine_state(&manager, machine.id, MachineState::Idle, "", now())
-        .await
-        .unwrap();
+    let machine = app.add_idle_machine(&manager, &input).await;
     app.runtime.refresh(machine.id).await;
     machine
 }

@@ -114,15 +114,7 @@ async fn a_file_from_a_slicer_is_planned_streamed_and_done() {
         "",
     )
     .unwrap();
-    let machine = app
-        .lab
-        .create_machine(&manager, &input, now())
-        .await
-        .unwrap();
-    app.lab
-        .set_machine_state(&manager, machine.id, MachineState::Idle, "", now())
-        .await
-        .unwrap();
+    let machine = app.add_idle_machine(&manager, &input).await;
     app.runtime.refresh(machine.id).await;
 
     // PrusaSlicer's "send to OctoPrint".
@@ -321,16 +313,7 @@ async fn a_file_sliced_for_pla_waits_for_a_printer_that_takes_pla() {
             "",
         )
         .unwrap();
-        let machine = app
-            .lab
-            .create_machine(&manager, &input, now())
-            .await
-            .unwrap();
-        app.lab
-            .set_machine_state(&manager, machine.id, MachineState::Idle, "", now())
-            .await
-            .unwrap();
-        printers.push(machine);
+        printers.push(app.add_idle_machine(&manager, &input).await);
     }
     let form = Form::new().part(
         "file",
@@ -407,15 +390,7 @@ async fn a_laser_never_starts_by_itself() {
         "",
     )
     .unwrap();
-    let machine = app
-        .lab
-        .create_machine(&manager, &input, now())
-        .await
-        .unwrap();
-    app.lab
-        .set_machine_state(&manager, machine.id, MachineState::Idle, "", now())
-        .await
-        .unwrap();
+    let machine = app.add_idle_machine(&manager, &input).await;
     let new = new_job(&maker, Some(machine.id), "shield.gcode");
     let job = app
         .lab
@@ -475,15 +450,7 @@ async fn a_person_starts_the_laser_from_the_board_and_it_ends_safe() {
         "",
     )
     .unwrap();
-    let machine = app
-        .lab
-        .create_machine(&manager, &input, now())
-        .await
-        .unwrap();
-    app.lab
-        .set_machine_state(&manager, machine.id, MachineState::Idle, "", now())
-        .await
-        .unwrap();
+    let machine = app.add_idle_machine(&manager, &input).await;
     app.runtime.refresh(machine.id).await;
 
     let form = Form::new()

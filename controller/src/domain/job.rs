@@ -83,6 +83,21 @@ pub struct Job {
     pub campaign: Option<CampaignId>,
 }
 
+impl Job {
+    /// The filament types the slicer was set for, as the analysis read them; none when the
+    /// slicer does not say.
+    pub fn materials(&self) -> Vec<&str> {
+        self.analysis
+            .as_ref()
+            .and_then(|a| a.pointer("/slicer/materials"))
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .collect()
+    }
+}
+
 /// One line of a job's history.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct JobEvent {

@@ -77,8 +77,8 @@ pub struct NewJob {
 
 impl Store {
     /// Records a job with what the analysis of its file decided: its analysis (when the
-    /// file could be read), the state it goes to from `submitted`, and both steps in its
-    /// history, in one transaction. An upload is then one write, and a job is never seen
+    /// file could be read), the state `to` it goes to from `submitted`, and both steps in
+    /// its history, in one transaction. An upload is then one write, and a job is never seen
     /// with an analysis and no decision, or the reverse.
     pub async fn insert_job(
         &self,
@@ -113,18 +113,17 @@ impl Store {
         .await?;
         let id: i64 = row.try_get("id")?;
         // The step to `submitted` is the owner's; the decision after the analysis is Fabrique's.
-        let events = if to == JobState::Submitted {
+        sqlx::query(
             "INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) \
-             VALUES ($1, $2, $3, NULL, 'submitted', '')"
-        } else {
-            "INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) \
-             VALUES ($1, $2, $3, NULL, 'submitted', ''), ($1, $2, NULL, 'submitted', $4, $5)"
-        };
-        let mut query = sqlx::query(events).bind(id).bind(now).bind(job.owner.0);
-        if to != JobState::Submitted {
-            query = query.bind(to.as_str()).bind(note);
-        }
-        query.execute(&mut *tx).await?;
+             VALUES ($1, $2, $3, NULL, 'submitted', ''), ($1, $2, NULL, 'submitted', $4, $5)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(job.owner.0)
+        .bind(to.as_str())
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(JobId(id))
     }

@@ -147,14 +147,7 @@ fn details(tr: &Tr, job: &Job) -> Vec<(String, String)> {
     }
     if number("filament_mm") > 0.0 {
         // The filament types the slicer was set for, when it says: "PLA, 2.51 m (7 g)".
-        let materials: String = a
-            .pointer("/slicer/materials")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(|m| format!("{m}, "))
-            .collect();
+        let materials: String = job.materials().iter().map(|m| format!("{m}, ")).collect();
         facts.push((
             tr.t("jobs.filament").to_string(),
             format!(

@@ -2,7 +2,9 @@
 //! PostgreSQL database when FABRIQUE_TEST_POSTGRES_URL is set).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use fabrique_controller::domain::{CredentialKind, Lang, NewUser, Role, Secret, User};
+use fabrique_controller::domain::{
+    CredentialKind, Lang, Machine, MachineInput, MachineState, NewUser, Role, Secret, User,
+};
 use fabrique_controller::lab::now;
 use fabrique_controller::testing::fresh_database_url;
 use fabrique_controller::{Lab, Store};
@@ -107,6 +109,20 @@ impl TestApp {
         )
         .unwrap();
         self.lab.create_user_unchecked(&new, now()).await.unwrap()
+    }
+
+    /// A machine made by `manager` and put in service (idle).
+    pub async fn add_idle_machine(&self, manager: &User, input: &MachineInput) -> Machine {
+        let machine = self
+            .lab
+            .create_machine(manager, input, now())
+            .await
+            .unwrap();
+        self.lab
+            .set_machine_state(manager, machine.id, MachineState::Idle, "", now())
+            .await
+            .unwrap();
+        machine
     }
 
     /// A fresh client's CSRF token, from the login page (which sets the cookie).
