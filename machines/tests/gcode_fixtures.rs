@@ -1,5 +1,5 @@
-//! One snapshot per fixture: what Fabrique reads in each real file, checked against the
-//! machine it was made for, compared with `tests/snapshots/<fixture>.json`. A change shows
+//! One snapshot per fixture: what Fabrique reads in each real file, with the motion limits
+//! of the machine it was made for, compared with `tests/snapshots/<fixture>.json`. A change shows
 //! as a diff; `BLESS=1 cargo test --test gcode_fixtures` accepts the new summaries.
 //!
 //! Beside the snapshots: the laser fixture's figures against an independent count, the
@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use fabrique_machines::files::FileSummary;
 use fabrique_machines::files::gcode::{self, Dialect, Limits, Options, PreviewOptions};
 use std::path::PathBuf;
 
@@ -20,9 +21,6 @@ fn data(name: &str) -> Vec<u8> {
 
 fn mk3() -> Limits {
     Limits {
-        volume_mm: [250.0, 210.0, 210.0],
-        max_hotend_c: 300.0,
-        max_bed_c: 120.0,
         dialect: Dialect::Marlin,
         ..Limits::default()
     }
@@ -30,9 +28,6 @@ fn mk3() -> Limits {
 
 fn ender() -> Limits {
     Limits {
-        volume_mm: [220.0, 220.0, 250.0],
-        max_hotend_c: 260.0,
-        max_bed_c: 100.0,
         dialect: Dialect::Marlin,
         ..Limits::default()
     }
@@ -40,8 +35,6 @@ fn ender() -> Limits {
 
 fn laser() -> Limits {
     Limits {
-        volume_mm: [400.0, 300.0, 0.0],
-        max_laser_power: 1000.0,
         dialect: Dialect::Grbl,
         ..Limits::default()
     }
@@ -86,8 +79,12 @@ fn snapshot(name: &str, actual: &str) {
 }
 
 fn check(name: &str, limits: &Limits) {
-    let s = gcode::analyze(&data(name)[..], Some(limits)).unwrap();
+    // As a job keeps it: with its kind, and read back as the same summary.
+    let s = FileSummary::Gcode(Box::new(
+        gcode::analyze(&data(name)[..], Some(limits)).unwrap(),
+    ));
     let json = serde_json::to_string_pretty(&s).unwrap() + "\n";
+    assert_eq!(serde_json::from_str::<FileSummary>(&json).unwrap(), s);
     snapshot(name.trim_end_matches(".gcode"), &json);
 }
 
@@ -165,7 +162,7 @@ fn the_laser_shield_cut_is_measured_like_an_independent_count() {
         l.path_mm
     );
     assert_eq!(l.max_power, 800.0);
-    assert_eq!(l.mode, "dynamic");
+    assert_eq!(l.mode, gcode::PowerMode::Dynamic);
     assert_eq!(l.passes, 1, "each contour is cut once");
     // At least the time at the programmed feed, and little more: the corners are gentle.
     assert!(
@@ -236,51 +233,18 @@ fn a_cura_file_with_a_thumbnail_and_a_bad_end_line_is_read_to_the_end() {
 }
 
 #[test]
-fn each_fixture_sent_to_the_wrong_machine_gets_the_finding_that_says_so() {
-    let small = Limits {
-        volume_mm: [210.0, 210.0, 200.0],
-        ..mk3()
-    };
-    let s = gcode::analyze(&data("mk3_visor.gcode")[..], Some(&small)).unwrap();
-    let f = s
-        .issues
-        .iter()
-        .find(|f| f.code == "outside_volume")
-        .unwrap();
-    assert!(
-        f.message
-            .fr
-            .starts_with("Le plateau est trop petit pour ce fichier : 232 mm demandés en X, 210 mm disponibles (ligne 62)"),
-        "{}",
-        f.message.fr
-    );
-    let s = gcode::analyze(&data("mk3_visor.gcode")[..], Some(&laser())).unwrap();
-    let codes: Vec<&str> = s.issues.iter().map(|f| f.code).collect();
-    assert!(codes.contains(&"wrong_dialect"), "{codes:?}");
-    let s = gcode::analyze(&data("laser_shield.gcode")[..], Some(&mk3())).unwrap();
-    assert_eq!(
-        s.issues
-            .iter()
-            .map(|f| (f.code, f.line))
-            .collect::<Vec<_>>(),
-        vec![("wrong_dialect", 5), ("outside_volume", 143)]
-    );
-    assert!(
-        s.issues[1]
-            .message
-            .fr
-            .starts_with("Le plateau est trop petit pour ce fichier : 290 mm demandés en X")
-    );
-    let hot = Limits {
-        max_hotend_c: 190.0,
-        ..ender()
-    };
-    let s = gcode::analyze(&data("ender_hook.gcode")[..], Some(&hot)).unwrap();
-    assert_eq!(
-        s.issues
-            .iter()
-            .map(|f| (f.code, f.line))
-            .collect::<Vec<_>>(),
-        vec![("temperature_too_high", 13), ("temperature_too_high", 17)]
-    );
+fn each_fixture_says_what_it_asks_of_a_machine() {
+    let s = gcode::analyze(&data("mk3_visor.gcode")[..], Some(&mk3())).unwrap();
+    let printer = s.uses.printer.unwrap();
+    assert_eq!((printer.line, printer.command.as_str()), (18, "M104"));
+    assert!(s.uses.laser.is_none());
+    let b = s.bbox.unwrap();
+    assert!(b.max_x > 210.0 && b.max_x < 250.0, "{b:?}");
+    let s = gcode::analyze(&data("laser_shield.gcode")[..], Some(&laser())).unwrap();
+    assert_eq!(s.uses.laser.as_ref().map(|u| u.line), Some(5));
+    assert!(s.uses.printer.is_none());
+    assert!(s.bbox.unwrap().max_x > 250.0);
+    let s = gcode::analyze(&data("ender_hook.gcode")[..], Some(&ender())).unwrap();
+    assert_eq!((s.max_hotend_c, s.max_bed_c), (200.0, 0.0));
+    assert_eq!(s.uses.printer.map(|u| u.line), Some(13));
 }

@@ -45,10 +45,10 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..20_000)) {
-        let limits = Limits { volume_mm: [100.0, 100.0, 100.0], max_laser_power: 255.0, max_hotend_c: 250.0, dialect: Dialect::Marlin, ..Limits::default() };
+        let limits = Limits { dialect: Dialect::Marlin, ..Limits::default() };
         let a = gcode::analyze_with(&bytes[..], Some(&limits), &Options { preview: Some(PreviewOptions::default()), thumbnail: true }).unwrap();
         prop_assert!(a.summary.time.total_s.is_finite());
-        prop_assert!(a.summary.issues.len() <= 7 * 21);
+        prop_assert!(a.summary.issues.len() <= 2 * 21);
     }
 
     #[test]
@@ -56,7 +56,7 @@ proptest! {
         lines in prop::collection::vec("(G0|G1|G2|G3|G4|G28|G92|G10|G11|M3|M4|M5|M104|M109|M190|M201|M203|M204|M205|M220|T1|;LAYER_CHANGE|\\$32=0|PRINT_START)( [XYZEFIJRSPT]-?[0-9]{1,4}(\\.[0-9]{1,3})?){0,5}", 0..200),
     ) {
         let text = lines.join("\n");
-        for limits in [None, Some(Limits { dialect: Dialect::Grbl, max_laser_power: 1000.0, ..Limits::default() })] {
+        for limits in [None, Some(Limits { dialect: Dialect::Grbl, ..Limits::default() })] {
             let s = gcode::analyze(text.as_bytes(), limits.as_ref()).unwrap();
             prop_assert!(s.time.total_s.is_finite() && s.time.total_s >= 0.0);
             prop_assert!(s.filament_mm.is_finite() && s.filament_mm >= 0.0);

@@ -2,10 +2,182 @@
 //!
 //! - [`gcode`]: G-code for printers, lasers and mills, read in one pass in constant memory:
 //!   our own time estimate from a motion model, material, size, layers, slicer metadata and
-//!   thumbnails, an SVG preview, and checks against a machine with messages in French and
-//!   English.
+//!   thumbnails, an SVG preview, findings that hold whatever the machine, and what the file
+//!   asks of a machine, with messages in French and English.
 //! - [`embroidery`]: DST, PES/PEC, EXP and JEF designs: stitches, jumps, trims, colour
 //!   changes and threads, size and hoop fit, sewing time, an SVG preview; DST writing.
+//!
+//! [`read_job_file`] tells the two apart and returns a [`FileSummary`]: what a job keeps of
+//! its file, stored as JSON and read back as the same type. Whether a file may run on a
+//! machine is not decided here: the controller's fit rule compares a summary with a machine.
 
 pub mod embroidery;
 pub mod gcode;
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+/// What was read in a job file. Stored as JSON with its `kind` (`gcode` or `embroidery`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FileSummary {
+    Gcode(Box<gcode::GcodeSummary>),
+    Embroidery(Box<embroidery::EmbroiderySummary>),
+}
+
+impl FileSummary {
+    /// Our own estimate, seconds.
+    pub fn estimate_s(&self) -> i64 {
+        match self {
+            FileSummary::Gcode(s) => s.estimate_s,
+            FileSummary::Embroidery(s) => s.estimate_s.round() as i64,
+        }
+    }
+
+    /// Findings that hold whatever the machine (none for a design).
+    pub fn issues(&self) -> &[gcode::Finding] {
+        match self {
+            FileSummary::Gcode(s) => &s.issues,
+            FileSummary::Embroidery(_) => &[],
+        }
+    }
+}
+
+/// A file read, and the pictures kept out of its summary.
+#[derive(Debug)]
+pub struct JobFile {
+    pub summary: FileSummary,
+    pub preview_svg: Option<String>,
+    pub thumbnail_png: Option<Vec<u8>>,
+}
+
+/// Why a file cannot be used as a job.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unreadable {
+    #[error("the file could not be read: {0}")]
+    Io(String),
+    #[error("binary content, not G-code")]
+    Binary,
+    #[error("no G-code command")]
+    NoCommands,
+    #[error("{}", .0.en)]
+    Embroidery(embroidery::Message),
+}
+
+impl Unreadable {
+    /// What a person reads: (French, English).
+    pub fn message(&self) -> (String, String) {
+        match self {
+            Unreadable::Io(e) => (
+                format!("fichier illisible : {e}"),
+                format!("unreadable file: {e}"),
+            ),
+            Unreadable::Binary => (
+                "ce n'est pas un fichier G-code (contenu binaire)".into(),
+                "this is not a G-code file (binary content)".into(),
+            ),
+            Unreadable::NoCommands => (
+                "le fichier ne contient aucune commande G-code".into(),
+                "the file holds no G-code command".into(),
+            ),
+            Unreadable::Embroidery(m) => (m.fr.clone(), m.en.clone()),
+        }
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> Unreadable {
+    Unreadable::Io(e.to_string())
+}
+
+/// Reads the job file at `path`, sent as `file_name`: an embroidery design (by its
+/// signature, then its name) or G-code, read incrementally (a 500 MB file is never loaded
+/// whole). `gcode_limits` and `hoops` tune the estimate and the hoop advice to a machine;
+/// `title` is the preview's accessible name.
+pub fn read_job_file(
+    path: &Path,
+    file_name: &str,
+    gcode_limits: Option<&gcode::Limits>,
+    embroidery_machine: &embroidery::EmbroideryMachine,
+    title: &str,
+) -> Result<JobFile, Unreadable> {
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut head = [0u8; 4096];
+    let n = file.read(&mut head).map_err(io)?;
+    if let Some(format) = embroidery::Format::detect(Some(file_name), &head[..n]) {
+        let file = std::fs::File::open(path).map_err(io)?;
+        let design =
+            embroidery::read(file, format).map_err(|e| Unreadable::Embroidery(e.message()))?;
+        return Ok(JobFile {
+            summary: FileSummary::Embroidery(Box::new(embroidery::analyze(
+                &design,
+                embroidery_machine,
+            ))),
+            preview_svg: Some(embroidery::preview_svg(&design, title)),
+            thumbnail_png: None,
+        });
+    }
+    // A binary file renamed .gcode: refuse it before reading it all.
+    if head[..n].contains(&0) {
+        return Err(Unreadable::Binary);
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    let options = gcode::Options {
+        preview: Some(gcode::PreviewOptions {
+            title: title.to_string(),
+            ..gcode::PreviewOptions::default()
+        }),
+        thumbnail: true,
+    };
+    let analysis = gcode::analyze_with(
+        BufReader::with_capacity(256 * 1024, file),
+        gcode_limits,
+        &options,
+    )
+    .map_err(io)?;
+    if analysis.summary.commands == 0 {
+        return Err(Unreadable::NoCommands);
+    }
+    Ok(JobFile {
+        summary: FileSummary::Gcode(Box::new(analysis.summary)),
+        preview_svg: analysis.preview_svg,
+        thumbnail_png: analysis.thumbnail.map(|t| t.png),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_reads_back_as_the_same_type_with_its_kind() {
+        let s = gcode::analyze(&b"M104 S215\nM83\nG1 X10 Y10 E1 F1200\nM500\n"[..], None).unwrap();
+        let summary = FileSummary::Gcode(Box::new(s));
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["kind"], "gcode");
+        assert_eq!(json["uses"]["printer"]["command"], "M104");
+        let back: FileSummary = serde_json::from_value(json).unwrap();
+        assert_eq!(back, summary);
+        assert_eq!(back.issues()[0].code, "forbidden_command");
+    }
+
+    #[test]
+    fn a_design_reads_back_with_its_threads() {
+        let mut design = embroidery::Design::new();
+        design.stitch(0, 0).stitch(100, 50).color_change().stitch(200, 80);
+        design.threads = vec![embroidery::Thread {
+            rgb: [0x12, 0xab, 0xef],
+            name: Some("Bleu".into()),
+            catalog: None,
+        }];
+        let summary = FileSummary::Embroidery(Box::new(embroidery::analyze(
+            &design,
+            &embroidery::EmbroideryMachine::default(),
+        )));
+        let json = serde_json::to_string(&summary).unwrap();
+        assert!(json.starts_with(r#"{"kind":"embroidery""#), "{json}");
+        let back: FileSummary = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, summary);
+        assert!(serde_json::from_str::<embroidery::Thread>(r##"{"hex":"#12ab","name":null,"catalog":null}"##).is_err());
+    }
+}

@@ -59,8 +59,8 @@ mod travel;
 use std::fmt;
 use std::io::Read;
 
-use serde::Serialize;
 use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize};
 
 pub use dst::{DstHeader, write_dst};
 pub use preview::{PREVIEW_MAX_POINTS, preview_svg};
@@ -77,7 +77,7 @@ pub const MAX_FILE_BYTES: usize = 32 * 1024 * 1024;
 pub const UNITS_PER_MM: f64 = 10.0;
 
 /// An embroidery file format Fabrique reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Tajima DST.
@@ -207,6 +207,31 @@ impl Serialize for Thread {
         st.serialize_field("name", &self.name)?;
         st.serialize_field("catalog", &self.catalog)?;
         st.end()
+    }
+}
+
+/// Read back from a stored analysis: `{"hex": "#rrggbb", "name", "catalog"}`.
+impl<'de> Deserialize<'de> for Thread {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            hex: String,
+            name: Option<String>,
+            catalog: Option<String>,
+        }
+        let stored = Stored::deserialize(d)?;
+        let digits = stored.hex.strip_prefix('#').unwrap_or(&stored.hex);
+        let channel = |i: usize| {
+            digits
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| serde::de::Error::custom("a colour is written #rrggbb"))
+        };
+        Ok(Thread {
+            rgb: [channel(0)?, channel(2)?, channel(4)?],
+            name: stored.name,
+            catalog: stored.catalog,
+        })
     }
 }
 

@@ -16,12 +16,12 @@
 //! Machines slow down for long stitches and sew the first stitches of each block slowly; the
 //! estimate ignores that, so it is a little short on designs with many small blocks.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Design, Format, Thread, UNITS_PER_MM};
 
 /// A text in French and English.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub fr: String,
     pub en: String,
@@ -59,7 +59,7 @@ impl Default for EmbroideryMachine {
 }
 
 /// Where the design reaches, in millimetres from its start point, y down.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Extent {
     pub min_x_mm: f64,
     pub min_y_mm: f64,
@@ -78,7 +78,7 @@ impl Extent {
 }
 
 /// A hoop the design fits, as the machine profile lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Hoop {
     pub width_mm: f64,
     pub height_mm: f64,
@@ -87,7 +87,7 @@ pub struct Hoop {
 }
 
 /// Which of the machine's hoops take the design.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HoopFit {
     /// Every hoop the design fits, in the profile's order.
     pub fits: Vec<Hoop>,
@@ -98,7 +98,7 @@ pub struct HoopFit {
 }
 
 /// The parts of the estimate, in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SewingTime {
     pub stitches_s: f64,
     pub jumps_s: f64,
@@ -107,10 +107,8 @@ pub struct SewingTime {
 }
 
 /// The analysis of an embroidery file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmbroiderySummary {
-    /// Always `"embroidery"`.
-    pub kind: &'static str,
     pub format: Option<Format>,
     pub name: Option<String>,
     pub stitches: u64,
@@ -159,7 +157,6 @@ pub fn analyze(design: &Design, machine: &EmbroideryMachine) -> EmbroiderySummar
     };
     let estimate_s = round1(time.stitches_s + time.jumps_s + time.trims_s + time.color_changes_s);
     EmbroiderySummary {
-        kind: "embroidery",
         format: design.format,
         name: design.name.clone(),
         stitches: counts.stitches,

@@ -1,5 +1,6 @@
-//! Findings: what a member must change before a file may run on a machine, each with its
-//! line and a plain message in French and English.
+//! Findings that hold whatever the machine: commands a member may not send and lines that
+//! are not G-code, each with its line and a plain message in French and English. Whether a
+//! file suits a machine (size, temperatures, power, dialect) is the controller's fit rule.
 //!
 //! Codes are stable (`snake_case`), the messages say what to do. A file of a million bad
 //! lines must not make a million findings: each code keeps its first [`PER_CODE`] findings
@@ -10,29 +11,16 @@ use super::{Finding, Message};
 /// Findings kept per code before the rest are only counted.
 pub(crate) const PER_CODE: usize = 20;
 
-pub(crate) const OUTSIDE_VOLUME: &str = "outside_volume";
-pub(crate) const TEMPERATURE_TOO_HIGH: &str = "temperature_too_high";
-pub(crate) const LASER_POWER_TOO_HIGH: &str = "laser_power_too_high";
-pub(crate) const FORBIDDEN_COMMAND: &str = "forbidden_command";
-pub(crate) const UNPARSABLE_LINE: &str = "unparsable_line";
-pub(crate) const WRONG_DIALECT: &str = "wrong_dialect";
-pub(crate) const LASER_MODE_OFF: &str = "laser_mode_off";
+pub const FORBIDDEN_COMMAND: &str = "forbidden_command";
+pub const UNPARSABLE_LINE: &str = "unparsable_line";
 
-const CODES: [&str; 7] = [
-    OUTSIDE_VOLUME,
-    TEMPERATURE_TOO_HIGH,
-    LASER_POWER_TOO_HIGH,
-    FORBIDDEN_COMMAND,
-    UNPARSABLE_LINE,
-    WRONG_DIALECT,
-    LASER_MODE_OFF,
-];
+const CODES: [&str; 2] = [FORBIDDEN_COMMAND, UNPARSABLE_LINE];
 
 #[derive(Default)]
 pub(crate) struct Findings {
     kept: Vec<Finding>,
     /// Per code: how many were dropped, and the line of the first one dropped.
-    dropped: [(u64, u64); 7],
+    dropped: [(u64, u64); CODES.len()],
 }
 
 impl Findings {
@@ -49,7 +37,7 @@ impl Findings {
         }
         self.kept.push(Finding {
             line,
-            code,
+            code: code.to_string(),
             message: Message { fr, en },
         });
     }
@@ -59,7 +47,7 @@ impl Findings {
             if count > 0 {
                 self.kept.push(Finding {
                     line: first,
-                    code: CODES[k],
+                    code: CODES[k].to_string(),
                     message: Message {
                         fr: format!(
                             "Et {count} autres lignes du même genre, à partir de la ligne {first}."
@@ -120,56 +108,6 @@ pub(crate) fn excerpt(line: &[u8]) -> String {
         out.push('…');
     }
     out
-}
-
-/// What kind of G-code a dialect check found, for its message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Foreign {
-    /// Heating or extrusion sent to a machine that does not print.
-    Printer,
-    /// `M3`/`M4` sent to a printer.
-    Laser,
-    /// A GRBL `$` line sent to Marlin or Klipper.
-    GrblSystem,
-    /// A Klipper macro sent to Marlin or GRBL.
-    KlipperMacro,
-}
-
-pub(crate) fn dialect_message(line: u64, foreign: Foreign, what: &str) -> (String, String) {
-    match foreign {
-        Foreign::Printer => (
-            format!(
-                "Ligne {line} : ce fichier est fait pour une imprimante 3D ({what}), mais cette machine n'imprime pas (laser ou fraiseuse). Choisissez une imprimante, ou préparez le fichier pour cette machine."
-            ),
-            format!(
-                "Line {line}: this file is made for a 3D printer ({what}), but this machine does not print (laser or mill). Choose a printer, or prepare the file for this machine."
-            ),
-        ),
-        Foreign::Laser => (
-            format!(
-                "Ligne {line} : ce fichier est fait pour un laser ou une fraiseuse ({what}), mais cette machine est une imprimante 3D. Choisissez un laser, ou tranchez le modèle pour cette imprimante."
-            ),
-            format!(
-                "Line {line}: this file is made for a laser or a mill ({what}), but this machine is a 3D printer. Choose a laser, or slice the model for this printer."
-            ),
-        ),
-        Foreign::GrblSystem => (
-            format!(
-                "Ligne {line} : « {what} » est une commande GRBL que cette machine ne comprend pas. Préparez le fichier pour cette machine."
-            ),
-            format!(
-                "Line {line}: \"{what}\" is a GRBL command this machine does not understand. Prepare the file for this machine."
-            ),
-        ),
-        Foreign::KlipperMacro => (
-            format!(
-                "Ligne {line} : « {what} » est une macro Klipper que cette machine ne connaît pas. Tranchez le fichier avec le profil de cette machine."
-            ),
-            format!(
-                "Line {line}: \"{what}\" is a Klipper macro this machine does not know. Slice the file with this machine's profile."
-            ),
-        ),
-    }
 }
 
 #[cfg(test)]

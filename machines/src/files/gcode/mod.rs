@@ -11,8 +11,13 @@
 //! - for lasers and mills: beam-on time and path, highest power, passes, laser mode;
 //! - the slicer's name, version, printer, layer height, its own estimate (shown beside
 //!   ours, never used as ours) and its PNG thumbnail ([`metadata`]);
-//! - checks against a machine, each finding with its line and a French and English message
-//!   saying what to change ([`checks`]);
+//! - findings that hold whatever the machine (commands a member may not send, lines that
+//!   are not G-code), each with its line and a French and English message saying what to
+//!   change ([`checks`]);
+//! - what the file asks of a machine, for the controller's fit rule: its extents, highest
+//!   temperatures and power, and the first line of each kind of command ([`Uses`]): printer,
+//!   laser, GRBL `$` lines, Klipper macros. Whether a file may run on a machine is decided
+//!   there, once, never here;
 //! - optionally an SVG top view of the toolpath ([`preview`]).
 //!
 //! # Why a scanner of our own, not the `gcode` crate
@@ -47,23 +52,23 @@ pub mod planner;
 pub mod preview;
 pub mod scan;
 
-use checks::{Findings, Foreign};
+use checks::Findings;
 use metadata::{Metadata, Tag};
 use planner::{Move, MoveKind, Planner};
 use preview::PreviewBuilder;
 pub use preview::PreviewOptions;
 use scan::{Kind, LineReader, Words};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
 
-/// The firmware a machine runs, for the dialect check and for what `G0` and `G4 P` mean.
+/// The firmware a machine runs, for what `G0` and `G4 P` mean and its motion defaults.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dialect {
     Marlin,
     Grbl,
     Klipper,
-    /// Not known: no dialect check, Marlin's meaning of words.
+    /// Not known: Marlin's meaning of words, GRBL's for a file that only cuts.
     #[default]
     Unknown,
 }
@@ -147,15 +152,10 @@ impl FirmwareLimits {
     }
 }
 
-/// What the analysis needs to know of the machine.
+/// What the estimate needs to know of the machine. Nothing here is checked against the file:
+/// the fit rule of the controller compares the summary with the machine.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
-    /// Build volume or work area in mm (0 on an axis: not checked).
-    pub volume_mm: [f64; 3],
-    pub max_hotend_c: f64,
-    pub max_bed_c: f64,
-    /// Maximum `S` for a laser (0: not a laser, not checked).
-    pub max_laser_power: f64,
     pub dialect: Dialect,
     /// Motion limits for the estimate; `None`: [`FirmwareLimits::for_dialect`]. The file's
     /// own `M201`/`M203`/`M204`/`M205` override them as they come.
@@ -176,22 +176,21 @@ const AMBIENT_C: f64 = 20.0;
 /// Marlin's feed rate before any `F`: 1500 mm/min.
 const DEFAULT_FEED_MM_S: f64 = 25.0;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Message {
     pub fr: String,
     pub en: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Finding {
     pub line: u64,
-    /// `outside_volume`, `temperature_too_high`, `laser_power_too_high`,
-    /// `forbidden_command`, `unparsable_line`, `wrong_dialect` or `laser_mode_off`.
-    pub code: &'static str,
+    /// `forbidden_command` or `unparsable_line`.
+    pub code: String,
     pub message: Message,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct BoundingBox {
     pub min_x: f64,
     pub min_y: f64,
@@ -239,7 +238,7 @@ impl BoundingBox {
 }
 
 /// What the slicer says of its own work.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Slicer {
     pub name: String,
     pub version: Option<String>,
@@ -251,11 +250,12 @@ pub struct Slicer {
     pub filament_mm: Option<f64>,
     /// Filament types the slicer was set for (`filament_type`), each once: `["PLA"]`,
     /// or `["PLA", "PETG"]` for two extruders. Cura does not write them.
+    #[serde(default)]
     pub materials: Vec<String>,
 }
 
 /// A thumbnail the file carries (only PNG ones are decoded).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ThumbnailInfo {
     pub width: u32,
     pub height: u32,
@@ -284,7 +284,7 @@ impl std::fmt::Debug for Thumbnail {
 }
 
 /// Where the time goes, seconds.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Time {
     /// Moves, from the motion model.
     pub moves_s: f64,
@@ -295,8 +295,17 @@ pub struct Time {
     pub total_s: f64,
 }
 
+/// How a laser's power is set: `M4` (power follows speed), `M3` (constant), or both.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerMode {
+    Dynamic,
+    Constant,
+    Mixed,
+}
+
 /// For a laser (or a mill, where the "beam" is the spindle): cutting figures.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LaserSummary {
     /// Time of the moves with the beam on, s.
     pub on_time_s: f64,
@@ -307,15 +316,37 @@ pub struct LaserSummary {
     /// How many times the cut leaves again the point where the first cut began: a contour
     /// cut three times, or a whole job repeated three times, gives 3.
     pub passes: u32,
-    /// `dynamic` (M4, power follows speed), `constant` (M3) or `mixed`.
-    pub mode: &'static str,
+    pub mode: PowerMode,
     /// GRBL's `$32` if the file sets it (`false`: laser mode off).
     pub grbl_laser_mode: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A command of a kind that only some machines take, where it first appears.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Use {
+    pub line: u64,
+    /// The command as a person would name it: `M104`, `E`, `M4`, `$H`, `PRINT_START`.
+    pub command: String,
+}
+
+/// The first line of each kind of command that ties a file to a kind of machine or firmware.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Uses {
+    /// Heating, extrusion or an extrusion mode: a 3D printer's file.
+    pub printer: Option<Use>,
+    /// `M3`/`M4`: a laser's beam or a mill's spindle.
+    pub laser: Option<Use>,
+    /// `M3`: a laser at constant power burns corners and starts.
+    pub constant_power: Option<Use>,
+    /// A GRBL `$` line: homing, jogging, settings.
+    pub grbl_system: Option<Use>,
+    /// A Klipper extended command (`PRINT_START`, `SET_VELOCITY_LIMIT`).
+    pub klipper_macro: Option<Use>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GcodeSummary {
-    pub kind: &'static str,
     pub lines: u64,
     pub commands: u64,
     /// Our estimate, seconds: `time.total_s` rounded.
@@ -348,6 +379,11 @@ pub struct GcodeSummary {
     pub laser: Option<LaserSummary>,
     pub slicer: Option<Slicer>,
     pub thumbnails: Vec<ThumbnailInfo>,
+    /// What the file asks of a machine's firmware (absent from analyses stored before it
+    /// was read: nothing seen).
+    #[serde(default)]
+    pub uses: Uses,
+    /// Findings whatever the machine: a manager approves them before the job runs.
     pub issues: Vec<Finding>,
 }
 
@@ -368,7 +404,7 @@ pub struct Analysis {
     pub preview_svg: Option<String>,
 }
 
-/// Reads a G-code file and checks it against `limits` when given.
+/// Reads a G-code file, with the motion limits of `limits` for the estimate when given.
 pub fn analyze<R: Read>(reader: R, limits: Option<&Limits>) -> io::Result<GcodeSummary> {
     analyze_with(reader, limits, &Options::default()).map(|a| a.summary)
 }
@@ -507,16 +543,12 @@ struct Analyzer<'l> {
     beam_path_mm: f64,
     used_constant: bool,
     used_dynamic: bool,
-    constant_line: u64,
     first_cut: Option<[f64; 2]>,
     armed: bool,
     passes: u32,
     grbl_laser_mode: Option<bool>,
 
-    reported_foreign: [bool; 4],
-    outside: [Option<(u64, bool)>; 3],
-    reported_power: bool,
-    reported_mode: bool,
+    uses: Uses,
 }
 
 impl<'l> Analyzer<'l> {
@@ -585,30 +617,12 @@ impl<'l> Analyzer<'l> {
             beam_path_mm: 0.0,
             used_constant: false,
             used_dynamic: false,
-            constant_line: 0,
             first_cut: None,
             armed: false,
             passes: 0,
             grbl_laser_mode: None,
-            reported_foreign: [false; 4],
-            outside: [None; 3],
-            reported_power: false,
-            reported_mode: false,
+            uses: Uses::default(),
         }
-    }
-
-    // ----- what the machine is -----
-
-    fn machine_is_laser(&self) -> bool {
-        self.limits.is_some_and(|l| l.max_laser_power > 0.0)
-    }
-
-    fn machine_prints(&self) -> bool {
-        self.limits.is_some_and(|l| {
-            l.max_hotend_c > 0.0
-                || (matches!(l.dialect, Dialect::Marlin | Dialect::Klipper)
-                    && l.max_laser_power <= 0.0)
-        })
     }
 
     /// GRBL meanings: `G0` at the machine's top speed, `G4 P` in seconds.
@@ -625,25 +639,13 @@ impl<'l> Analyzer<'l> {
         u32::try_from(self.layers.saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
-    fn foreign(&mut self, kind: Foreign, what: &str) {
-        let k = kind as usize;
-        if self.reported_foreign[k] || self.limits.is_none() {
-            return;
-        }
-        let applies = match kind {
-            Foreign::Printer => {
-                !self.machine_prints() && (self.dialect == Dialect::Grbl || self.machine_is_laser())
-            }
-            Foreign::Laser => self.machine_prints() && !self.machine_is_laser(),
-            Foreign::GrblSystem => matches!(self.dialect, Dialect::Marlin | Dialect::Klipper),
-            Foreign::KlipperMacro => matches!(self.dialect, Dialect::Marlin | Dialect::Grbl),
-        };
-        if applies {
-            self.reported_foreign[k] = true;
-            let (fr, en) = checks::dialect_message(self.line_no, kind, what);
-            self.findings
-                .push(self.line_no, checks::WRONG_DIALECT, fr, en);
-        }
+    /// Notes the first line of a kind of command (`slot` picks which).
+    fn note_use(&mut self, slot: fn(&mut Uses) -> &mut Option<Use>, command: &str) {
+        let line = self.line_no;
+        slot(&mut self.uses).get_or_insert_with(|| Use {
+            line,
+            command: command.to_string(),
+        });
     }
 
     // ----- lines -----
@@ -698,7 +700,7 @@ impl<'l> Analyzer<'l> {
     /// GRBL `$` lines: settings, homing, jogging.
     fn system(&mut self, body: &[u8]) {
         let shown = format!("${}", checks::excerpt(body));
-        self.foreign(Foreign::GrblSystem, &shown);
+        self.note_use(|u| &mut u.grbl_system, &shown);
         let Some(eq) = body.iter().position(|&b| b == b'=') else {
             return;
         };
@@ -707,16 +709,6 @@ impl<'l> Analyzer<'l> {
         if key == b"32" {
             let on = scan::parse_number(value, 0).is_some_and(|(v, _)| v != 0.0);
             self.grbl_laser_mode = Some(on);
-            if !on && self.machine_is_laser() && !self.reported_mode {
-                self.reported_mode = true;
-                let n = self.line_no;
-                self.findings.push(
-                    n,
-                    checks::LASER_MODE_OFF,
-                    format!("Ligne {n} : « $32=0 » éteint le mode laser de GRBL : la machine s'arrêtera à chaque changement de puissance et brûlera les angles. Retirez cette ligne."),
-                    format!("Line {n}: \"$32=0\" turns GRBL's laser mode off: the machine will stop at every power change and burn the corners. Remove this line."),
-                );
-            }
         }
         // `$N=…`, `$RST=…`, `$N0=…`, `$I=…` write GRBL's settings or startup lines (EEPROM).
         let writes = key.first().is_some_and(u8::is_ascii_digit)
@@ -738,7 +730,7 @@ impl<'l> Analyzer<'l> {
     /// Klipper extended commands.
     fn extended(&mut self, name: &[u8], args: &[u8]) {
         let upper = String::from_utf8_lossy(name).to_ascii_uppercase();
-        self.foreign(Foreign::KlipperMacro, &upper);
+        self.note_use(|u| &mut u.klipper_macro, &upper);
         match upper.as_str() {
             "SET_VELOCITY_LIMIT" => {
                 for pair in args.split(|b| *b == b' ' || *b == b'\t') {
@@ -890,21 +882,6 @@ impl<'l> Analyzer<'l> {
 
     fn note_power(&mut self) {
         self.max_power = self.max_power.max(self.power);
-        if let Some(l) = self.limits
-            && l.max_laser_power > 0.0
-            && self.power > l.max_laser_power
-            && !self.reported_power
-        {
-            self.reported_power = true;
-            let n = self.line_no;
-            let (p, max) = (self.power, l.max_laser_power);
-            self.findings.push(
-                n,
-                checks::LASER_POWER_TOO_HIGH,
-                format!("Ligne {n} : puissance laser S{p:.0}, la machine va jusqu'à S{max:.0}. Baissez la puissance dans le logiciel de découpe."),
-                format!("Line {n}: laser power S{p:.0}; the machine goes up to S{max:.0}. Lower the power in the cutting software."),
-            );
-        }
     }
 
     fn m_code(&mut self, m: u32, w: &Words) {
@@ -916,14 +893,15 @@ impl<'l> Analyzer<'l> {
                 } else {
                     LaserMode::Dynamic
                 };
-                if m == 30 && self.constant_line == 0 {
-                    self.constant_line = self.line_no;
+                let name = code_name('M', m);
+                if m == 30 {
+                    self.note_use(|u| &mut u.constant_power, &name);
                 }
                 if let Some(s) = w.get(b'S') {
                     self.power = s;
                 }
                 self.note_power();
-                self.foreign(Foreign::Laser, &code_name('M', m));
+                self.note_use(|u| &mut u.laser, &name);
             }
             50 => self.laser_mode = LaserMode::Off,
             0 | 10 | 6010 => {
@@ -937,7 +915,7 @@ impl<'l> Analyzer<'l> {
             }
             820 | 830 => {
                 self.relative_e = m == 830;
-                self.printer_command(m);
+                self.note_printer(m);
             }
             1040 | 1090 | 1400 | 1900 => self.temperature(m, w),
             2010 => {
@@ -1032,47 +1010,23 @@ impl<'l> Analyzer<'l> {
         }
     }
 
-    fn printer_command(&mut self, m: u32) {
+    fn note_printer(&mut self, m: u32) {
         self.printer_seen = true;
-        let what = match m {
-            1040 | 1090 => "M104/M109 : chauffe de la buse",
-            1400 | 1900 => "M140/M190 : chauffe du plateau",
-            _ => "M82/M83 : mode d'extrusion",
-        };
-        self.foreign(Foreign::Printer, what);
+        self.note_use(|u| &mut u.printer, &code_name('M', m));
     }
 
     fn temperature(&mut self, m: u32, w: &Words) {
-        self.printer_command(m);
+        self.note_printer(m);
         let target = w.get(b'S').or_else(|| w.get(b'R')).unwrap_or(0.0);
         if !target.is_finite() {
             return;
         }
         let bed = m == 1400 || m == 1900;
         let wait = m == 1090 || m == 1900;
-        let n = self.line_no;
-        let (allowed, what_fr, what_en) = if bed {
+        if bed {
             self.max_bed_c = self.max_bed_c.max(target);
-            (
-                self.limits.map_or(0.0, |l| l.max_bed_c),
-                "du plateau",
-                "bed",
-            )
         } else {
             self.max_hotend_c = self.max_hotend_c.max(target);
-            (
-                self.limits.map_or(0.0, |l| l.max_hotend_c),
-                "de la buse",
-                "nozzle",
-            )
-        };
-        if allowed > 0.0 && target > allowed {
-            self.findings.push(
-                n,
-                checks::TEMPERATURE_TOO_HIGH,
-                format!("Ligne {n} : température {what_fr} de {target:.0} °C, la machine va jusqu'à {allowed:.0} °C. Choisissez une température plus basse dans le trancheur."),
-                format!("Line {n}: {what_en} temperature of {target:.0} °C; the machine goes up to {allowed:.0} °C. Choose a lower temperature in the slicer."),
-            );
         }
         // The heating model needs the time now: let the queued moves finish first.
         self.planner.synchronize();
@@ -1288,9 +1242,7 @@ impl<'l> Analyzer<'l> {
         let extruding = delta[3] > 0.0 && xy_moves;
         if delta[3] != 0.0 {
             self.printer_seen = true;
-            if !self.reported_foreign[Foreign::Printer as usize] {
-                self.foreign(Foreign::Printer, "E : extrusion de filament");
-            }
+            self.note_use(|u| &mut u.printer, "E");
         }
         let beam = self.laser_mode != LaserMode::Off
             && self.power > 0.0
@@ -1367,7 +1319,6 @@ impl<'l> Analyzer<'l> {
             };
             preview.segment(l, [from[0], from[1]], [target[0], target[1]]);
         }
-        self.check_volume(target, extruding || beam);
         self.pos = target;
     }
 
@@ -1416,84 +1367,10 @@ impl<'l> Analyzer<'l> {
         {
             self.armed = true;
         }
-        if self.laser_mode == LaserMode::Constant && self.machine_is_laser() && !self.reported_mode
-        {
-            self.reported_mode = true;
-            let n = self.constant_line.max(1);
-            self.findings.push(
-                n,
-                checks::LASER_MODE_OFF,
-                format!("Ligne {n} : « M3 » allume le laser à puissance constante : il brûlera les angles et les départs. Remplacez M3 par M4 (puissance dynamique) dans le logiciel de découpe."),
-                format!("Line {n}: \"M3\" turns the laser on at constant power: it will burn corners and starts. Replace M3 with M4 (dynamic power) in the cutting software."),
-            );
-        }
-    }
-
-    /// Notes the first line where each axis leaves the volume; the finding is written at
-    /// the end, with the whole extent the file asks for.
-    fn check_volume(&mut self, p: [f64; 4], drawn: bool) {
-        let Some(l) = self.limits else { return };
-        for (i, &v) in p.iter().take(3).enumerate() {
-            let max = l.volume_mm[i];
-            if max <= 0.0 || self.outside[i].is_some() {
-                continue;
-            }
-            let (over, under) = if i < 2 {
-                (drawn && v > max + 0.01, drawn && v < -0.01)
-            } else {
-                (v > max + 0.01, false)
-            };
-            if over || under {
-                self.outside[i] = Some((self.line_no, over));
-            }
-        }
-    }
-
-    fn report_volume(&mut self) {
-        let Some(l) = self.limits else { return };
-        let laser = self.machine_is_laser()
-            || (!self.machine_prints() && self.laser_seen && !self.printer_seen);
-        let (bed_fr, bed_en) = if laser {
-            (
-                "La zone de travail est trop petite",
-                "The work area is too small",
-            )
-        } else {
-            ("Le plateau est trop petit", "The bed is too small")
-        };
-        for (i, axis) in ["X", "Y", "Z"].into_iter().enumerate() {
-            let Some((n, over)) = self.outside[i] else {
-                continue;
-            };
-            let max = l.volume_mm[i];
-            let b = if i < 2 { self.extrusions } else { self.moves };
-            let (lo, hi) = [(b.min_x, b.max_x), (b.min_y, b.max_y), (b.min_z, b.max_z)][i];
-            let (fr, en) = if over {
-                (
-                    format!(
-                        "{bed_fr} pour ce fichier : {hi:.0} mm demandés en {axis}, {max:.0} mm disponibles (ligne {n})."
-                    ),
-                    format!(
-                        "{bed_en} for this file: {hi:.0} mm asked on {axis}, {max:.0} mm available (line {n})."
-                    ),
-                )
-            } else {
-                (
-                    format!(
-                        "Ce fichier sort de la machine : {axis} = {lo:.1} mm, en dessous de 0 (ligne {n}). Placez l'objet sur le plateau dans le logiciel."
-                    ),
-                    format!(
-                        "This file goes outside the machine: {axis} = {lo:.1} mm, below 0 (line {n}). Place the object on the bed in the software."
-                    ),
-                )
-            };
-            self.findings.push(n, checks::OUTSIDE_VOLUME, fr, en);
-        }
     }
 
     fn finish(mut self) -> Analysis {
         self.planner.synchronize();
-        self.report_volume();
         let moves_s = self.planner.totals.moves_s;
         let total = moves_s + self.dwell_s + self.heating_s;
         let diameter = self
@@ -1526,16 +1403,15 @@ impl<'l> Analyzer<'l> {
             max_power: self.max_power,
             passes: self.passes,
             mode: match (self.used_constant, self.used_dynamic) {
-                (true, true) => "mixed",
-                (true, false) => "constant",
-                _ => "dynamic",
+                (true, true) => PowerMode::Mixed,
+                (true, false) => PowerMode::Constant,
+                _ => PowerMode::Dynamic,
             },
             grbl_laser_mode: self.grbl_laser_mode,
         });
         let (slicer, thumbnail, thumbnails) = self.meta.finish();
         let preview_svg = self.preview.take().and_then(PreviewBuilder::finish);
         let summary = GcodeSummary {
-            kind: "gcode",
             lines: self.line_no,
             commands: self.commands,
             estimate_s: total.round() as i64,
@@ -1568,6 +1444,7 @@ impl<'l> Analyzer<'l> {
             laser,
             slicer,
             thumbnails,
+            uses: self.uses,
             issues: self.findings.finish(),
         };
         Analysis {
