@@ -182,7 +182,7 @@ impl Lab {
         stored_name: &str,
         sha256: &str,
         content: &[u8],
-        analysis: (serde_json::Value, Option<i64>, usize),
+        analysis: &fabrique_machines::files::FileSummary,
         now: i64,
     ) -> LabResult<ModelFile> {
         require(actor, Role::Manager)?;
@@ -190,7 +190,6 @@ impl Lab {
         if campaign.state == CampaignState::Closed {
             return Err(CampaignRefusal::NotRunning.into());
         }
-        let (json, estimate, findings) = analysis;
         let file = self
             .store()
             .insert_campaign_file(
@@ -200,9 +199,7 @@ impl Lab {
                 stored_name,
                 sha256,
                 content,
-                &json,
-                estimate,
-                i64::try_from(findings).unwrap_or(i64::MAX),
+                analysis,
                 actor.id,
                 now,
             )
@@ -319,9 +316,34 @@ impl Lab {
                 made.push(path);
                 prints.push(NewPrint { stored_name });
             }
+            // The prints go where the fit rule sends any job of this file: the queue, or a
+            // manager's look first.
+            let decided = match &f.analysis {
+                Some(summary) => {
+                    let new = crate::store::NewJob {
+                        owner: actor.id,
+                        file_name: f.file_name.clone(),
+                        stored_name: f.stored_name.clone(),
+                        size_bytes: f.size_bytes,
+                        sha256: f.sha256.clone(),
+                        target_machine: None,
+                        target_kind: None,
+                    };
+                    self.review_new(actor, &new, summary, now).await?
+                }
+                None => return Err(crate::domain::fit::Refusal::Unreadable.into()),
+            };
             Ok::<_, LabError>(
                 self.store()
-                    .insert_campaign_prints(campaign, &f, self.lab_id(), actor.id, &prints, now)
+                    .insert_campaign_prints(
+                        campaign,
+                        &f,
+                        self.lab_id(),
+                        actor.id,
+                        &prints,
+                        (decided.0, &decided.1),
+                        now,
+                    )
                     .await?,
             )
         }

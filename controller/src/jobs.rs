@@ -1,10 +1,26 @@
-//! The lab's use cases for jobs: submission, analysis results, approval, cancellation,
-//! queueing again, priorities. Running jobs are stopped through the machine runtime.
+//! The lab's use cases for jobs: submission (the file read, then the job recorded with what
+//! the fit rule says of it), approval, cancellation, queueing again, priorities, and the
+//! start on a machine. Running jobs are stopped through the machine runtime.
+//!
+//! A job goes to `needs_approval` when a manager must look at it first: its file has
+//! findings (commands a member may not send, unreadable lines), or the machine it names
+//! refuses it, or every machine that could take it needs an approval. It goes to `queued`
+//! otherwise, and waits there, with the reason in words, while no machine may run it (its
+//! owner has no badge yet, or no machine of the lab is big or hot enough). An approval holds
+//! for one run: queueing the job again asks for it again.
 
-use crate::domain::job::{Analysis, Job, JobEvent, JobId, JobState};
-use crate::domain::{Invalid, Role, User};
+use crate::domain::MachineState;
+use crate::domain::fit::{self, Owner, Refusal, Start, Waiting};
+use crate::domain::job::{Job, JobEvent, JobId, JobState};
+use crate::domain::training::{Badge, Training};
+use crate::domain::{Invalid, Machine, MachineId, Role, User, UserId};
+use crate::job_files;
 use crate::lab::{Lab, LabError, LabResult};
 use crate::store::{NewJob, StoreError};
+use fabrique_machines::files::FileSummary;
+use jiff::Timestamp;
+use std::collections::HashMap;
+use std::path::Path;
 
 fn state_conflict(e: StoreError) -> LabError {
     match e {
@@ -15,44 +31,182 @@ fn state_conflict(e: StoreError) -> LabError {
     }
 }
 
+/// What the rule needs to know of job owners: their role and their badges, with the
+/// trainings that unlock each machine. Loaded once for a planner pass or a page.
+#[derive(Debug, Clone, Default)]
+pub struct Clearances {
+    trainings: Vec<Training>,
+    owners: HashMap<UserId, (Role, Vec<Badge>)>,
+    now: Timestamp,
+}
+
+impl Clearances {
+    /// An owner's role (a member when not loaded).
+    pub fn role(&self, user: UserId) -> Role {
+        self.owners.get(&user).map_or(Role::Member, |(r, _)| *r)
+    }
+
+    /// The owner as the rule sees them on `machine`. An owner not loaded counts as a member
+    /// without badges: the rule then refuses rather than lets through.
+    pub fn owner(&self, user: UserId, machine: MachineId) -> Owner {
+        let badges = self.owners.get(&user).map_or(&[][..], |(_, b)| &b[..]);
+        let unlocking: Vec<&Training> = self
+            .trainings
+            .iter()
+            .filter(|t| t.machines.contains(&machine))
+            .collect();
+        let held = unlocking.is_empty()
+            || badges.iter().any(|b| {
+                unlocking.iter().any(|t| t.id == b.training) && b.is_valid(self.now)
+            });
+        Owner {
+            role: self.role(user),
+            missing_training: (!held).then(|| unlocking[0].name.clone()),
+        }
+    }
+}
+
+/// The machines a job may be considered for: every one not disabled.
+fn in_service(machines: &[Machine]) -> impl Iterator<Item = &Machine> {
+    machines
+        .iter()
+        .filter(|m| m.state != MachineState::Disabled)
+}
+
+/// Where a new or requeued job goes, and the note of that step: `needs_approval` when a
+/// manager must look at it first (see the module's text), `queued` otherwise.
+fn review(job: &Job, machines: &[Machine], clearances: &Clearances) -> (JobState, String) {
+    let Some(file) = &job.analysis else {
+        return (JobState::Failed, String::new());
+    };
+    let findings = file.issues().len();
+    if findings > 0 {
+        return (
+            JobState::NeedsApproval,
+            format!("{findings} point(s) à vérifier"),
+        );
+    }
+    let verdict = |m: &Machine| {
+        fit::check(job, m, &clearances.owner(job.owner, m.id), Start::Plan)
+    };
+    let queue = |r: &Result<(), Refusal>| matches!(r, Ok(()) | Err(Refusal::BadgeRequired { .. }));
+    if let Some(target) = job.target_machine {
+        return match machines.iter().find(|m| m.id == target).map(verdict) {
+            Some(r) if queue(&r) => (JobState::Queued, String::new()),
+            Some(_) | None => (
+                JobState::NeedsApproval,
+                String::from("ne convient pas à la machine choisie : à vérifier"),
+            ),
+        };
+    }
+    let verdicts: Vec<Result<(), Refusal>> = in_service(machines).map(verdict).collect();
+    if !verdicts.iter().any(queue) && verdicts.iter().any(|r| r.as_ref().is_err_and(Refusal::approvable)) {
+        return (
+            JobState::NeedsApproval,
+            String::from("point(s) à vérifier avant de lancer"),
+        );
+    }
+    (JobState::Queued, String::new())
+}
+
 impl Lab {
-    /// Records a job sent by `actor` with what the analysis of its file found: a job with
-    /// safety findings waits for a manager's approval, an unreadable file fails with the
-    /// reason, any other goes to the queue.
+    /// What the rule needs to know of `owners`, as of `now`.
+    pub async fn clearances(
+        &self,
+        owners: &[UserId],
+        now: i64,
+    ) -> LabResult<Clearances> {
+        let mut known = HashMap::new();
+        for &owner in owners {
+            if known.contains_key(&owner) {
+                continue;
+            }
+            let role = self.store().user(owner).await?.role;
+            known.insert(owner, (role, self.store().badges_of(owner).await?));
+        }
+        Ok(Clearances {
+            trainings: self.store().trainings().await?,
+            owners: known,
+            now: Timestamp::from_second(now).unwrap_or(Timestamp::UNIX_EPOCH),
+        })
+    }
+
+    /// Reads the file of a job `actor` sends (already on disk in `jobs_dir`) in a blocking
+    /// task, for the machine it names if any, keeps its preview and thumbnail beside it, and
+    /// records the job with where the rule sends it: `needs_approval`, `queued`, or `failed`
+    /// with the reason when the file cannot be read. When the job cannot be recorded, the
+    /// file and its pictures are removed, so nothing is left half done.
     pub async fn submit_job(
         &self,
         actor: &User,
-        job: &NewJob,
-        analysis: &Analysis,
+        new: &NewJob,
+        jobs_dir: &Path,
         now: i64,
     ) -> LabResult<Job> {
-        if job.owner != actor.id {
+        let submitted = self.submit(actor, new, jobs_dir, now).await;
+        if submitted.is_err() {
+            job_files::remove(jobs_dir, &new.stored_name).await;
+        }
+        submitted
+    }
+
+    async fn submit(
+        &self,
+        actor: &User,
+        new: &NewJob,
+        jobs_dir: &Path,
+        now: i64,
+    ) -> LabResult<Job> {
+        if new.owner != actor.id {
             return Err(LabError::Forbidden);
         }
-        if let Some(machine) = job.target_machine {
-            self.store().machine(machine).await?;
-        }
-        let id = match analysis {
-            Ok((json, estimate, findings)) => {
-                let (to, note) = if *findings > 0 {
-                    (
-                        JobState::NeedsApproval,
-                        format!("{findings} point(s) à vérifier"),
-                    )
-                } else {
-                    (JobState::Queued, String::new())
-                };
+        let target = match new.target_machine {
+            Some(id) => Some(self.store().machine(id).await?),
+            None => None,
+        };
+        let (dir, stored, name) = (
+            jobs_dir.to_path_buf(),
+            new.stored_name.clone(),
+            new.file_name.clone(),
+        );
+        let read = tokio::task::spawn_blocking(move || {
+            let read = job_files::read(&dir.join(&stored), &name, target.as_ref());
+            if let Ok(file) = &read {
+                job_files::keep_pictures(&dir, &stored, file);
+            }
+            read
+        })
+        .await
+        .map_err(|e| LabError::Store(StoreError::Corrupt(format!("file analysis: {e}"))))?;
+        let id = match read {
+            Ok(file) => {
+                let (to, note) = self.review_new(actor, new, &file.summary, now).await?;
                 self.store()
-                    .insert_job(job, Some((json, *estimate)), to, &note, now)
+                    .insert_job(new, Some(&file.summary), to, &note, now)
                     .await?
             }
-            Err(reason) => {
+            Err(unreadable) => {
+                let (fr, _) = unreadable.message();
                 self.store()
-                    .insert_job(job, None, JobState::Failed, reason, now)
+                    .insert_job(new, None, JobState::Failed, &fr, now)
                     .await?
             }
         };
         Ok(self.store().job(id).await?)
+    }
+
+    /// [`review`] of a job not recorded yet.
+    pub(crate) async fn review_new(
+        &self,
+        owner: &User,
+        new: &NewJob,
+        file: &FileSummary,
+        now: i64,
+    ) -> LabResult<(JobState, String)> {
+        let job = Job::provisional(new, &owner.display_name, file.clone(), now);
+        let machines = self.machines().await?;
+        let clearances = self.clearances(&[owner.id], now).await?;
+        Ok(review(&job, &machines, &clearances))
     }
 
     /// The owner, trainers and managers see a job.
@@ -79,24 +233,65 @@ impl Lab {
         Ok(self.store().jobs(owner, 200).await?)
     }
 
+    /// Why a job waiting in the queue (or for approval) may not run on any machine yet, in
+    /// the rule's words; `None` when some machine of the lab may run it.
+    pub async fn job_waiting(&self, job: &Job, now: i64) -> LabResult<Option<Waiting>> {
+        if !matches!(job.state, JobState::Queued | JobState::NeedsApproval) {
+            return Ok(None);
+        }
+        let machines = self.machines().await?;
+        let clearances = self.clearances(&[job.owner], now).await?;
+        Ok(waiting(job, &machines, &clearances))
+    }
+
+    /// A manager approves a job: one waiting for approval goes to the queue; one waiting in
+    /// the queue for what an approval lifts (a finding of a machine, the owner's badge) stays
+    /// there, approved. The approval records who, when, what they saw (the codes the rule
+    /// names on the machines that could run the job) and, when the owner has no badge for
+    /// them, that a trainer must start it: it is kept in the job's history and holds until
+    /// the job is queued again.
     pub async fn approve_job(&self, actor: &User, id: JobId, now: i64) -> LabResult<Job> {
         if !actor.role.at_least(Role::Manager) {
             return Err(LabError::Forbidden);
         }
         let job = self.store().job(id).await?;
-        job.state.change_to(JobState::Queued)?;
-        if job.state != JobState::NeedsApproval {
+        let machines = self.machines().await?;
+        let clearances = self.clearances(&[job.owner], now).await?;
+        let approvable = match job.state {
+            JobState::NeedsApproval => true,
+            JobState::Queued => matches!(
+                waiting(&job, &machines, &clearances),
+                Some(w) if w.approvable()
+            ),
+            _ => false,
+        };
+        if !approvable {
             return Err(Invalid::new("state", "job_transition").into());
         }
+        let Some(file) = &job.analysis else {
+            return Err(Refusal::Unreadable.into());
+        };
+        // What the manager is shown: the concerns on the machines the file fits.
+        let candidates: Vec<&Machine> = in_service(&machines)
+            .filter(|m| job.target_machine.is_none_or(|t| t == m.id))
+            .filter(|m| fit::misfits(file, m).iter().all(Refusal::approvable))
+            .collect();
+        let mut seen: Vec<String> = file.issues().iter().map(|f| f.code.clone()).collect();
+        for m in &candidates {
+            seen.extend(fit::concerns(file, m));
+        }
+        seen.sort();
+        seen.dedup();
+        let supervised = !clearances.role(job.owner).at_least(Role::Manager)
+            && candidates
+                .iter()
+                .any(|m| clearances.owner(job.owner, m.id).missing_training.is_some());
+        let mut note = format!("approuvé : {} point(s) vu(s)", seen.len());
+        if supervised {
+            note.push_str(", à lancer par un formateur (badge manquant)");
+        }
         self.store()
-            .change_job_state(
-                id,
-                job.state,
-                JobState::Queued,
-                Some(actor.id),
-                "approuvé",
-                now,
-            )
+            .approve_job(id, job.state, actor.id, &seen, supervised, &note, now)
             .await
             .map_err(state_conflict)?;
         Ok(self.store().job(id).await?)
@@ -120,7 +315,9 @@ impl Lab {
         Ok(self.store().job(id).await?)
     }
 
-    /// Queues a failed, cancelled or interrupted job again, if its file is still kept.
+    /// Queues a failed, cancelled or interrupted job again, if its file is still kept and
+    /// could be read. It goes where a new job would: back to `needs_approval` when a manager
+    /// must look at it (an earlier approval does not carry over), otherwise to the queue.
     pub async fn requeue_job(&self, actor: &User, id: JobId, now: i64) -> LabResult<Job> {
         let job = self.store().job(id).await?;
         if job.owner != actor.id && !actor.role.at_least(Role::Manager) {
@@ -130,11 +327,57 @@ impl Lab {
             return Err(Invalid::new("file", "file_deleted").into());
         }
         job.state.change_to(JobState::Queued)?;
+        if !job.state.is_finished() {
+            return Err(Invalid::new("state", "job_transition").into());
+        }
+        if job.analysis.is_none() {
+            return Err(Refusal::Unreadable.into());
+        }
+        let machines = self.machines().await?;
+        let clearances = self.clearances(&[job.owner], now).await?;
+        let fresh = Job {
+            approval: None,
+            ..job.clone()
+        };
+        let (to, note) = review(&fresh, &machines, &clearances);
         self.store()
-            .change_job_state(id, job.state, JobState::Queued, Some(actor.id), "", now)
+            .requeue_job(id, job.state, to, actor.id, &note, now)
             .await
             .map_err(state_conflict)?;
-        self.store().set_job_progress(id, 0, 0, now).await?;
+        Ok(self.store().job(id).await?)
+    }
+
+    /// Checks that a queued job may start on `machine` now, started as `start` (by `by` when
+    /// a person starts it), and records the start: the rule of [`fit::check`], then the
+    /// machine free and the job still queued, all in the store's one transaction.
+    pub async fn begin_job(
+        &self,
+        machine: MachineId,
+        id: JobId,
+        start: Start,
+        by: Option<UserId>,
+        now: i64,
+    ) -> LabResult<Job> {
+        let machine = self.store().machine(machine).await?;
+        if machine.state != MachineState::Idle {
+            return Err(Refusal::MachineNotFree {
+                state: machine.state,
+            }
+            .into());
+        }
+        let job = self.store().job(id).await?;
+        if job.state != JobState::Queued {
+            return Err(Refusal::NotQueued { state: job.state }.into());
+        }
+        let owner = self.clearances(&[job.owner], now).await?.owner(job.owner, machine.id);
+        fit::check(&job, &machine, &owner, start)?;
+        self.store()
+            .start_job(id, machine.id, by, &format!("sur {}", machine.name), now)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => Refusal::NotQueued { state: job.state }.into(),
+                other => LabError::from(other),
+            })?;
         Ok(self.store().job(id).await?)
     }
 
@@ -142,7 +385,7 @@ impl Lab {
     /// history stay). Returns how many were removed.
     pub async fn clean_job_files(
         &self,
-        jobs_dir: &std::path::Path,
+        jobs_dir: &Path,
         retention_days: u32,
         now: i64,
     ) -> LabResult<usize> {
@@ -172,4 +415,12 @@ impl Lab {
         self.store().set_job_priority(id, priority).await?;
         Ok(self.store().job(id).await?)
     }
+}
+
+/// [`fit::waiting`] over the machines in service.
+pub fn waiting(job: &Job, machines: &[Machine], clearances: &Clearances) -> Option<Waiting> {
+    let considered: Vec<(&Machine, Owner)> = in_service(machines)
+        .map(|m| (m, clearances.owner(job.owner, m.id)))
+        .collect();
+    fit::waiting(job, &considered)
 }

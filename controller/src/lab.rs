@@ -35,12 +35,21 @@ pub enum LabError {
     Throttled { retry_after_s: i64 },
     #[error("refused: {0}")]
     Refused(#[from] crate::domain::calendar::Refusal),
+    /// The fit rule refuses a job on a machine, or its start.
+    #[error("job refused: {}", .0.code())]
+    Fit(crate::domain::fit::Refusal),
     #[error("refused: {0}")]
     Campaign(#[from] crate::domain::campaign::CampaignRefusal),
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error(transparent)]
     Store(StoreError),
+}
+
+impl From<crate::domain::fit::Refusal> for LabError {
+    fn from(refusal: crate::domain::fit::Refusal) -> Self {
+        LabError::Fit(refusal)
+    }
 }
 
 impl From<StoreError> for LabError {

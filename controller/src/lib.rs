@@ -7,12 +7,17 @@
 //! - [`store`]: all SQL, written once for SQLite and PostgreSQL, named for the use case.
 //! - [`lab`]: the use cases with their permission rules; what the web layer calls
 //!   ([`bookings`], [`jobs`] and [`campaigns`] add theirs).
+//! - [`domain::fit`]: the one rule that says whether a job may run on a machine; the
+//!   planner, the runtime, the board and the API all ask it.
+//! - [`job_files`]: a job's file read for the machine it is sent to, and its pictures.
+//! - [`scheduler`]: the pure planner; [`runtime`]: one task per machine.
 //! - [`secrets`]: argon2id hashing and random tokens.
 
 pub mod bookings;
 pub mod campaigns;
 pub mod domain;
 pub mod ical;
+pub mod job_files;
 pub mod jobs;
 pub mod lab;
 pub mod runtime;

@@ -8,10 +8,13 @@
 //! shutdown) goes through the driver, which leaves the printer with heaters and motors off;
 //! the job is marked with what happened, never silently dropped.
 
+use crate::domain::fit::{self, Refusal, Start, Waiting};
 use crate::domain::job::{Job, JobId, JobState};
-use crate::domain::{Connection, Machine, MachineId, MachineKind, MachineState, User, UserId};
-use crate::lab::{Lab, now};
-use crate::scheduler::{self, Busy, PlanJob, PlanMachine, Policy, Target};
+use crate::domain::{Connection, Machine, MachineId, MachineState, User, UserId};
+use crate::jobs::Clearances;
+use crate::lab::{Lab, LabError, now};
+use crate::scheduler::{self, Busy, PlanJob, PlanMachine, Policy};
+use crate::store::{StoreError, StoreResult};
 use fabrique_machines::driver::marlin::{
     self as marlin_driver, Control, JobFailure, JobOutcome, StreamOptions,
 };
@@ -52,7 +55,7 @@ pub enum Command {
     Start {
         job: JobId,
         by: Option<UserId>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), LabError>>,
     },
     Pause,
     Resume,
@@ -72,8 +75,18 @@ pub enum RuntimeError {
     UnknownMachine,
     #[error("the machine's task has stopped")]
     Stopped,
-    #[error("{0}")]
-    Refused(String),
+    /// The start was refused (the fit rule, the machine's or the job's state) or could not
+    /// be recorded.
+    #[error(transparent)]
+    Refused(LabError),
+}
+
+/// The answer to a start while a job already runs on the machine.
+fn already_working() -> LabError {
+    Refusal::MachineNotFree {
+        state: MachineState::Busy,
+    }
+    .into()
 }
 
 struct Handle {
@@ -93,12 +106,14 @@ pub struct Runtime {
     wake: Arc<tokio::sync::Notify>,
 }
 
-/// A plan with what it was made from.
+/// A plan with what it was made from, and why each job left out waits.
 pub struct Planned {
     pub plan: scheduler::Plan,
     pub machines: Vec<Machine>,
     pub jobs: Vec<Job>,
     pub now: Timestamp,
+    pub waiting: HashMap<i64, Waiting>,
+    pub clearances: Clearances,
 }
 
 /// How often an idle machine's link is checked, and the longest delay while it is away.
@@ -115,6 +130,18 @@ async fn probe<P: RemotePrinter>(printer: &P) -> (bool, String) {
         Err(e) => (false, format!("{} injoignable : {e}", printer.name())),
     }
 }
+
+/// The waits between tries of a job write that failed: about six seconds in all.
+const WRITE_RETRIES: [Duration; 5] = [
+    Duration::from_millis(100),
+    Duration::from_millis(400),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(3),
+];
+
+/// Why a machine is in error when the store would not take a job's state.
+const UNRECORDED: &str = "l'état du travail n'a pas pu être enregistré : machine arrêtée et mise en sécurité, vérifier le travail";
 
 /// How long the planner waits after an event before its pass, to take bursts together.
 const PLAN_DEBOUNCE: Duration = Duration::from_millis(250);
@@ -353,8 +380,6 @@ impl Runtime {
                 PlanMachine {
                     id: m.id.0,
                     kind: m.kind,
-                    work_area_mm: m.profile.work_area_mm,
-                    materials: m.profile.materials.clone(),
                     free_from: if m.state == MachineState::Idle {
                         now_ts
                     } else {
@@ -363,48 +388,91 @@ impl Runtime {
                 }
             })
             .collect();
-        let jobs: Vec<PlanJob> = queued.iter().map(plan_job).collect();
+        // The rule decides where each job may go; the planner only chooses when.
+        let owners: Vec<UserId> = queued.iter().map(|j| j.owner).collect();
+        let clearances = self.lab.clearances(&owners, at).await?;
+        let jobs: Vec<PlanJob> = queued
+            .iter()
+            .map(|job| PlanJob {
+                id: job.id.0,
+                owner: job.owner.0,
+                machines: plan_machines
+                    .iter()
+                    .filter_map(|pm| machines.iter().find(|m| m.id.0 == pm.id))
+                    .filter(|m| {
+                        let owner = clearances.owner(job.owner, m.id);
+                        fit::check(job, m, &owner, Start::Plan).is_ok()
+                    })
+                    .map(|m| m.id.0)
+                    .collect(),
+                attended: job.approval.as_ref().is_some_and(|a| a.supervised),
+                estimate_s: job.estimate_s.unwrap_or(3600),
+                priority: job.priority,
+                campaign: job.campaign.is_some(),
+                submitted_at: job.created_at,
+            })
+            .collect();
         let plan = scheduler::plan(&jobs, &plan_machines, &busy, &opening, &policy, now_ts);
+        let waiting = plan
+            .unplaced
+            .iter()
+            .filter_map(|(id, why)| {
+                let job = queued.iter().find(|j| j.id.0 == *id)?;
+                let reason = match why {
+                    scheduler::Unplaced::NoRoom => Waiting::NoRoom,
+                    scheduler::Unplaced::NoMachine => {
+                        crate::jobs::waiting(job, &machines, &clearances)
+                            .unwrap_or(Waiting::Unavailable)
+                    }
+                };
+                Some((*id, reason))
+            })
+            .collect();
         Ok(Planned {
             plan,
             machines,
             jobs: queued,
             now: now_ts,
+            waiting,
+            clearances,
         })
     }
 
-    /// One planner pass: the plan, and the start of planned printer jobs on idle machines
-    /// with a data link.
+    /// One planner pass: the plan, and the start of the jobs planned now on idle machines
+    /// that the rule lets start with nobody there (printers with a data link; never a laser,
+    /// a machine without a link, or a supervised run).
     pub async fn plan_once(&self) -> Result<scheduler::Plan, crate::LabError> {
         let Planned {
             plan,
             machines,
+            jobs,
             now: now_ts,
+            clearances,
             ..
         } = self.plan().await?;
-        for placement in &plan.placements {
+        for placement in plan.placements.iter().filter(|p| p.start <= now_ts) {
             let Some(machine) = machines.iter().find(|m| m.id.0 == placement.machine) else {
                 continue;
             };
-            let automatic = matches!(
-                machine.connection,
-                Connection::SerialMarlin { .. }
-                    | Connection::OctoPrint { .. }
-                    | Connection::Moonraker { .. }
-            ) && machine.kind == MachineKind::FdmPrinter
-                && machine.state == MachineState::Idle;
-            if automatic && placement.start <= now_ts {
-                let (reply, _) = oneshot::channel();
-                let _ = self
-                    .send(
-                        machine.id,
-                        Command::Start {
-                            job: JobId(placement.job),
-                            by: None,
-                            reply,
-                        },
-                    )
-                    .await;
+            let Some(job) = jobs.iter().find(|j| j.id.0 == placement.job) else {
+                continue;
+            };
+            let owner = clearances.owner(job.owner, machine.id);
+            if machine.state != MachineState::Idle
+                || fit::check(job, machine, &owner, Start::Automatic).is_err()
+            {
+                continue;
+            }
+            // The task answers once the start is recorded; the planner does not wait for
+            // it (a refusal there is logged by the task).
+            let (reply, _) = oneshot::channel();
+            let command = Command::Start {
+                job: job.id,
+                by: None,
+                reply,
+            };
+            if let Err(e) = self.send(machine.id, command).await {
+                tracing::warn!(machine = %machine.name, error = %e, "could not start a planned job");
             }
         }
         Ok(plan)
@@ -454,56 +522,6 @@ impl Runtime {
                 Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
             ) {}
         }
-    }
-}
-
-/// The kind of machine a job's file is for, from its analysis: a design for the embroidery
-/// machine, G-code that fires a laser for the laser cutter, other G-code for a printer.
-fn kind_for(job: &Job) -> MachineKind {
-    let analysis = job.analysis.as_ref();
-    let kind = analysis
-        .and_then(|a| a.get("kind"))
-        .and_then(|k| k.as_str());
-    let laser = analysis
-        .and_then(|a| a.get("laser"))
-        .is_some_and(|l| !l.is_null());
-    match kind {
-        Some("embroidery") => MachineKind::Embroidery,
-        Some("gcode") if laser => MachineKind::LaserCutter,
-        Some("gcode") => MachineKind::FdmPrinter,
-        _ if job.file_name.to_lowercase().ends_with(".gcode") => MachineKind::FdmPrinter,
-        _ => MachineKind::Embroidery,
-    }
-}
-
-fn plan_job(job: &Job) -> PlanJob {
-    let size = job
-        .analysis
-        .as_ref()
-        .and_then(|a| a.get("bbox"))
-        .and_then(|b| {
-            let get = |k: &str| b.get(k).and_then(serde_json::Value::as_f64);
-            Some([
-                get("max_x")? - get("min_x")?,
-                get("max_y")? - get("min_y")?,
-                get("max_z")? - get("min_z")?,
-            ])
-        })
-        .unwrap_or([0.0; 3]);
-    PlanJob {
-        id: job.id.0,
-        owner: job.owner.0,
-        target: match (job.target_machine, job.target_kind) {
-            (Some(m), _) => Target::Machine(m.0),
-            (None, Some(kind)) => Target::Kind(kind),
-            (None, None) => Target::Kind(kind_for(job)),
-        },
-        size_mm: size,
-        materials: job.materials().into_iter().map(String::from).collect(),
-        estimate_s: job.estimate_s.unwrap_or(3600),
-        priority: job.priority,
-        campaign: job.campaign.is_some(),
-        submitted_at: job.created_at,
     }
 }
 
@@ -560,25 +578,17 @@ impl MachineTask {
             };
             let Some(command) = command else { return };
             match command {
-                Command::Start { job, by, reply } => {
-                    self.started_by = match by {
-                        Some(id) => self
-                            .runtime
-                            .lab
-                            .store()
-                            .user(id)
-                            .await
-                            .ok()
-                            .map(|u| u.display_name),
-                        None => None,
-                    };
-                    let started = self.begin(job, by).await;
-                    let ok = started.is_ok();
-                    let _ = reply.send(started.as_ref().map(|_| ()).map_err(Clone::clone));
-                    if let (true, Ok(job)) = (ok, started) {
+                Command::Start { job, by, reply } => match self.begin(job, by).await {
+                    Ok(job) => {
+                        // The person who asked may have gone; the job runs all the same.
+                        let _answered = reply.send(Ok(()));
                         self.run_job(job, &mut commands).await;
                     }
-                }
+                    Err(e) => {
+                        tracing::info!(machine = %self.machine.name, job = job.0, error = %e, "start refused");
+                        let _answered = reply.send(Err(e));
+                    }
+                },
                 Command::Refresh => {
                     if let Ok(m) = self.runtime.lab.machine(self.machine.id).await {
                         self.publish(|l| {
@@ -640,44 +650,21 @@ impl MachineTask {
         }
     }
 
-    /// Checks that the job may start here and now, and records the start.
-    async fn begin(&self, id: JobId, by: Option<UserId>) -> Result<Job, String> {
+    /// Asks the rule once more, just before the first byte goes out, whether the job may
+    /// start here, started by `by` (a person at the machine) or by the planner, and records
+    /// the start.
+    async fn begin(&mut self, id: JobId, by: Option<UserId>) -> Result<Job, LabError> {
         let lab = &self.runtime.lab;
-        let machine = lab
-            .machine(self.machine.id)
-            .await
-            .map_err(|e| e.to_string())?;
-        if machine.state != MachineState::Idle {
-            return Err(format!("la machine n'est pas libre ({})", machine.state));
-        }
-        let job = lab.store().job(id).await.map_err(|e| e.to_string())?;
-        if job.state != JobState::Queued {
-            return Err(format!("le travail n'est pas en attente ({})", job.state));
-        }
-        let needs_person = machine.kind == MachineKind::LaserCutter
-            || matches!(machine.connection, Connection::Manual);
-        if needs_person && by.is_none() {
-            return Err(String::from(
-                "cette machine démarre seulement par une personne présente",
-            ));
-        }
-        lab.store()
-            .set_job_machine(id, Some(machine.id))
-            .await
-            .map_err(|e| e.to_string())?;
-        lab.store()
-            .change_job_state(
-                id,
-                JobState::Queued,
-                JobState::Running,
-                by,
-                &format!("sur {}", machine.name),
-                now(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let person = match by {
+            Some(user) => Some(lab.store().user(user).await?),
+            None => None,
+        };
+        let start = person
+            .as_ref()
+            .map_or(Start::Automatic, |p| Start::Person(p.role));
+        let job = lab.begin_job(self.machine.id, id, start, by, now()).await?;
+        self.started_by = person.map(|p| p.display_name);
         self.set_machine(MachineState::Busy, "").await;
-        let job = lab.store().job(id).await.map_err(|e| e.to_string())?;
         self.publish(|l| {
             l.job = Some(job.id.0);
             l.job_name = Some(job.file_name.clone());
@@ -688,18 +675,93 @@ impl MachineTask {
         Ok(job)
     }
 
-    async fn finish(&self, job: &Job, to: JobState, reason: &str, machine_state: MachineState) {
-        let lab = &self.runtime.lab;
-        if let Ok(current) = lab.store().job(job.id).await
-            && current.state.change_to(to).is_ok()
-            && let Err(e) = lab
-                .store()
-                .change_job_state(job.id, current.state, to, None, reason, now())
-                .await
-        {
-            tracing::error!(job = job.id.0, error = %e, "could not record the end of the job");
+    /// Runs a write of a job's state or progress, trying again when the database refuses it
+    /// (busy, a dropped connection) for about six seconds. A conflict (the job moved on
+    /// meanwhile) is not tried again.
+    async fn write<T, F, Fut>(&self, what: &'static str, mut attempt: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        let mut delays = WRITE_RETRIES.iter();
+        loop {
+            match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(e @ StoreError::Conflict { .. }) => return Err(e),
+                Err(e) => match delays.next() {
+                    Some(delay) => {
+                        tracing::warn!(machine = %self.machine.name, what, error = %e, "a job write failed; trying again");
+                        tokio::time::sleep(*delay).await;
+                    }
+                    None => {
+                        tracing::error!(machine = %self.machine.name, what, error = %e, "a job write failed for good");
+                        return Err(e);
+                    }
+                },
+            }
         }
-        self.set_machine(machine_state, reason).await;
+    }
+
+    /// Records a job's progress; a write that fails for good is logged, and the next one
+    /// (or the end of the job) carries the figures again.
+    async fn save_progress(&self, job: JobId, lines: i64, bytes: i64) {
+        let store = self.runtime.lab.store();
+        let _logged = self
+            .write("progress", || store.set_job_progress(job, lines, bytes, now()))
+            .await;
+    }
+
+    /// Records a pause or a resume seen on the machine. `false` when it could not be
+    /// written: the caller stops the job, since Fabrique would no longer say what the
+    /// machine does.
+    async fn record_pause(&self, job: JobId, paused: bool) -> bool {
+        let (from, to) = if paused {
+            (JobState::Running, JobState::Paused)
+        } else {
+            (JobState::Paused, JobState::Running)
+        };
+        let store = self.runtime.lab.store();
+        let written = self
+            .write("pause", || store.change_job_state(job, from, to, None, "", now()))
+            .await;
+        if written.is_ok() {
+            self.set_machine(
+                if paused {
+                    MachineState::Paused
+                } else {
+                    MachineState::Busy
+                },
+                "",
+            )
+            .await;
+        }
+        written.is_ok()
+    }
+
+    /// Records how a job ended and leaves the machine in `machine_state`. A job whose end
+    /// cannot be written stays `running` in the store, where the next start of Fabrique
+    /// marks it interrupted; the machine is put in error meanwhile, so nobody takes the
+    /// board's word for it.
+    async fn finish(&self, job: &Job, to: JobState, reason: &str, machine_state: MachineState) {
+        let store = self.runtime.lab.store();
+        let recorded = self
+            .write("end of the job", || async {
+                let current = store.job(job.id).await?;
+                if current.state.change_to(to).is_err() {
+                    return Ok(());
+                }
+                store
+                    .change_job_state(job.id, current.state, to, None, reason, now())
+                    .await
+            })
+            .await;
+        match recorded {
+            Ok(()) => self.set_machine(machine_state, reason).await,
+            Err(e) => {
+                tracing::error!(job = job.id.0, error = %e, "could not record the end of the job");
+                self.set_machine(MachineState::Error, UNRECORDED).await;
+            }
+        }
         self.publish(|l| {
             l.job = None;
             l.job_name = None;
@@ -805,6 +867,8 @@ impl MachineTask {
         let mut closed = false;
         let mut paused = job.state == JobState::Paused;
         let mut offline = false;
+        // A pause seen on the server that the store would not take: the print is stopped.
+        let mut unrecorded = false;
         let outcome = loop {
             // select!: the follow loop ends the job; commands become controls; events from
             // the server move the tile, the job's state and, every few seconds, its progress.
@@ -818,7 +882,7 @@ impl MachineTask {
                         Some(Command::Cancel) => Control::Cancel,
                         Some(Command::EmergencyStop) => Control::EmergencyStop,
                         Some(Command::Start { reply, .. }) => {
-                            let _ = reply.send(Err(String::from("un travail est déjà en cours")));
+                            let _answered = reply.send(Err(already_working()));
                             continue;
                         }
                         // The runtime is going away: the print goes on, followed again later.
@@ -839,11 +903,15 @@ impl MachineTask {
                         if offline || now_paused != paused {
                             offline = false;
                             if now_paused != paused {
-                                let (from, to) = if now_paused { (JobState::Running, JobState::Paused) } else { (JobState::Paused, JobState::Running) };
-                                let _ = self.runtime.lab.store().change_job_state(job.id, from, to, None, "", now()).await;
                                 paused = now_paused;
+                                if !self.record_pause(job.id, paused).await && !unrecorded {
+                                    // Fabrique could not say what the printer does: stop it.
+                                    unrecorded = true;
+                                    let _sent = controls_tx.send(Control::Cancel).await;
+                                }
+                            } else {
+                                self.set_machine(if paused { MachineState::Paused } else { MachineState::Busy }, "").await;
                             }
-                            self.set_machine(if paused { MachineState::Paused } else { MachineState::Busy }, "").await;
                         }
                         self.publish(|l| {
                             if let Some(p) = status.progress { l.progress = p; }
@@ -854,20 +922,21 @@ impl MachineTask {
                         if let Some(p) = status.progress && last_saved.elapsed() >= Duration::from_secs(3) {
                             last_saved = std::time::Instant::now();
                             let bytes = (p * job.size_bytes as f64) as i64;
-                            let _ = self.runtime.lab.store().set_job_progress(job.id, job.lines_acked, bytes, now()).await;
+                            self.save_progress(job.id, job.lines_acked, bytes).await;
                         }
                     }
                 },
             }
         };
         let server = printer.name();
+        if unrecorded && !matches!(outcome, RemoteOutcome::Detached) {
+            return self
+                .finish(&job, JobState::Failed, UNRECORDED, MachineState::Error)
+                .await;
+        }
         match outcome {
             RemoteOutcome::Done => {
-                let _ = self
-                    .runtime
-                    .lab
-                    .store()
-                    .set_job_progress(job.id, job.lines_acked, job.size_bytes, now())
+                self.save_progress(job.id, job.lines_acked, job.size_bytes)
                     .await;
                 self.finish(&job, JobState::Done, "", MachineState::ToCheck)
                     .await;
@@ -903,20 +972,20 @@ impl MachineTask {
             RemoteOutcome::NotSent(reason) => {
                 self.finish(&job, JobState::Interrupted, &reason, MachineState::Offline)
                     .await;
-                if let Err(e) = self
-                    .runtime
-                    .lab
-                    .store()
-                    .change_job_state(
-                        job.id,
-                        JobState::Interrupted,
-                        JobState::Queued,
-                        None,
-                        "remis en file : rien n'a été imprimé",
-                        now(),
-                    )
-                    .await
-                {
+                let store = self.runtime.lab.store();
+                let requeued = self
+                    .write("queue again", || {
+                        store.change_job_state(
+                            job.id,
+                            JobState::Interrupted,
+                            JobState::Queued,
+                            None,
+                            "remis en file : rien n'a été imprimé",
+                            now(),
+                        )
+                    })
+                    .await;
+                if let Err(e) = requeued {
                     tracing::error!(job = job.id.0, error = %e, "could not queue the job again");
                 }
             }
@@ -955,7 +1024,7 @@ impl MachineTask {
                         .await;
                 }
                 Some(Command::Start { reply, .. }) => {
-                    let _ = reply.send(Err(String::from("un travail est déjà en cours")));
+                    let _answered = reply.send(Err(already_working()));
                 }
                 Some(Command::Pause | Command::Resume | Command::Refresh) => {}
                 None => return,
@@ -1067,7 +1136,7 @@ impl MachineTask {
                         Some(Command::Resume) => grbl_driver::Control::Resume,
                         Some(Command::Cancel | Command::EmergencyStop) | None => grbl_driver::Control::Cancel,
                         Some(Command::Start { reply, .. }) => {
-                            let _ = reply.send(Err(String::from("un travail est déjà en cours")));
+                            let _answered = reply.send(Err(already_working()));
                             continue;
                         }
                         Some(Command::Finished { .. } | Command::Refresh) => continue,
@@ -1085,12 +1154,7 @@ impl MachineTask {
         match result {
             Ok(report) => {
                 let lines = i64::try_from(report.summary.lines).unwrap_or(i64::MAX);
-                let _ = self
-                    .runtime
-                    .lab
-                    .store()
-                    .set_job_progress(job.id, lines, job.size_bytes, now())
-                    .await;
+                self.save_progress(job.id, lines, job.size_bytes).await;
                 self.finish(&job, JobState::Done, "", MachineState::ToCheck)
                     .await;
             }
@@ -1145,6 +1209,8 @@ impl MachineTask {
         tokio::pin!(stream);
         let mut last_saved = std::time::Instant::now();
         let mut closed = false;
+        // A pause or resume the store would not take: the job was stopped for it.
+        let mut unrecorded = false;
         let outcome = loop {
             // select!: the stream ends the job; commands become driver controls; progress
             // reports go to the board and, every few seconds, to the store.
@@ -1159,19 +1225,20 @@ impl MachineTask {
                         Some(Command::Cancel) | None => Control::Cancel,
                         Some(Command::EmergencyStop) => Control::EmergencyStop,
                         Some(Command::Start { reply, .. }) => {
-                            let _ = reply.send(Err(String::from("un travail est déjà en cours")));
+                            let _answered = reply.send(Err(already_working()));
                             continue;
                         }
                         Some(Command::Finished { .. } | Command::Refresh) => continue,
                     };
-                    if control == Control::Pause {
-                        let _ = self.runtime.lab.store().change_job_state(job.id, JobState::Running, JobState::Paused, None, "", now()).await;
-                        self.set_machine(MachineState::Paused, "").await;
-                    } else if control == Control::Resume {
-                        let _ = self.runtime.lab.store().change_job_state(job.id, JobState::Paused, JobState::Running, None, "", now()).await;
-                        self.set_machine(MachineState::Busy, "").await;
-                    }
-                    let _ = controls_tx.send(control).await;
+                    let control = match control {
+                        Control::Pause | Control::Resume if !self.record_pause(job.id, control == Control::Pause).await => {
+                            // Fabrique could not say what the printer does: stop it safe.
+                            unrecorded = true;
+                            Control::Cancel
+                        }
+                        other => other,
+                    };
+                    let _sent = controls_tx.send(control).await;
                 }
                 changed = progress_rx.changed() => {
                     if changed.is_err() { continue; }
@@ -1187,7 +1254,7 @@ impl MachineTask {
                     if last_saved.elapsed() >= Duration::from_secs(3) {
                         last_saved = std::time::Instant::now();
                         let (lines, bytes) = (i64::try_from(p.stats.lines_acked).unwrap_or(i64::MAX), i64::try_from(p.stats.bytes_acked).unwrap_or(i64::MAX));
-                        let _ = self.runtime.lab.store().set_job_progress(job.id, lines, bytes, now()).await;
+                        self.save_progress(job.id, lines, bytes).await;
                     }
                 }
             }
@@ -1199,12 +1266,12 @@ impl MachineTask {
                     i64::try_from(stats.lines_acked).unwrap_or(i64::MAX),
                     i64::try_from(stats.bytes_acked).unwrap_or(i64::MAX),
                 );
-                let _ = self
-                    .runtime
-                    .lab
-                    .store()
-                    .set_job_progress(job.id, lines, bytes, now())
-                    .await;
+                self.save_progress(job.id, lines, bytes).await;
+                if unrecorded {
+                    return self
+                        .finish(&job, JobState::Failed, UNRECORDED, MachineState::Error)
+                        .await;
+                }
                 match &outcome {
                     JobOutcome::Done(_) => {
                         self.finish(&job, JobState::Done, "", MachineState::ToCheck)

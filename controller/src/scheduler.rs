@@ -2,8 +2,8 @@
 //! policy, now) to a plan. The runtime applies the plan and plans again on every event.
 //!
 //! Rules, in the order they decide:
-//! - a job goes only on a compatible machine: the machine it names, or one of the kind it
-//!   asks for, with a work area that holds the job and the material it needs;
+//! - a job goes only on a machine the fit rule allows ([`crate::domain::fit::check`]): the
+//!   caller lists them for each job, so the planner never judges a file itself;
 //! - never across a booking or a block of that machine;
 //! - outside opening hours only on machines that may run unattended (printers, if the lab
 //!   allows it); a laser never does: it runs while the lab is open and a person starts it;
@@ -19,30 +19,18 @@ use std::collections::HashMap;
 pub struct PlanMachine {
     pub id: i64,
     pub kind: MachineKind,
-    /// Build volume or work area, mm; 0 on an axis means "not checked".
-    pub work_area_mm: [f64; 3],
-    /// Materials loaded or accepted; empty means any.
-    pub materials: Vec<String>,
     /// When the machine can take a new job (now if idle, the end of its current job).
     pub free_from: Timestamp,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    Machine(i64),
-    Kind(MachineKind),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanJob {
     pub id: i64,
     pub owner: i64,
-    pub target: Target,
-    /// Extent of the job, mm.
-    pub size_mm: [f64; 3],
-    /// Filament types the file was sliced for; the machine must hold every one (a
-    /// machine that lists no materials takes any).
-    pub materials: Vec<String>,
+    /// The machines the fit rule lets it run on.
+    pub machines: Vec<i64>,
+    /// A person must start it (a supervised run): only while the lab is open.
+    pub attended: bool,
     pub estimate_s: i64,
     /// Set by a manager; higher goes first. 0 by default.
     pub priority: i32,
@@ -77,9 +65,10 @@ pub struct Placement {
 /// Why a job is not in the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unplaced {
-    /// No machine of the lab can take it (kind, size or material).
-    NoCompatibleMachine,
-    /// Compatible machines exist but have no room within the horizon.
+    /// None of the machines it may run on is in the plan (the rule allows none, or they
+    /// are out of service).
+    NoMachine,
+    /// Its machines have no room within the horizon.
     NoRoom,
 }
 
@@ -94,22 +83,9 @@ pub fn may_run_unattended(kind: MachineKind, policy: &Policy) -> bool {
     kind == MachineKind::FdmPrinter && policy.printers_unattended
 }
 
-pub fn compatible(job: &PlanJob, machine: &PlanMachine) -> bool {
-    let target_ok = match &job.target {
-        Target::Machine(id) => *id == machine.id,
-        Target::Kind(kind) => *kind == machine.kind,
-    };
-    let fits = job
-        .size_mm
-        .iter()
-        .zip(machine.work_area_mm)
-        .all(|(need, have)| have == 0.0 || *need <= have + 1e-9);
-    let material_ok = machine.materials.is_empty()
-        || job
-            .materials
-            .iter()
-            .all(|m| machine.materials.iter().any(|x| x.eq_ignore_ascii_case(m)));
-    target_ok && fits && material_ok
+/// Whether the plan may put `job` on `machine`.
+pub fn allowed(job: &PlanJob, machine: &PlanMachine) -> bool {
+    job.machines.contains(&machine.id)
 }
 
 /// The earliest start at or after `from` where `[start, start + length)` crosses no busy
@@ -171,10 +147,10 @@ pub fn plan(
     let mut plan = Plan::default();
     let mut remaining: Vec<&PlanJob> = Vec::with_capacity(jobs.len());
     for job in jobs {
-        if machines.iter().any(|m| compatible(job, m)) {
+        if machines.iter().any(|m| allowed(job, m)) {
             remaining.push(job);
         } else {
-            plan.unplaced.push((job.id, Unplaced::NoCompatibleMachine));
+            plan.unplaced.push((job.id, Unplaced::NoMachine));
         }
     }
     let mut planned_by_owner: HashMap<i64, i64> = HashMap::new();
@@ -199,9 +175,9 @@ pub fn plan(
         let length = job.estimate_s.max(1);
         let best = machines
             .iter()
-            .filter(|m| compatible(job, m))
+            .filter(|m| allowed(job, m))
             .filter_map(|m| {
-                let attended = !may_run_unattended(m.kind, policy);
+                let attended = job.attended || !may_run_unattended(m.kind, policy);
                 let empty = Vec::new();
                 let list = busy_of.get(&m.id).unwrap_or(&empty);
                 let from = m.free_from.as_second().max(now_s);
@@ -250,19 +226,17 @@ mod tests {
         PlanMachine {
             id,
             kind,
-            work_area_mm: [250.0, 210.0, 210.0],
-            materials: vec![],
             free_from: t(0),
         }
     }
 
-    fn job(id: i64, owner: i64, kind: MachineKind, estimate_s: i64) -> PlanJob {
+    /// A job the rule lets run on `machines`.
+    fn job(id: i64, owner: i64, machines: &[i64], estimate_s: i64) -> PlanJob {
         PlanJob {
             id,
             owner,
-            target: Target::Kind(kind),
-            size_mm: [50.0, 50.0, 10.0],
-            materials: vec![],
+            machines: machines.to_vec(),
+            attended: false,
             estimate_s,
             priority: 0,
             campaign: false,
@@ -292,7 +266,7 @@ mod tests {
             end: t(2 * H),
         }];
         let p = plan(
-            &[job(1, 1, MachineKind::FdmPrinter, 90 * 60)],
+            &[job(1, 1, &[1], 90 * 60)],
             &[machine(1, MachineKind::FdmPrinter)],
             &busy,
             &hours(),
@@ -312,14 +286,14 @@ mod tests {
             machine(1, MachineKind::FdmPrinter),
             machine(2, MachineKind::LaserCutter),
         ];
-        let jobs = [
-            job(1, 1, MachineKind::FdmPrinter, H),
-            job(2, 1, MachineKind::LaserCutter, H),
-        ];
+        let mut supervised = job(3, 2, &[1], H);
+        supervised.attended = true;
+        let jobs = [job(1, 1, &[1], H), job(2, 1, &[2], H), supervised];
         let p = plan(&jobs, &machines, &[], &hours(), &policy(), t(0));
         let at = |j| p.placements.iter().find(|x| x.job == j).unwrap().start;
         assert_eq!(at(1), t(0), "the printer starts at night");
         assert_eq!(at(2), t(9 * H), "the laser waits for the opening");
+        assert_eq!(at(3), t(9 * H), "a supervised run waits for the opening");
         let closed = Policy {
             printers_unattended: false,
             ..policy()
@@ -329,39 +303,29 @@ mod tests {
     }
 
     #[test]
-    fn incompatible_jobs_are_reported_not_placed() {
-        let mut big = job(1, 1, MachineKind::FdmPrinter, H);
-        big.size_mm = [300.0, 10.0, 10.0];
-        let mut petg = job(2, 1, MachineKind::FdmPrinter, H);
-        petg.materials = vec!["PLA".into(), "PETG".into()];
-        let mut m = machine(1, MachineKind::FdmPrinter);
-        m.materials = vec!["PLA".into()];
+    fn jobs_the_rule_allows_nowhere_in_the_plan_are_reported_not_placed() {
+        let m = [machine(1, MachineKind::FdmPrinter)];
         let p = plan(
-            &[big, petg, job(3, 1, MachineKind::Embroidery, H)],
-            &[m],
+            &[job(1, 1, &[], H), job(2, 1, &[7], H)],
+            &m,
             &[],
             &hours(),
             &policy(),
             t(0),
         );
         assert!(p.placements.is_empty());
-        assert_eq!(p.unplaced.len(), 3);
-        assert!(
-            p.unplaced
-                .iter()
-                .all(|(_, why)| *why == Unplaced::NoCompatibleMachine)
-        );
+        assert_eq!(p.unplaced, vec![(1, Unplaced::NoMachine), (2, Unplaced::NoMachine)]);
     }
 
     #[test]
     fn members_take_turns_and_campaign_work_fills_in_last() {
         let m = [machine(1, MachineKind::FdmPrinter)];
         let mut jobs = vec![
-            job(1, 7, MachineKind::FdmPrinter, H),
-            job(2, 7, MachineKind::FdmPrinter, H),
-            job(3, 8, MachineKind::FdmPrinter, H),
+            job(1, 7, &[1], H),
+            job(2, 7, &[1], H),
+            job(3, 8, &[1], H),
         ];
-        let mut campaign = job(4, 9, MachineKind::FdmPrinter, H);
+        let mut campaign = job(4, 9, &[1], H);
         campaign.campaign = true;
         campaign.submitted_at = t(-100);
         jobs.push(campaign);
@@ -374,42 +338,30 @@ mod tests {
         assert_eq!(p.placements[0].job, 2);
     }
 
-    /// No material, PLA, PETG, or both, in either case of letters.
-    fn materials() -> impl Strategy<Value = Vec<String>> {
-        proptest::sample::subsequence(vec!["PLA", "petg"], 0..=2)
-            .prop_map(|ms| ms.into_iter().map(String::from).collect())
-    }
-
     fn arb_case() -> impl Strategy<Value = (Vec<PlanJob>, Vec<PlanMachine>, Vec<Busy>, bool)> {
         let kinds = prop_oneof![
             Just(MachineKind::FdmPrinter),
             Just(MachineKind::LaserCutter),
             Just(MachineKind::Embroidery)
         ];
-        let machines =
-            proptest::collection::vec((kinds.clone(), 50.0..300.0f64, materials()), 1..6).prop_map(
-                |ms| {
-                    ms.into_iter()
-                        .enumerate()
-                        .map(|(i, (kind, side, materials))| PlanMachine {
-                            id: i as i64 + 1,
-                            kind,
-                            work_area_mm: [side, side, side],
-                            materials,
-                            free_from: t(0),
-                        })
-                        .collect::<Vec<_>>()
-                },
-            );
+        let machines = proptest::collection::vec(kinds, 1..6).prop_map(|ms| {
+            ms.into_iter()
+                .enumerate()
+                .map(|(i, kind)| PlanMachine {
+                    id: i as i64 + 1,
+                    kind,
+                    free_from: t(0),
+                })
+                .collect::<Vec<_>>()
+        });
         let jobs = proptest::collection::vec(
             (
-                kinds,
+                proptest::sample::subsequence(vec![1i64, 2, 3, 4, 5, 6], 0..=3),
+                any::<bool>(),
                 0..5i64,
-                10.0..320.0f64,
                 60..(6 * H),
                 -2..3i32,
                 any::<bool>(),
-                materials(),
             ),
             0..30,
         )
@@ -417,12 +369,11 @@ mod tests {
             js.into_iter()
                 .enumerate()
                 .map(
-                    |(i, (kind, owner, size, est, priority, campaign, materials))| PlanJob {
+                    |(i, (machines, attended, owner, est, priority, campaign))| PlanJob {
                         id: i as i64 + 1,
                         owner,
-                        target: Target::Kind(kind),
-                        size_mm: [size, size / 2.0, 5.0],
-                        materials,
+                        machines,
+                        attended,
                         estimate_s: est,
                         priority,
                         campaign,
@@ -454,12 +405,7 @@ mod tests {
             for x in &p.placements {
                 let j = jobs.iter().find(|j| j.id == x.job).unwrap();
                 let m = machines.iter().find(|m| m.id == x.machine).unwrap();
-                prop_assert!(compatible(j, m), "no job on an incompatible machine");
-                prop_assert!(
-                    m.materials.is_empty()
-                        || j.materials.iter().all(|n| m.materials.iter().any(|h| h.to_lowercase() == n.to_lowercase())),
-                    "no job on a machine without its filament"
-                );
+                prop_assert!(j.machines.contains(&m.id), "no job on a machine the rule does not allow");
                 prop_assert_eq!(x.end.as_second() - x.start.as_second(), j.estimate_s);
                 for b in busy.iter().filter(|b| b.machine == m.id) {
                     prop_assert!(x.end <= b.start || b.end <= x.start, "no job across a booking");
@@ -467,7 +413,7 @@ mod tests {
                 for y in p.placements.iter().filter(|y| y.machine == x.machine && y.job != x.job) {
                     prop_assert!(x.end <= y.start || y.end <= x.start, "one job at a time per machine");
                 }
-                if !may_run_unattended(m.kind, &policy) {
+                if j.attended || !may_run_unattended(m.kind, &policy) {
                     prop_assert!(hours.iter().any(|(o, c)| *o <= x.start && x.end <= *c), "attended machines only in opening hours");
                 }
                 if m.kind == MachineKind::LaserCutter {

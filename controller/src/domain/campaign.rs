@@ -425,7 +425,7 @@ pub struct ModelFile {
     pub estimate_s: Option<i64>,
     /// Points the analysis asked to check; lab prints of such a file wait for approval.
     pub findings: i64,
-    pub analysis: Option<serde_json::Value>,
+    pub analysis: Option<fabrique_machines::files::FileSummary>,
     pub parts_per_print: i64,
     pub validated_at: Option<Timestamp>,
     pub validated_by_name: Option<String>,

@@ -4,6 +4,7 @@
 
 use super::campaign::CampaignId;
 use super::{Invalid, MachineId, MachineKind, UserId, text_enum};
+use fabrique_machines::files::FileSummary;
 use jiff::Timestamp;
 
 text_enum! {
@@ -30,7 +31,7 @@ impl JobState {
     }
 
     /// The state machine of DESIGN.md. A failed, cancelled or interrupted job can be queued
-    /// again; a done job cannot change.
+    /// again (or wait for a manager's approval again); a done job cannot change.
     pub fn change_to(self, next: JobState) -> Result<JobState, Invalid> {
         use JobState::*;
         let allowed = match self {
@@ -39,7 +40,7 @@ impl JobState {
             Queued => matches!(next, Running | Cancelled | NeedsApproval),
             Running => matches!(next, Paused | Done | Failed | Cancelled | Interrupted),
             Paused => matches!(next, Running | Failed | Cancelled | Interrupted),
-            Failed | Cancelled | Interrupted => matches!(next, Queued),
+            Failed | Cancelled | Interrupted => matches!(next, Queued | NeedsApproval),
             Done => false,
         };
         if allowed {
@@ -68,8 +69,8 @@ pub struct Job {
     pub priority: i32,
     pub state: JobState,
     pub state_reason: String,
-    /// The file analysis as JSON, once done.
-    pub analysis: Option<serde_json::Value>,
+    /// What was read in the file; `None` when it could not be read.
+    pub analysis: Option<FileSummary>,
     pub estimate_s: Option<i64>,
     pub machine: Option<MachineId>,
     pub lines_acked: i64,
@@ -81,21 +82,76 @@ pub struct Job {
     /// The solidarity campaign this job prints for: campaign work, planned after members'
     /// jobs to fill idle printers.
     pub campaign: Option<CampaignId>,
+    /// A manager's approval since the job was last queued.
+    pub approval: Option<Approval>,
+}
+
+/// A manager looked at a job and let it run: who, when, what they saw (the codes of the
+/// findings), and whether they let a member without the badge run it with a trainer there.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Approval {
+    pub by: UserId,
+    pub by_name: String,
+    pub at: Timestamp,
+    pub seen: Vec<String>,
+    pub supervised: bool,
 }
 
 impl Job {
+    /// A job as it will be recorded from `new`, before it is: for the rule to look at.
+    pub fn provisional(
+        new: &NewJob,
+        owner_name: &str,
+        analysis: FileSummary,
+        now: i64,
+    ) -> Self {
+        Self {
+            id: JobId(0),
+            owner: new.owner,
+            owner_name: owner_name.to_string(),
+            file_name: new.file_name.clone(),
+            stored_name: new.stored_name.clone(),
+            size_bytes: new.size_bytes,
+            sha256: new.sha256.clone(),
+            target_machine: new.target_machine,
+            target_kind: new.target_kind,
+            priority: 0,
+            state: JobState::Submitted,
+            state_reason: String::new(),
+            estimate_s: Some(analysis.estimate_s()),
+            analysis: Some(analysis),
+            machine: None,
+            lines_acked: 0,
+            bytes_acked: 0,
+            started_at: None,
+            finished_at: None,
+            file_deleted: false,
+            created_at: Timestamp::from_second(now).unwrap_or(Timestamp::UNIX_EPOCH),
+            campaign: None,
+            approval: None,
+        }
+    }
+
     /// The filament types the slicer was set for, as the analysis read them; none when the
     /// slicer does not say.
-    pub fn materials(&self) -> Vec<&str> {
-        self.analysis
-            .as_ref()
-            .and_then(|a| a.pointer("/slicer/materials"))
-            .and_then(serde_json::Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(serde_json::Value::as_str)
-            .collect()
+    pub fn materials(&self) -> &[String] {
+        match &self.analysis {
+            Some(FileSummary::Gcode(g)) => g.slicer.as_ref().map_or(&[], |s| &s.materials),
+            _ => &[],
+        }
     }
+}
+
+/// A new job's file, already on disk.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub owner: UserId,
+    pub file_name: String,
+    pub stored_name: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub target_machine: Option<MachineId>,
+    pub target_kind: Option<MachineKind>,
 }
 
 /// One line of a job's history.
@@ -107,10 +163,6 @@ pub struct JobEvent {
     pub to: JobState,
     pub note: String,
 }
-
-/// What the analysis of a job's file found: the JSON kept with the job, the time estimate,
-/// and how many findings need a manager's look. `Err` is why the file cannot be used.
-pub type Analysis = Result<(serde_json::Value, Option<i64>, usize), String>;
 
 /// A file name as shown to people: the last path component, without control characters,
 /// at most 120 characters. Never used as a path on disk.
@@ -134,6 +186,7 @@ mod tests {
         assert_eq!(NeedsApproval.change_to(Queued), Ok(Queued));
         assert_eq!(Running.change_to(Interrupted), Ok(Interrupted));
         assert_eq!(Failed.change_to(Queued), Ok(Queued));
+        assert_eq!(Cancelled.change_to(NeedsApproval), Ok(NeedsApproval));
         assert!(Done.change_to(Queued).is_err());
         assert!(
             Submitted.change_to(Running).is_err(),

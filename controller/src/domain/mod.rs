@@ -5,6 +5,7 @@ pub mod account;
 pub mod booking;
 pub mod calendar;
 pub mod campaign;
+pub mod fit;
 pub mod job;
 pub mod machine;
 pub mod training;

@@ -18,7 +18,8 @@ use crate::domain::campaign::{
     PledgeInput, Request, RequestFollow, RequestId, RequestInput, RequestStatus, TraceLine,
     check_stock, draw_in_order,
 };
-use crate::domain::job::JobId;
+use crate::domain::job::{JobId, JobState};
+use fabrique_machines::files::FileSummary;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use sqlx::any::AnyRow;
@@ -98,9 +99,9 @@ const FILE_COLUMNS: &str = "f.id, f.campaign_id, f.file_name, f.stored_name, f.s
      f.validation_note, f.created_at FROM campaign_files f LEFT JOIN users u ON u.id = f.validated_by";
 
 fn file_from_row(row: &AnyRow) -> StoreResult<ModelFile> {
-    let analysis: Option<String> = row.try_get("analysis")?;
+    let id: i64 = row.try_get("id")?;
     Ok(ModelFile {
-        id: FileId(row.try_get("id")?),
+        id: FileId(id),
         campaign: CampaignId(row.try_get("campaign_id")?),
         file_name: row.try_get("file_name")?,
         stored_name: row.try_get("stored_name")?,
@@ -108,12 +109,7 @@ fn file_from_row(row: &AnyRow) -> StoreResult<ModelFile> {
         sha256: row.try_get("sha256")?,
         estimate_s: row.try_get("estimate_s")?,
         findings: row.try_get("findings")?,
-        analysis: analysis
-            .map(|a| {
-                serde_json::from_str(&a)
-                    .map_err(|e| StoreError::Corrupt(format!("file analysis: {e}")))
-            })
-            .transpose()?,
+        analysis: super::jobs::analysis_from_text(id, row.try_get("analysis")?),
         parts_per_print: row.try_get("parts_per_print")?,
         validated_at: opt_ts(row.try_get("validated_at")?)?,
         validated_by_name: row.try_get("validated_by_name")?,
@@ -523,9 +519,7 @@ impl Store {
         stored_name: &str,
         sha256: &str,
         content: &[u8],
-        analysis: &serde_json::Value,
-        estimate_s: Option<i64>,
-        findings: i64,
+        analysis: &FileSummary,
         by: UserId,
         now: i64,
     ) -> StoreResult<FileId> {
@@ -541,9 +535,12 @@ impl Store {
         .bind(i64::try_from(content.len()).unwrap_or(i64::MAX))
         .bind(sha256)
         .bind(content)
-        .bind(analysis.to_string())
-        .bind(estimate_s)
-        .bind(findings)
+        .bind(
+            serde_json::to_string(analysis)
+                .map_err(|e| StoreError::Corrupt(format!("file analysis: {e}")))?,
+        )
+        .bind(analysis.estimate_s())
+        .bind(i64::try_from(analysis.issues().len()).unwrap_or(i64::MAX))
         .bind(by.0)
         .bind(now)
         .fetch_one(&self.pool)
@@ -603,9 +600,9 @@ impl Store {
 
     // --- Lab prints -----------------------------------------------------------------------
 
-    /// Creates one job per print of a validated file, already analysed (queued, or waiting
-    /// for approval when the analysis found something), each recorded as a campaign print of
-    /// this lab. One transaction.
+    /// Creates one job per print of a validated file, already analysed, each in `state`
+    /// (queued, or waiting for approval, as the fit rule decided) and recorded as a campaign
+    /// print of this lab. One transaction.
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_campaign_prints(
         &self,
@@ -614,6 +611,7 @@ impl Store {
         lab: LabId,
         owner: UserId,
         prints: &[NewPrint],
+        (state, note): (JobState, &str),
         now: i64,
     ) -> StoreResult<Vec<JobId>> {
         let mut tx = self.pool.begin().await?;
@@ -621,15 +619,13 @@ impl Store {
             .await?
             .require_open()
             .map_err(refused)?;
-        let (state, note) = if file.findings > 0 {
-            (
-                "needs_approval",
-                format!("{} point(s) à vérifier", file.findings),
-            )
-        } else {
-            ("queued", String::new())
-        };
-        let analysis = file.analysis.as_ref().map(serde_json::Value::to_string);
+        let state = state.as_str();
+        let analysis = file
+            .analysis
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("file analysis: {e}")))?;
         let mut ids = Vec::new();
         for print in prints {
             let row = sqlx::query(
@@ -643,7 +639,7 @@ impl Store {
             .bind(file.size_bytes)
             .bind(&file.sha256)
             .bind(state)
-            .bind(&note)
+            .bind(note)
             .bind(analysis.as_deref())
             .bind(file.estimate_s)
             .bind(campaign.0)
@@ -659,7 +655,7 @@ impl Store {
             .bind(now)
             .bind(owner.0)
             .bind(state)
-            .bind(&note)
+            .bind(note)
             .execute(&mut *tx)
             .await?;
             sqlx::query(

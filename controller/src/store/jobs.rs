@@ -2,25 +2,58 @@
 
 use super::{Store, StoreError, StoreResult, parse_word};
 use crate::domain::campaign::CampaignId;
-use crate::domain::job::{Job, JobEvent, JobId, JobState};
+use crate::domain::job::{Approval, Job, JobEvent, JobId, JobState, NewJob};
 use crate::domain::{MachineId, MachineKind, UserId};
+use fabrique_machines::files::FileSummary;
 use jiff::Timestamp;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 const JOB_COLUMNS: &str = "j.id, j.owner_id, u.display_name AS owner_name, j.file_name, j.stored_name, j.size_bytes, \
      j.sha256, j.target_machine_id, j.target_kind, j.priority, j.state, j.state_reason, j.analysis, j.estimate_s, \
-     j.machine_id, j.lines_acked, j.bytes_acked, j.started_at, j.finished_at, j.file_deleted_at, j.created_at, j.campaign_id \
-     FROM jobs j JOIN users u ON u.id = j.owner_id";
+     j.machine_id, j.lines_acked, j.bytes_acked, j.started_at, j.finished_at, j.file_deleted_at, j.created_at, j.campaign_id, \
+     j.approved_by, a.display_name AS approver_name, j.approved_at, j.approval_seen, j.approval_supervised \
+     FROM jobs j JOIN users u ON u.id = j.owner_id LEFT JOIN users a ON a.id = j.approved_by";
 
 fn ts(seconds: i64) -> StoreResult<Timestamp> {
     Timestamp::from_second(seconds).map_err(|e| StoreError::Corrupt(format!("time {seconds}: {e}")))
 }
 
+/// A stored analysis, read back as the type it was written from. One that no longer reads
+/// (written by a version that is gone, or damaged) counts as unreadable: the job cannot run
+/// until its file is sent again, and the defect is logged.
+pub(crate) fn analysis_from_text(id: i64, text: Option<String>) -> Option<FileSummary> {
+    let text = text?;
+    match serde_json::from_str(&text) {
+        Ok(summary) => Some(summary),
+        Err(e) => {
+            tracing::error!(record = id, error = %e, "a stored file analysis does not read back");
+            None
+        }
+    }
+}
+
 fn job_from_row(row: &AnyRow) -> StoreResult<Job> {
-    let analysis: Option<String> = row.try_get("analysis")?;
+    let id: i64 = row.try_get("id")?;
+    let approval = match row.try_get::<Option<i64>, _>("approved_by")? {
+        Some(by) => Some(Approval {
+            by: UserId(by),
+            by_name: row
+                .try_get::<Option<String>, _>("approver_name")?
+                .unwrap_or_default(),
+            at: ts(row.try_get::<Option<i64>, _>("approved_at")?.unwrap_or(0))?,
+            seen: row
+                .try_get::<String, _>("approval_seen")?
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect(),
+            supervised: row.try_get::<i64, _>("approval_supervised")? != 0,
+        }),
+        None => None,
+    };
     Ok(Job {
-        id: JobId(row.try_get("id")?),
+        id: JobId(id),
         owner: UserId(row.try_get("owner_id")?),
         owner_name: row.try_get("owner_name")?,
         file_name: row.try_get("file_name")?,
@@ -37,12 +70,7 @@ fn job_from_row(row: &AnyRow) -> StoreResult<Job> {
         priority: i32::try_from(row.try_get::<i64, _>("priority")?).unwrap_or(0),
         state: parse_word("state", &row.try_get::<String, _>("state")?)?,
         state_reason: row.try_get("state_reason")?,
-        analysis: analysis
-            .map(|a| {
-                serde_json::from_str(&a)
-                    .map_err(|e| StoreError::Corrupt(format!("job analysis: {e}")))
-            })
-            .transpose()?,
+        analysis: analysis_from_text(id, row.try_get("analysis")?),
         estimate_s: row.try_get("estimate_s")?,
         machine: row.try_get::<Option<i64>, _>("machine_id")?.map(MachineId),
         lines_acked: row.try_get("lines_acked")?,
@@ -60,19 +88,8 @@ fn job_from_row(row: &AnyRow) -> StoreResult<Job> {
         campaign: row
             .try_get::<Option<i64>, _>("campaign_id")?
             .map(CampaignId),
+        approval,
     })
-}
-
-/// A new job's file, already on disk.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub owner: UserId,
-    pub file_name: String,
-    pub stored_name: String,
-    pub size_bytes: i64,
-    pub sha256: String,
-    pub target_machine: Option<MachineId>,
-    pub target_kind: Option<MachineKind>,
 }
 
 impl Store {
@@ -83,13 +100,16 @@ impl Store {
     pub async fn insert_job(
         &self,
         job: &NewJob,
-        analysis: Option<(&serde_json::Value, Option<i64>)>,
+        analysis: Option<&FileSummary>,
         to: JobState,
         note: &str,
         now: i64,
     ) -> StoreResult<JobId> {
-        let (analysis, estimate_s) =
-            analysis.map_or((None, None), |(a, e)| (Some(a.to_string()), e));
+        let estimate_s = analysis.map(FileSummary::estimate_s);
+        let analysis = analysis
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("job analysis: {e}")))?;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO jobs (owner_id, file_name, stored_name, size_bytes, sha256, target_machine_id, target_kind, \
@@ -192,17 +212,102 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict { what: "job_state" });
         }
-        sqlx::query(
-            "INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) VALUES ($1, $2, $3, $4, $5, $6)",
+        insert_event(&mut tx, id, now, actor, from, to, note).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a manager's approval and, from `needs_approval`, queues the job, in one
+    /// transaction; refused (`Conflict { job_state }`) when the job is no longer in `from`.
+    pub async fn approve_job(
+        &self,
+        id: JobId,
+        from: JobState,
+        by: UserId,
+        seen: &[String],
+        supervised: bool,
+        note: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'queued', state_reason = $1, updated_at = $2, approved_by = $3, approved_at = $2, \
+             approval_seen = $4, approval_supervised = $5 WHERE id = $6 AND state = $7",
         )
-        .bind(id.0)
-        .bind(now)
-        .bind(actor.map(|a| a.0))
-        .bind(from.as_str())
-        .bind(to.as_str())
         .bind(note)
+        .bind(now)
+        .bind(by.0)
+        .bind(seen.join(","))
+        .bind(i64::from(supervised))
+        .bind(id.0)
+        .bind(from.as_str())
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict { what: "job_state" });
+        }
+        insert_event(&mut tx, id, now, Some(by), from, JobState::Queued, note).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts a finished job back to `to` (queued, or waiting for approval): its progress and
+    /// any earlier approval are cleared, so what was approved for one run is not taken for
+    /// the next.
+    pub async fn requeue_job(
+        &self,
+        id: JobId,
+        from: JobState,
+        to: JobState,
+        actor: UserId,
+        note: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, state_reason = $2, updated_at = $3, finished_at = NULL, machine_id = NULL, \
+             lines_acked = 0, bytes_acked = 0, approved_by = NULL, approved_at = NULL, approval_seen = '', \
+             approval_supervised = 0 WHERE id = $4 AND state = $5",
+        )
+        .bind(to.as_str())
+        .bind(note)
+        .bind(now)
+        .bind(id.0)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict { what: "job_state" });
+        }
+        insert_event(&mut tx, id, now, Some(actor), from, to, note).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A queued job starts on `machine`: the machine is recorded with the state, in one
+    /// transaction, and only if the job is still queued (two starts cannot both win).
+    pub async fn start_job(
+        &self,
+        id: JobId,
+        machine: MachineId,
+        by: Option<UserId>,
+        note: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'running', state_reason = '', machine_id = $1, updated_at = $2, \
+             started_at = COALESCE(started_at, $2) WHERE id = $3 AND state = 'queued'",
+        )
+        .bind(machine.0)
+        .bind(now)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict { what: "job_state" });
+        }
+        insert_event(&mut tx, id, now, by, JobState::Queued, JobState::Running, note).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -210,15 +315,6 @@ impl Store {
     pub async fn set_job_priority(&self, id: JobId, priority: i32) -> StoreResult<()> {
         sqlx::query("UPDATE jobs SET priority = $1 WHERE id = $2")
             .bind(i64::from(priority))
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn set_job_machine(&self, id: JobId, machine: Option<MachineId>) -> StoreResult<()> {
-        sqlx::query("UPDATE jobs SET machine_id = $1 WHERE id = $2")
-            .bind(machine.map(|m| m.0))
             .bind(id.0)
             .execute(&self.pool)
             .await?;
@@ -290,4 +386,28 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// One line of a job's history, inside the transaction that made the change.
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: JobId,
+    now: i64,
+    actor: Option<UserId>,
+    from: JobState,
+    to: JobState,
+    note: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO job_events (job_id, at, actor_id, from_state, to_state, note) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id.0)
+    .bind(now)
+    .bind(actor.map(|a| a.0))
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(note)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -12,7 +12,7 @@ mod jobs;
 pub use accounts::{ApiKeyInfo, UserUpdate};
 pub use calendar::NewBooking;
 pub use campaigns::NewPrint;
-pub use jobs::NewJob;
+pub use crate::domain::job::NewJob;
 mod machines;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -1,0 +1,134 @@
+//! A job's file on disk: read with what Fabrique knows of the machine it is sent to (its
+//! firmware for the meaning of `G0` and `G4`, its speeds for the estimate, its filament for
+//! the weight, its hoops for the advice), and the preview and thumbnail kept beside it.
+
+use crate::domain::{Connection, Machine, MachineProfile};
+use fabrique_machines::files::embroidery::EmbroideryMachine;
+use fabrique_machines::files::gcode::{Dialect, FirmwareLimits, Limits};
+use fabrique_machines::files::{self, JobFile, Unreadable};
+use std::path::{Path, PathBuf};
+
+/// The firmware a connection speaks, for the motion defaults and what words mean.
+fn dialect(connection: &Connection) -> Dialect {
+    match connection {
+        Connection::SerialMarlin { .. } | Connection::OctoPrint { .. } => Dialect::Marlin,
+        Connection::SerialGrbl { .. } => Dialect::Grbl,
+        Connection::Moonraker { .. } => Dialect::Klipper,
+        Connection::Manual => Dialect::Unknown,
+    }
+}
+
+/// Filament density from the machine's first material, g/cm³ (PLA when not known).
+fn density(profile: &MachineProfile) -> Option<f64> {
+    let first = profile.materials.first()?.to_uppercase();
+    [
+        ("PETG", 1.27),
+        ("ABS", 1.04),
+        ("ASA", 1.07),
+        ("TPU", 1.21),
+        ("PLA", 1.24),
+    ]
+    .iter()
+    .find(|(name, _)| first.contains(name))
+    .map(|(_, d)| *d)
+}
+
+/// What the G-code estimate takes from a machine's profile.
+pub fn gcode_limits(machine: &Machine) -> Limits {
+    let p = &machine.profile;
+    let dialect = dialect(&machine.connection);
+    let mut firmware = FirmwareLimits::for_dialect(dialect);
+    if p.max_speed_mm_s > 0.0 {
+        firmware.max_feedrate_mm_s[0] = p.max_speed_mm_s;
+        firmware.max_feedrate_mm_s[1] = p.max_speed_mm_s;
+    }
+    if p.max_accel_mm_s2 > 0.0 {
+        firmware.print_acceleration_mm_s2 = p.max_accel_mm_s2;
+        firmware.travel_acceleration_mm_s2 = p.max_accel_mm_s2;
+        firmware.max_acceleration_mm_s2[0] =
+            firmware.max_acceleration_mm_s2[0].max(p.max_accel_mm_s2);
+        firmware.max_acceleration_mm_s2[1] =
+            firmware.max_acceleration_mm_s2[1].max(p.max_accel_mm_s2);
+    }
+    Limits {
+        dialect,
+        firmware: Some(firmware),
+        filament_density_g_cm3: density(p),
+        ..Limits::default()
+    }
+}
+
+/// What the embroidery summary takes from a machine's profile.
+pub fn embroidery_machine(machine: Option<&Machine>) -> EmbroideryMachine {
+    let Some(p) = machine.map(|m| &m.profile) else {
+        return EmbroideryMachine::default();
+    };
+    EmbroideryMachine {
+        hoops_mm: p.hoops_mm.clone(),
+        stitches_per_minute: if p.stitches_per_minute > 0.0 {
+            p.stitches_per_minute
+        } else {
+            EmbroideryMachine::DEFAULT_STITCHES_PER_MINUTE
+        },
+        ..EmbroideryMachine::default()
+    }
+}
+
+/// Reads the file at `path` (sent as `file_name`), for `machine` when the job names one.
+/// Blocking: call it from a blocking task.
+pub fn read(path: &Path, file_name: &str, machine: Option<&Machine>) -> Result<JobFile, Unreadable> {
+    let limits = machine.map(gcode_limits);
+    files::read_job_file(
+        path,
+        file_name,
+        limits.as_ref(),
+        &embroidery_machine(machine),
+        file_name,
+    )
+}
+
+/// Where a job's preview and thumbnail are kept, beside its file.
+pub fn preview_path(jobs_dir: &Path, stored_name: &str) -> PathBuf {
+    jobs_dir.join(format!("{stored_name}.preview.svg"))
+}
+
+pub fn thumbnail_path(jobs_dir: &Path, stored_name: &str) -> PathBuf {
+    jobs_dir.join(format!("{stored_name}.thumbnail.png"))
+}
+
+/// Keeps the preview and thumbnail of a file beside it. They are only pictures: failing to
+/// write one is logged, never a failed job.
+pub fn keep_pictures(jobs_dir: &Path, stored_name: &str, file: &JobFile) {
+    let pictures = [
+        (
+            preview_path(jobs_dir, stored_name),
+            file.preview_svg.as_ref().map(String::as_bytes),
+        ),
+        (
+            thumbnail_path(jobs_dir, stored_name),
+            file.thumbnail_png.as_deref(),
+        ),
+    ];
+    for (path, bytes) in pictures {
+        if let Some(bytes) = bytes
+            && let Err(e) = std::fs::write(&path, bytes)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not keep a job picture");
+        }
+    }
+}
+
+/// Removes a job's file and its pictures (a job that could not be recorded).
+pub async fn remove(jobs_dir: &Path, stored_name: &str) {
+    for path in [
+        jobs_dir.join(stored_name),
+        preview_path(jobs_dir, stored_name),
+        thumbnail_path(jobs_dir, stored_name),
+    ] {
+        if let Err(e) = tokio::fs::remove_file(&path).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove a job file");
+        }
+    }
+}
