@@ -2,7 +2,7 @@
 //! Prints figures; asserts nothing (`cargo bench -p fabrique-controller --bench plan`).
 
 use fabrique_controller::domain::MachineKind;
-use fabrique_controller::scheduler::{Busy, PlanJob, PlanMachine, Policy, Target, plan};
+use fabrique_controller::scheduler::{Busy, PlanJob, PlanMachine, Policy, plan};
 use jiff::Timestamp;
 use std::time::Instant;
 
@@ -37,8 +37,6 @@ fn main() {
         .map(|i| PlanMachine {
             id: i + 1,
             kind: kinds[(i % 5) as usize],
-            work_area_mm: [250.0, 210.0, 210.0],
-            materials: vec![],
             free_from: t(rng.next(4) * H),
         })
         .collect();
@@ -56,9 +54,12 @@ fn main() {
         .map(|i| PlanJob {
             id: i + 1,
             owner: rng.next(120),
-            target: Target::Kind(kinds[rng.next(5) as usize]),
-            size_mm: [50.0, 50.0, 20.0],
-            materials: vec![],
+            // The machines of one kind, as the fit rule lists them for the planner.
+            machines: {
+                let kind = rng.next(5);
+                (0..50).filter(|m| m % 5 == kind).map(|m| m + 1).collect()
+            },
+            attended: false,
             estimate_s: 600 + rng.next(3 * 3600),
             priority: 0,
             campaign: rng.next(10) == 0,

@@ -236,12 +236,30 @@ impl Lab {
     /// Why a job waiting in the queue (or for approval) may not run on any machine yet, in
     /// the rule's words; `None` when some machine of the lab may run it.
     pub async fn job_waiting(&self, job: &Job, now: i64) -> LabResult<Option<Waiting>> {
-        if !matches!(job.state, JobState::Queued | JobState::NeedsApproval) {
-            return Ok(None);
+        Ok(self
+            .jobs_waiting(std::slice::from_ref(job), now)
+            .await?
+            .pop()
+            .flatten())
+    }
+
+    /// [`Lab::job_waiting`] of each job, in order, loading the machines and owners once.
+    pub async fn jobs_waiting(&self, jobs: &[Job], now: i64) -> LabResult<Vec<Option<Waiting>>> {
+        let pending = |j: &Job| matches!(j.state, JobState::Queued | JobState::NeedsApproval);
+        if !jobs.iter().any(pending) {
+            return Ok(vec![None; jobs.len()]);
         }
         let machines = self.machines().await?;
-        let clearances = self.clearances(&[job.owner], now).await?;
-        Ok(waiting(job, &machines, &clearances))
+        let owners: Vec<UserId> = jobs.iter().filter(|j| pending(j)).map(|j| j.owner).collect();
+        let clearances = self.clearances(&owners, now).await?;
+        Ok(jobs
+            .iter()
+            .map(|j| {
+                pending(j)
+                    .then(|| waiting(j, &machines, &clearances))
+                    .flatten()
+            })
+            .collect())
     }
 
     /// A manager approves a job: one waiting for approval goes to the queue; one waiting in

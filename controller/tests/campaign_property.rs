@@ -176,7 +176,9 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
     main.set_campaign_state(&manager, campaign, CampaignState::Open, now())
         .await
         .unwrap();
-    let analysis = serde_json::json!({"kind": "gcode", "issues": []});
+    let analysis = fabrique_machines::files::FileSummary::Gcode(Box::new(
+        fabrique_machines::files::gcode::analyze(&b"G28\nG1 X10\n"[..], None).unwrap(),
+    ));
     let file = main
         .add_campaign_file(
             &manager,
@@ -185,7 +187,7 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
             "model-bandeau.gcode",
             &"0".repeat(64),
             b"G28\nG1 X10\n",
-            (analysis, Some(600), 0),
+            &analysis,
             now(),
         )
         .await

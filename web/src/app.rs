@@ -248,12 +248,7 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
 }
 
 fn render_error(state: &AppState, tr: &Tr, api: bool, path: &str, error: AppError) -> Response {
-    let args: Vec<(&str, &str)> = error
-        .args
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let message = tr.f(&error.key, &args);
+    let message = error.text(tr);
     if api {
         let body = serde_json::json!({ "error": { "code": error.code, "message": message } });
         return (error.status, Json(body)).into_response();

@@ -402,11 +402,7 @@ async fn submit(
         target_machine: machine,
         target_kind: None,
     };
-    let machine = match machine {
-        Some(id) => Some(lab.machine(id).await?),
-        None => None,
-    };
-    crate::jobs::submit(lab, &dir, member, &new, machine.as_ref())
+    lab.submit_job(member, &new, &dir, now())
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(())
@@ -469,11 +465,11 @@ pub async fn seed_campaign(lab: &Lab, config: &crate::config::Config) -> anyhow:
     };
     let analysed = path.clone();
     let analysis = tokio::task::spawn_blocking(move || {
-        let name = "bandeau-visiere.gcode";
-        crate::analysis::outcome(&crate::analysis::analyse(&analysed, name, None, name))
+        fabrique_controller::job_files::read(&analysed, "bandeau-visiere.gcode", None)
     })
     .await?
-    .map_err(|reason| anyhow::anyhow!("demo visor: {reason}"))?;
+    .map_err(|reason| anyhow::anyhow!("demo visor: {reason}"))?
+    .summary;
     let file = lab
         .add_campaign_file(
             &manager,
@@ -482,7 +478,7 @@ pub async fn seed_campaign(lab: &Lab, config: &crate::config::Config) -> anyhow:
             &stored_name,
             &sha256,
             visor,
-            analysis,
+            &analysis,
             at,
         )
         .await?;

@@ -5,8 +5,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use crate::i18n::Tr;
 use fabrique_controller::LabError;
 use fabrique_controller::domain::Invalid;
+use fabrique_controller::domain::fit::Refusal;
 
 #[derive(Debug, Clone)]
 pub struct AppError {
@@ -16,6 +18,9 @@ pub struct AppError {
     /// Catalogue key of the message people read.
     pub key: String,
     pub args: Vec<(String, String)>,
+    /// A refusal of the fit rule, whose words (machine kinds, states, findings) are
+    /// translated too.
+    pub refusal: Option<Box<Refusal>>,
 }
 
 impl AppError {
@@ -25,7 +30,21 @@ impl AppError {
             code: code.to_string(),
             key: key.to_string(),
             args: Vec::new(),
+            refusal: None,
         }
+    }
+
+    /// What a person reads, in `tr`'s language.
+    pub fn text(&self, tr: &Tr) -> String {
+        if let Some(refusal) = &self.refusal {
+            return tr.refusal(refusal);
+        }
+        let args: Vec<(&str, &str)> = self
+            .args
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        tr.f(&self.key, &args)
     }
 
     pub fn arg(mut self, name: &str, value: impl ToString) -> Self {
@@ -156,6 +175,21 @@ impl From<LabError> for AppError {
                 for (name, value) in refusal.args() {
                     error = error.arg(name, value);
                 }
+                error
+            }
+            LabError::Fit(refusal) => {
+                let status = match refusal {
+                    Refusal::MachineNotFree { .. } | Refusal::NotQueued { .. } => {
+                        StatusCode::CONFLICT
+                    }
+                    Refusal::BadgeRequired { .. }
+                    | Refusal::SupervisorNeeded
+                    | Refusal::PersonNeeded => StatusCode::FORBIDDEN,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                let mut error =
+                    AppError::new(status, refusal.code(), &format!("fit.{}", refusal.code()));
+                error.refusal = Some(Box::new(refusal));
                 error
             }
             LabError::Hash(e) => AppError::internal("hashing", &e),

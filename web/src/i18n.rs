@@ -5,6 +5,7 @@
 //! the same keys and that every key the templates and the code use exists.
 
 use fabrique_controller::domain::Lang;
+use fabrique_controller::domain::fit::{Refusal, Waiting};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -78,5 +79,64 @@ impl Tr {
 
     pub fn lang_code(&self) -> &'static str {
         self.lang.as_str()
+    }
+
+    /// Why the fit rule refuses a job on a machine (`fit.<code>`), its words translated.
+    pub fn refusal(&self, refusal: &Refusal) -> String {
+        let args: Vec<(&str, String)> = refusal
+            .args()
+            .into_iter()
+            .map(|(name, value)| {
+                let value = match (name, refusal) {
+                    ("machine", _) => self.word("kind", &value),
+                    ("file", _) if value == "gcode" || value == "embroidery" => {
+                        self.word("file_kind", &value)
+                    }
+                    ("file", _) => self.word("kind", &value),
+                    ("state", Refusal::NotQueued { .. }) => self.word("job_state", &value),
+                    ("state", _) => self.word("state", &value),
+                    ("codes", _) => value
+                        .split(", ")
+                        .map(|code| self.word("finding", code))
+                        .collect::<Vec<_>>()
+                        .join(" ; "),
+                    _ => value,
+                };
+                (name, value)
+            })
+            .collect();
+        let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.f(&format!("fit.{}", refusal.code()), &args)
+    }
+
+    /// Why a job waits: no machine of the lab may run it yet.
+    pub fn waiting(&self, waiting: &Waiting) -> String {
+        match waiting {
+            Waiting::OnMachine { machine, refusal } => self.f(
+                "waiting.on_machine",
+                &[("machine", machine), ("reason", &self.refusal(refusal))],
+            ),
+            Waiting::NoMachine(refusal) => {
+                let key = format!("waiting.none.{}", refusal.code());
+                if self.catalog.table(self.lang).contains_key(&key) {
+                    let args = refusal.args();
+                    let args: Vec<(&str, &str)> =
+                        args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    self.f(&key, &args)
+                } else {
+                    self.f("waiting.none", &[("reason", &self.refusal(refusal))])
+                }
+            }
+            Waiting::Several(list) => {
+                let reasons: Vec<String> = list
+                    .iter()
+                    .map(|(machine, r)| format!("{machine} : {}", self.refusal(r)))
+                    .collect();
+                self.f("waiting.several", &[("reasons", &reasons.join(" "))])
+            }
+            Waiting::NoMachineOfKind => self.t("waiting.no_machine_of_kind").to_string(),
+            Waiting::Unavailable => self.t("waiting.machine_unavailable").to_string(),
+            Waiting::NoRoom => self.t("waiting.no_room").to_string(),
+        }
     }
 }

@@ -10,7 +10,6 @@
 //! - [`i18n`]: the French and English catalogue every visible string comes from.
 //! - [`demo`]: the small lab `fabrique serve --demo` seeds.
 
-pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod config;

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 use fabrique_controller::Lab;
 use fabrique_controller::domain::{CredentialKind, Lang, NewUser, Role, Secret, Username};
 use fabrique_controller::lab::now;
-use fabrique_web::analysis::FileSummary;
+use fabrique_controller::domain::fit;
+use fabrique_controller::job_files;
+use fabrique_machines::files::FileSummary;
+use fabrique_web::i18n::{Catalog, Tr};
 use fabrique_web::config::{Config, Layer};
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -242,13 +245,14 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn analyze(args: cli::analyze::Args, config: Config) -> anyhow::Result<ExitCode> {
-    let limits = match &args.machine {
+    let machine = match &args.machine {
         Some(name) => {
             let lab = Lab::new(fabrique_web::open_store(&config).await?)?;
             let machines = lab.machines().await?;
             let machine = machines
                 .iter()
                 .find(|m| m.name.eq_ignore_ascii_case(name))
+                .cloned()
                 .ok_or_else(|| {
                     anyhow::anyhow!(
                         "no machine named `{name}`; the lab has: {}",
@@ -259,7 +263,7 @@ async fn analyze(args: cli::analyze::Args, config: Config) -> anyhow::Result<Exi
                             .join(", ")
                     )
                 })?;
-            Some(fabrique_web::analysis::limits(machine))
+            Some(machine)
         }
         None => None,
     };
@@ -268,31 +272,54 @@ async fn analyze(args: cli::analyze::Args, config: Config) -> anyhow::Result<Exi
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let analysed = match fabrique_web::analysis::analyse(&args.file, &name, limits.as_ref(), &name)
-    {
-        Ok(analysed) => analysed,
+    let en = args.lang == "en";
+    let file = match job_files::read(&args.file, &name, machine.as_ref()) {
+        Ok(file) => file,
         Err(why) => {
-            eprintln!("fabrique: {}: {why}", args.file.display());
+            let (fr, en_text) = why.message();
+            eprintln!(
+                "fabrique: {}: {}",
+                args.file.display(),
+                if en { en_text } else { fr }
+            );
             return Ok(ExitCode::from(2));
         }
     };
-    if let (Some(path), Some(svg)) = (&args.preview, &analysed.preview_svg) {
+    if let (Some(path), Some(svg)) = (&args.preview, &file.preview_svg) {
         std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let en = args.lang == "en";
+    // What the machine named would refuse, in the words of the fit rule.
+    let tr = Tr::new(
+        if en { Lang::En } else { Lang::Fr },
+        std::sync::Arc::new(Catalog::embedded()?),
+    );
+    let misfits: Vec<(String, String)> = machine
+        .iter()
+        .flat_map(|m| fit::misfits(&file.summary, m))
+        .map(|r| (r.code().to_string(), tr.refusal(&r)))
+        .collect();
     if args.json {
-        let json = analysed.json().map_err(|e| anyhow::anyhow!(e))?;
+        let mut json = serde_json::to_value(&file.summary)?;
+        if machine.is_some() {
+            json["fit"] = misfits
+                .iter()
+                .map(|(code, message)| serde_json::json!({ "code": code, "message": message }))
+                .collect();
+        }
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         println!(
             "{}",
-            match &analysed.summary {
+            match &file.summary {
                 FileSummary::Gcode(s) => cli::analyze::summary(s, en),
                 FileSummary::Embroidery(s) => cli::analyze::embroidery_summary(s, en),
             }
         );
+        if let Some(m) = &machine {
+            println!("{}", cli::analyze::fit_summary(&m.name, &misfits, en));
+        }
     }
-    Ok(if analysed.findings() == 0 {
+    Ok(if file.summary.issues().is_empty() && misfits.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

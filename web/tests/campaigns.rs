@@ -850,25 +850,10 @@ async fn lab_prints_are_campaign_work_after_members_jobs_and_never_across_a_book
         )
         .await
         .unwrap();
-    let job = fabrique_controller::store::NewJob {
-        owner: member.id,
-        file_name: "porte-cles.gcode".into(),
-        stored_name: "member-job.gcode".into(),
-        size_bytes: 10,
-        sha256: "0".repeat(64),
-        target_machine: None,
-        target_kind: None,
-    };
     let job = app
-        .lab
-        .submit_job(
-            &member,
-            &job,
-            &Ok((serde_json::json!({}), Some(1800), 0)),
-            now(),
-        )
-        .await
-        .unwrap();
+        .submit_file(&member, None, "porte-cles.gcode", KEYCHAIN)
+        .await;
+    assert_eq!(job.state, JobState::Queued, "{job:?}");
     // The manager queues two lab prints.
     let file = app
         .lab

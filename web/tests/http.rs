@@ -541,7 +541,9 @@ async fn campaign_for_the_matrix(
             "matrix-model.gcode",
             &"0".repeat(64),
             b"G28\n",
-            (json!({}), None, 0),
+            &fabrique_machines::files::FileSummary::Gcode(Box::new(
+                fabrique_machines::files::gcode::analyze(&b"G28\n"[..], None).unwrap(),
+            )),
             now(),
         )
         .await

@@ -22,12 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 const KEYCHAIN: &[u8] = include_bytes!("data/mk3_keychain.gcode");
 
-/// A job record for a file named `name` (the file itself is not needed by these tests).
-/// What the analysis of a readable file without findings gives: the job goes to the queue.
-fn readable() -> fabrique_controller::domain::job::Analysis {
-    Ok((serde_json::json!({}), None, 0))
-}
-
 fn new_job(
     owner: &fabrique_controller::domain::User,
     machine: Option<fabrique_controller::domain::MachineId>,
@@ -220,19 +214,18 @@ async fn a_restart_in_the_middle_of_a_job_leaves_it_interrupted_with_its_last_li
         .create_machine(&manager, &input, now())
         .await
         .unwrap();
-    let new = new_job(&maker, Some(machine.id), "hook.gcode");
     let job = app
-        .lab
-        .submit_job(&maker, &new, &readable(), now())
-        .await
-        .unwrap();
+        .submit_file(
+            &maker,
+            Some(machine.id),
+            "hook.gcode",
+            b"M104 S200\nG1 X10 Y10 E1\n",
+        )
+        .await;
+    assert_eq!(job.state, JobState::Queued);
     let store = app.lab.store();
     store
-        .change_job_state(job.id, JobState::Queued, JobState::Running, None, "", now())
-        .await
-        .unwrap();
-    store
-        .set_job_machine(job.id, Some(machine.id))
+        .start_job(job.id, machine.id, None, "", now())
         .await
         .unwrap();
     store
@@ -360,7 +353,7 @@ async fn a_file_sliced_for_pla_waits_for_a_printer_that_takes_pla() {
     assert!(plan.placements.iter().all(|p| p.job != job));
     assert!(
         plan.unplaced
-            .contains(&(job, Unplaced::NoCompatibleMachine))
+            .contains(&(job, Unplaced::NoMachine))
     );
 }
 
@@ -391,12 +384,15 @@ async fn a_laser_never_starts_by_itself() {
     )
     .unwrap();
     let machine = app.add_idle_machine(&manager, &input).await;
-    let new = new_job(&maker, Some(machine.id), "shield.gcode");
     let job = app
-        .lab
-        .submit_job(&maker, &new, &readable(), now())
-        .await
-        .unwrap();
+        .submit_file(
+            &maker,
+            Some(machine.id),
+            "shield.gcode",
+            b"M4 S500\nG1 X10 Y10 F600\nM5\n",
+        )
+        .await;
+    assert_eq!(job.state, JobState::Queued);
     let plan = app.runtime.plan_once().await.unwrap();
     assert!(
         plan.placements
@@ -544,16 +540,14 @@ async fn the_plan_page_shows_planned_jobs_and_managers_set_priorities() {
         .create_machine(&manager, &input, now())
         .await
         .unwrap();
+    let mut design = fabrique_machines::files::embroidery::Design::new();
+    design.stitch(0, 0).stitch(200, 100);
+    let mut dst = Vec::new();
+    fabrique_machines::files::embroidery::write_dst(&design, &mut dst).unwrap();
     let job = app
-        .lab
-        .submit_job(
-            &maker,
-            &new_job(&maker, Some(machine.id), "ecusson.dst"),
-            &readable(),
-            now(),
-        )
-        .await
-        .unwrap();
+        .submit_file(&maker, Some(machine.id), "ecusson.dst", &dst)
+        .await;
+    assert_eq!(job.state, JobState::Queued);
     let (page, _) = app.signed_in("chef", Role::Manager).await;
     let html = page
         .get(app.url("/plan"))

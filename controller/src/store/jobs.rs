@@ -219,6 +219,7 @@ impl Store {
 
     /// Records a manager's approval and, from `needs_approval`, queues the job, in one
     /// transaction; refused (`Conflict { job_state }`) when the job is no longer in `from`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn approve_job(
         &self,
         id: JobId,

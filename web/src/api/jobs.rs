@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use crate::i18n::Tr;
+use fabrique_controller::domain::fit::Waiting;
 use fabrique_controller::domain::job::{Job, JobId};
 use fabrique_controller::lab::now;
 use serde::Serialize;
@@ -54,8 +56,14 @@ pub struct JobDto {
     pub machine_id: Option<i64>,
     pub priority: i32,
     pub estimate_s: Option<i64>,
-    /// The file analysis (kind, estimate, material, size, findings).
+    /// The file analysis (kind, estimate, material, size, findings, what it asks of a
+    /// machine); absent when the file could not be read.
     pub analysis: Option<serde_json::Value>,
+    /// Why no machine may run it yet (a queued job, or one waiting for approval), with the
+    /// rule's stable code.
+    pub waiting: Option<WaitingDto>,
+    /// A manager's approval since the job was last queued.
+    pub approval: Option<ApprovalDto>,
     pub lines_acked: i64,
     pub bytes_acked: i64,
     /// Acknowledged bytes over the file size, 0 to 100.
@@ -65,9 +73,48 @@ pub struct JobDto {
     pub campaign_id: Option<i64>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct WaitingDto {
+    /// `hotend_too_hot`, `badge_required`, `approval_needed`, `no_machine_of_kind`, ...
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApprovalDto {
+    pub by_id: i64,
+    pub by_name: String,
+    pub at: String,
+    /// The codes of what the manager saw.
+    pub seen: Vec<String>,
+    /// The owner has no badge: a trainer or manager starts it at the machine.
+    pub supervised: bool,
+}
+
+impl JobDto {
+    /// The job as the API shows it, with why it waits in `tr`'s language.
+    pub fn new(j: &Job, waiting: Option<&Waiting>, tr: &Tr) -> Self {
+        Self {
+            waiting: waiting.map(|w| WaitingDto {
+                code: w.code().into(),
+                message: tr.waiting(w),
+            }),
+            ..Self::from(j)
+        }
+    }
+}
+
 impl From<&Job> for JobDto {
     fn from(j: &Job) -> Self {
         Self {
+            waiting: None,
+            approval: j.approval.as_ref().map(|a| ApprovalDto {
+                by_id: a.by.0,
+                by_name: a.by_name.clone(),
+                at: a.at.to_string(),
+                seen: a.seen.clone(),
+                supervised: a.supervised,
+            }),
             id: j.id.0,
             file_name: j.file_name.clone(),
             size_bytes: j.size_bytes,
@@ -79,7 +126,10 @@ impl From<&Job> for JobDto {
             machine_id: j.machine.map(|m| m.0),
             priority: j.priority,
             estimate_s: j.estimate_s,
-            analysis: j.analysis.clone(),
+            analysis: j
+                .analysis
+                .as_ref()
+                .and_then(|a| serde_json::to_value(a).ok()),
             lines_acked: j.lines_acked,
             bytes_acked: j.bytes_acked,
             progress_percent: if j.size_bytes > 0 {
@@ -120,18 +170,23 @@ pub async fn upload_job(
     .await?;
     let machine = received.fields.get("machine_id").cloned();
     let job = crate::jobs::accept(&state, user, received, machine.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(JobDto::from(&job))).into_response())
+    Ok((StatusCode::CREATED, Json(dto(&state, &ctx, &job).await?)).into_response())
+}
+
+/// A job as the API shows it, with why it waits.
+async fn dto(state: &AppState, ctx: &Ctx, job: &Job) -> AppResult<JobDto> {
+    let waiting = state.lab.job_waiting(job, now()).await?;
+    Ok(JobDto::new(job, waiting.as_ref(), &ctx.tr))
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<JobDto>)))]
 pub async fn list_jobs(State(state): State<AppState>, ctx: Ctx) -> AppResult<Json<Vec<JobDto>>> {
+    let jobs = state.lab.jobs_for(ctx.user()?).await?;
+    let waiting = state.lab.jobs_waiting(&jobs, now()).await?;
     Ok(Json(
-        state
-            .lab
-            .jobs_for(ctx.user()?)
-            .await?
-            .iter()
-            .map(JobDto::from)
+        jobs.iter()
+            .zip(&waiting)
+            .map(|(j, w)| JobDto::new(j, w.as_ref(), &ctx.tr))
             .collect(),
     ))
 }
@@ -143,9 +198,8 @@ pub async fn get_job(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Json<JobDto>> {
-    Ok(Json(JobDto::from(
-        &state.lab.job(ctx.user()?, JobId(id)).await?,
-    )))
+    let job = state.lab.job(ctx.user()?, JobId(id)).await?;
+    Ok(Json(dto(&state, &ctx, &job).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/approve", tag = "jobs", params(("id" = i64, Path)),
@@ -155,9 +209,9 @@ pub async fn approve_job(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Json<JobDto>> {
-    Ok(Json(JobDto::from(
-        &state.lab.approve_job(ctx.user()?, JobId(id), now()).await?,
-    )))
+    let job = state.lab.approve_job(ctx.user()?, JobId(id), now()).await?;
+    state.runtime.wake();
+    Ok(Json(dto(&state, &ctx, &job).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = i64, Path)),
@@ -167,9 +221,8 @@ pub async fn cancel_job(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Json<JobDto>> {
-    Ok(Json(JobDto::from(
-        &state.lab.cancel_job(ctx.user()?, JobId(id), now()).await?,
-    )))
+    let job = state.lab.cancel_job(ctx.user()?, JobId(id), now()).await?;
+    Ok(Json(dto(&state, &ctx, &job).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/requeue", tag = "jobs", params(("id" = i64, Path)),
@@ -179,9 +232,9 @@ pub async fn requeue_job(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Json<JobDto>> {
-    Ok(Json(JobDto::from(
-        &state.lab.requeue_job(ctx.user()?, JobId(id), now()).await?,
-    )))
+    let job = state.lab.requeue_job(ctx.user()?, JobId(id), now()).await?;
+    state.runtime.wake();
+    Ok(Json(dto(&state, &ctx, &job).await?))
 }
 
 /// PrusaSlicer checks that `text` starts with "OctoPrint" and that `api` is present.

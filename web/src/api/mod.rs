@@ -62,7 +62,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
                        calendar::BookingDto, calendar::BookingBody, calendar::BlockBody, calendar::TrainingDto,
                        calendar::TrainingBody, calendar::SessionDto, calendar::SessionBody, calendar::EnrolBody,
                        calendar::EnrolmentDto, calendar::AttendanceBody, calendar::BadgeDto, calendar::AwardBody,
-                       calendar::RevokeBody, jobs::JobDto, jobs::JobUpload, campaigns::CountsDto, campaigns::LabCountsDto,
+                       calendar::RevokeBody, jobs::JobDto, jobs::WaitingDto, jobs::ApprovalDto, jobs::JobUpload, campaigns::CountsDto, campaigns::LabCountsDto,
                        campaigns::CampaignDto, campaigns::ContactDto, campaigns::RequestDto, campaigns::PledgeDto,
                        campaigns::PledgeBody, campaigns::BatchDto, campaigns::BatchBody, campaigns::DropBody)),
     modifiers(&ApiKeyScheme),

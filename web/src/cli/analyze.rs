@@ -206,3 +206,21 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
     }
     out.join("\n")
 }
+
+/// What the fit rule says of the file on the machine named: "fits", or each reason not.
+pub fn fit_summary(machine: &str, misfits: &[(String, String)], en: bool) -> String {
+    if misfits.is_empty() {
+        return if en {
+            format!("Fits {machine}.")
+        } else {
+            format!("Convient à {machine}.")
+        };
+    }
+    let mut out = vec![if en {
+        format!("Does not fit {machine}:")
+    } else {
+        format!("Ne convient pas à {machine} :")
+    }];
+    out.extend(misfits.iter().map(|(_, text)| format!("  - {text}")));
+    out.join("\n")
+}

@@ -14,10 +14,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use crate::i18n::Tr;
+use fabrique_controller::domain::fit::{self, Start};
 use fabrique_controller::domain::job::{JobId, JobState};
-use fabrique_controller::domain::{Connection, MachineId, MachineKind, MachineState, Role};
+use fabrique_controller::domain::{Connection, MachineId, MachineState, Role, UserId};
 use fabrique_controller::lab::now;
-use fabrique_controller::runtime::Command;
+use fabrique_controller::runtime::{Command, RuntimeError};
 use std::convert::Infallible;
 
 pub fn router() -> Router<AppState> {
@@ -53,7 +55,7 @@ struct BoardPage {
 }
 
 async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppResult<BoardPage> {
-    ctx.require(Role::Trainer)?;
+    let viewer = ctx.require(Role::Trainer)?;
     let machines = state.lab.machines().await?;
     let live = state.runtime.live();
     let queued = state
@@ -62,6 +64,8 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
         .jobs_in_state(&[JobState::Queued])
         .await
         .map_err(|e| AppError::internal("board", &e))?;
+    let owners: Vec<UserId> = queued.iter().map(|j| j.owner).collect();
+    let clearances = state.lab.clearances(&owners, now()).await?;
     let tr = &ctx.tr;
     let tiles = machines
         .iter()
@@ -97,14 +101,14 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
             if !running && state != MachineState::Maintenance && state != MachineState::Disabled {
                 actions.push(("maintenance".into(), tr.t("board.maintenance").into()));
             }
-            // A person at the machine starts queued jobs that fit it (the only way a laser
-            // or a machine without a data link starts).
+            // A person at the machine starts queued jobs the rule lets this person start
+            // here (the only way a laser or a machine without a data link starts).
             let startable = if state == MachineState::Idle {
                 queued
                     .iter()
                     .filter(|j| {
-                        j.target_machine
-                            .map_or_else(|| kind_fits(m.kind, &j.file_name), |t| t == m.id)
+                        let owner = clearances.owner(j.owner, m.id);
+                        fit::check(j, m, &owner, Start::Person(viewer.role)).is_ok()
                     })
                     .take(10)
                     .map(|j| (j.id.0, format!("{} ({})", j.file_name, j.owner_name)))
@@ -145,19 +149,12 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
     })
 }
 
-/// G-code goes to printers, lasers and mills; embroidery files to embroidery machines.
-fn kind_fits(kind: MachineKind, file_name: &str) -> bool {
-    let lower = file_name.to_lowercase();
-    let embroidery = [".dst", ".pes", ".exp", ".jef"]
-        .iter()
-        .any(|e| lower.ends_with(e));
-    if embroidery {
-        kind == MachineKind::Embroidery
-    } else {
-        matches!(
-            kind,
-            MachineKind::FdmPrinter | MachineKind::LaserCutter | MachineKind::CncMill
-        )
+/// What a person reads when the runtime refuses an action.
+fn runtime_message(tr: &Tr, e: RuntimeError) -> String {
+    match e {
+        RuntimeError::UnknownMachine => tr.t("board.unknown_machine").to_string(),
+        RuntimeError::Stopped => tr.t("board.stopped").to_string(),
+        RuntimeError::Refused(e) => super::message(tr, &AppError::from(e)),
     }
 }
 
@@ -207,34 +204,34 @@ async fn act(
                 .runtime
                 .start_job(machine, JobId(job), user)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| runtime_message(&ctx.tr, e)),
             None => Err(ctx.tr.t("board.no_job").to_string()),
         },
         "pause" => state
             .runtime
             .control(machine, Command::Pause)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| runtime_message(&ctx.tr, e)),
         "resume" => state
             .runtime
             .control(machine, Command::Resume)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| runtime_message(&ctx.tr, e)),
         "cancel" => state
             .runtime
             .control(machine, Command::Cancel)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| runtime_message(&ctx.tr, e)),
         "emergency-stop" => state
             .runtime
             .control(machine, Command::EmergencyStop)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| runtime_message(&ctx.tr, e)),
         "finished" => state
             .runtime
             .control(machine, Command::Finished { ok: true })
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| runtime_message(&ctx.tr, e)),
         "checked" | "maintenance" => {
             let next = if action == "checked" {
                 MachineState::Idle
@@ -360,17 +357,14 @@ async fn plan(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
         .plan
         .unplaced
         .iter()
-        .filter_map(|(id, why)| {
+        .filter_map(|(id, _)| {
             let job = planned.jobs.iter().find(|j| j.id.0 == *id)?;
-            let key = match why {
-                fabrique_controller::scheduler::Unplaced::NoCompatibleMachine => "plan.no_machine",
-                fabrique_controller::scheduler::Unplaced::NoRoom => "plan.no_room",
-            };
+            let why = planned.waiting.get(id)?;
             Some(format!(
                 "{} ({}) · {}",
                 job.file_name,
                 job.owner_name,
-                tr.t(key)
+                tr.waiting(why)
             ))
         })
         .collect();

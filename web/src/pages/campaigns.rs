@@ -1179,21 +1179,26 @@ async fn upload_file(
         let max = MAX_MODEL_MB.min(state.config.max_upload_mb) * 1_048_576;
         let received = crate::upload::receive(multipart, &state.config.jobs_dir(), max).await?;
         let (path, name) = (received.path.clone(), received.file_name.clone());
-        let outcome = tokio::task::spawn_blocking(move || {
-            crate::analysis::outcome(&crate::analysis::analyse(&path, &name, None, &name))
+        let read = tokio::task::spawn_blocking(move || {
+            fabrique_controller::job_files::read(&path, &name, None)
         })
         .await
         .map_err(|e| AppError::internal("analysis", &e))?;
-        let analysis = match outcome {
-            Ok(analysis) => analysis,
-            Err(reason) => {
-                let _ = tokio::fs::remove_file(&received.path).await;
+        let analysis = match read {
+            Ok(file) => file.summary,
+            Err(unreadable) => {
+                fabrique_controller::job_files::remove(
+                    &state.config.jobs_dir(),
+                    &received.stored_name,
+                )
+                .await;
+                let (fr, en) = unreadable.message();
                 return Err(AppError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "file_unreadable",
                     "files.unreadable",
                 )
-                .arg("reason", reason));
+                .arg("reason", if ctx.tr.lang_code() == "en" { en } else { fr }));
             }
         };
         let content = tokio::fs::read(&received.path)
@@ -1208,7 +1213,7 @@ async fn upload_file(
                 &received.stored_name,
                 &received.sha256,
                 &content,
-                analysis,
+                &analysis,
                 now(),
             )
             .await;

@@ -2,7 +2,6 @@
 //! the list of jobs, and a job's page with its analysis, progress and history.
 
 use super::{Page, message, render, render_with_status};
-use crate::analysis;
 use crate::app::AppState;
 use crate::ctx::Ctx;
 use crate::error::{AppError, AppResult};
@@ -15,8 +14,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use fabrique_controller::domain::job::{Job, JobId, JobState};
 use fabrique_controller::domain::{Role, User};
+use fabrique_controller::job_files;
 use fabrique_controller::lab::now;
-use serde_json::Value;
+use fabrique_machines::files::FileSummary;
 
 pub fn router(max_upload: usize) -> Router<AppState> {
     Router::new()
@@ -94,86 +94,72 @@ fn row(tr: &Tr, j: &Job, viewer: &User, jobs_dir: &std::path::Path) -> JobRow {
             && j.state.change_to(JobState::Queued).is_ok()
             && j.state.is_finished()
             && !j.file_deleted,
-        has_preview: analysis::preview_path(jobs_dir, &j.stored_name).exists(),
-        has_thumbnail: analysis::thumbnail_path(jobs_dir, &j.stored_name).exists(),
+        has_preview: job_files::preview_path(jobs_dir, &j.stored_name).exists(),
+        has_thumbnail: job_files::thumbnail_path(jobs_dir, &j.stored_name).exists(),
         file_deleted: j.file_deleted,
-        embroidery: j
-            .analysis
-            .as_ref()
-            .and_then(|a| a.get("kind"))
-            .is_some_and(|k| k == "embroidery"),
+        embroidery: matches!(j.analysis, Some(FileSummary::Embroidery(_))),
     }
 }
 
 /// What the analysis says of the file, in a few facts.
 fn details(tr: &Tr, job: &Job) -> Vec<(String, String)> {
-    let Some(a) = &job.analysis else {
-        return Vec::new();
-    };
-    let number = |key: &str| a.get(key).and_then(Value::as_f64).unwrap_or(0.0);
     let mut facts = Vec::new();
-    if a.get("kind").and_then(Value::as_str) == Some("embroidery") {
-        facts.push((
-            tr.t("jobs.stitches").to_string(),
-            format!("{:.0}", number("stitches")),
-        ));
-        facts.push((
-            tr.t("jobs.design_size").to_string(),
-            format!("{:.1} × {:.1} mm", number("width_mm"), number("height_mm")),
-        ));
-        let colors: Vec<String> = a
-            .get("colors")
-            .and_then(Value::as_array)
-            .map(|c| {
-                c.iter()
-                    .filter_map(|t| {
-                        t.get("name")
-                            .and_then(Value::as_str)
-                            .or(t.get("hex")?.as_str())
-                    })
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !colors.is_empty() {
-            facts.push((tr.t("jobs.colors").to_string(), colors.join(", ")));
+    match &job.analysis {
+        None => {}
+        Some(FileSummary::Embroidery(e)) => {
+            facts.push((tr.t("jobs.stitches").to_string(), e.stitches.to_string()));
+            facts.push((
+                tr.t("jobs.design_size").to_string(),
+                format!("{:.1} × {:.1} mm", e.width_mm, e.height_mm),
+            ));
+            let colors: Vec<String> = e
+                .colors
+                .iter()
+                .map(|t| t.name.clone().unwrap_or_else(|| t.hex()))
+                .collect();
+            if !colors.is_empty() {
+                facts.push((tr.t("jobs.colors").to_string(), colors.join(", ")));
+            }
+            if let Some(hoop) = e.hoop_fit.as_ref().and_then(|f| f.smallest) {
+                facts.push((
+                    tr.t("jobs.hoop").to_string(),
+                    format!("{:.0} × {:.0} mm", hoop.width_mm, hoop.height_mm),
+                ));
+            }
         }
-        if let Some(hoop) = a.pointer("/hoop_fit/smallest") {
-            let w = hoop.get("width_mm").and_then(Value::as_f64).unwrap_or(0.0);
-            let h = hoop.get("height_mm").and_then(Value::as_f64).unwrap_or(0.0);
-            facts.push((tr.t("jobs.hoop").to_string(), format!("{w:.0} × {h:.0} mm")));
+        Some(FileSummary::Gcode(g)) => {
+            if g.filament_mm > 0.0 {
+                // The filament types the slicer was set for, when it says: "PLA, 2.51 m (7 g)".
+                let materials: String =
+                    job.materials().iter().map(|m| format!("{m}, ")).collect();
+                facts.push((
+                    tr.t("jobs.filament").to_string(),
+                    format!(
+                        "{materials}{:.2} m ({:.0} g), {} {}",
+                        g.filament_mm / 1000.0,
+                        g.filament_g,
+                        g.layers,
+                        tr.t("jobs.layers")
+                    ),
+                ));
+            }
+            if let Some(laser) = &g.laser {
+                facts.push((
+                    tr.t("jobs.laser_on").to_string(),
+                    duration(laser.on_time_s.round() as i64),
+                ));
+            }
+            if let Some((slicer, estimate)) = g
+                .slicer
+                .as_ref()
+                .and_then(|s| s.estimate_s.map(|e| (s, e)))
+            {
+                facts.push((
+                    tr.f("jobs.slicer_estimate", &[("slicer", &slicer.name)]),
+                    duration(estimate),
+                ));
+            }
         }
-        return facts;
-    }
-    if number("filament_mm") > 0.0 {
-        // The filament types the slicer was set for, when it says: "PLA, 2.51 m (7 g)".
-        let materials: String = job.materials().iter().map(|m| format!("{m}, ")).collect();
-        facts.push((
-            tr.t("jobs.filament").to_string(),
-            format!(
-                "{materials}{:.2} m ({:.0} g), {:.0} {}",
-                number("filament_mm") / 1000.0,
-                number("filament_g"),
-                number("layers"),
-                tr.t("jobs.layers")
-            ),
-        ));
-    }
-    if let Some(on) = a.pointer("/laser/on_time_s").and_then(Value::as_f64) {
-        facts.push((
-            tr.t("jobs.laser_on").to_string(),
-            duration(on.round() as i64),
-        ));
-    }
-    if let Some(s) = a.pointer("/slicer/estimate_s").and_then(Value::as_i64) {
-        let name = a
-            .pointer("/slicer/name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        facts.push((
-            tr.f("jobs.slicer_estimate", &[("slicer", name)]),
-            duration(s),
-        ));
     }
     facts
 }
@@ -186,12 +172,12 @@ async fn picture(state: &AppState, ctx: &Ctx, id: i64, svg: bool) -> AppResult<R
     let dir = state.config.jobs_dir();
     let (path, content_type) = if svg {
         (
-            analysis::preview_path(&dir, &job.stored_name),
+            job_files::preview_path(&dir, &job.stored_name),
             "image/svg+xml",
         )
     } else {
         (
-            analysis::thumbnail_path(&dir, &job.stored_name),
+            job_files::thumbnail_path(&dir, &job.stored_name),
             "image/png",
         )
     };
@@ -302,12 +288,19 @@ struct JobsPage {
 
 async fn jobs_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppResult<JobsPage> {
     let user = ctx.user()?;
-    let jobs = state
-        .lab
-        .jobs_for(user)
-        .await?
+    let jobs = state.lab.jobs_for(user).await?;
+    let waiting = state.lab.jobs_waiting(&jobs, now()).await?;
+    let jobs = jobs
         .iter()
-        .map(|j| row(&ctx.tr, j, user, &state.config.jobs_dir()))
+        .zip(&waiting)
+        .map(|(j, w)| {
+            let mut row = row(&ctx.tr, j, user, &state.config.jobs_dir());
+            // A job that waits says why, in the rule's words.
+            if let Some(w) = w {
+                row.reason = ctx.tr.waiting(w);
+            }
+            row
+        })
         .collect();
     let machines = state
         .lab
@@ -361,56 +354,33 @@ struct JobPage {
     p: Page,
     error: Option<String>,
     j: JobRow,
+    /// Why no machine may run it yet, in the rule's words.
+    waiting: Option<String>,
+    /// Who approved it, when, what they saw.
+    approval: Vec<String>,
     findings: Vec<String>,
     details: Vec<(String, String)>,
     history: Vec<String>,
     priorities: Vec<i32>,
 }
 
-/// The analysis' findings in the reader's language.
+/// The file's findings in the reader's language, each with its line.
 fn findings(tr: &Tr, job: &Job) -> Vec<String> {
-    let lang = tr.lang_code();
-    // An embroidery design no hoop of the machine can take.
-    if let Some(m) = job
-        .analysis
-        .as_ref()
-        .and_then(|a| a.pointer("/hoop_fit/message"))
-        .filter(|_| {
-            job.analysis
-                .as_ref()
-                .and_then(|a| a.pointer("/hoop_fit/fits"))
-                .and_then(Value::as_array)
-                .is_some_and(Vec::is_empty)
+    let issues = job.analysis.as_ref().map_or(&[][..], FileSummary::issues);
+    issues
+        .iter()
+        .map(|f| {
+            let text = if tr.lang_code() == "en" {
+                &f.message.en
+            } else {
+                &f.message.fr
+            };
+            tr.f(
+                "jobs.finding_line",
+                &[("line", &f.line.to_string()), ("text", text)],
+            )
         })
-        .and_then(|m| m.get(lang))
-        .and_then(Value::as_str)
-    {
-        return vec![m.to_string()];
-    }
-    job.analysis
-        .as_ref()
-        .and_then(|a| a.get("issues"))
-        .and_then(|i| i.as_array())
-        .map(|issues| {
-            issues
-                .iter()
-                .map(|i| {
-                    let text = i
-                        .get("message")
-                        .and_then(|m| m.get(lang).or(Some(m)))
-                        .and_then(|m| m.as_str())
-                        .unwrap_or("");
-                    match i.get("line").and_then(serde_json::Value::as_i64) {
-                        Some(line) => tr.f(
-                            "jobs.finding_line",
-                            &[("line", &line.to_string()), ("text", text)],
-                        ),
-                        None => text.to_string(),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+        .collect()
 }
 
 async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
@@ -437,14 +407,35 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
             )
         })
         .collect();
+    let waiting = state.lab.job_waiting(&job, now()).await?;
+    let tr = &ctx.tr;
+    let approval = job.approval.as_ref().map_or_else(Vec::new, |a| {
+        let when = a.at.to_zoned(tz.clone()).strftime("%d/%m/%Y %H:%M").to_string();
+        let mut lines = vec![tr.f("jobs.approved", &[("name", &a.by_name), ("when", &when)])];
+        if !a.seen.is_empty() {
+            let seen: Vec<String> = a.seen.iter().map(|c| tr.word("finding", c)).collect();
+            lines.push(tr.f("jobs.approved_seen", &[("codes", &seen.join(" ; "))]));
+        }
+        if a.supervised {
+            lines.push(tr.t("jobs.approved_supervised").to_string());
+        }
+        lines
+    });
+    let mut j = row(tr, &job, user, &state.config.jobs_dir());
+    // A queued job also waits for a manager when an approval is what it lacks.
+    j.can_approve |= user.role.at_least(Role::Manager)
+        && job.state == JobState::Queued
+        && waiting.as_ref().is_some_and(|w| w.approvable());
     let mut p = Page::new(&ctx, "jobs.title", "jobs", &format!("/jobs/{id}"));
     p.title = job.file_name.clone();
     let page = JobPage {
+        waiting: waiting.as_ref().map(|w| tr.waiting(w)),
+        approval,
         p,
         error: None,
-        findings: findings(&ctx.tr, &job),
-        details: details(&ctx.tr, &job),
-        j: row(&ctx.tr, &job, user, &state.config.jobs_dir()),
+        findings: findings(tr, &job),
+        details: details(tr, &job),
+        j,
         history,
         priorities: (-10..=10).rev().collect(),
     };

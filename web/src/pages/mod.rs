@@ -273,12 +273,7 @@ pub fn options<T: Copy + std::fmt::Display>(
 
 /// The message of an error, translated, for showing again a refused form.
 pub fn message(tr: &Tr, error: &AppError) -> String {
-    let args: Vec<(&str, &str)> = error
-        .args
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut text = tr.f(&error.key, &args);
+    let mut text = error.text(tr);
     if let Some((_, field)) = error.args.iter().find(|(k, _)| k == "field") {
         text = format!("{} — {}", tr.word("field", field), text);
     }

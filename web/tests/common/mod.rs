@@ -2,8 +2,10 @@
 //! PostgreSQL database when FABRIQUE_TEST_POSTGRES_URL is set).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use fabrique_controller::domain::job::{Job, NewJob};
 use fabrique_controller::domain::{
-    CredentialKind, Lang, Machine, MachineInput, MachineState, NewUser, Role, Secret, User,
+    CredentialKind, Lang, Machine, MachineId, MachineInput, MachineState, NewUser, Role, Secret,
+    User,
 };
 use fabrique_controller::lab::now;
 use fabrique_controller::testing::fresh_database_url;
@@ -125,6 +127,36 @@ impl TestApp {
         machine
     }
 
+    /// The folder the lab keeps job files in.
+    pub fn jobs_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("jobs")
+    }
+
+    /// A job of `owner` for `content` sent as `name` (to `machine` when given), its file
+    /// written into the jobs folder and read by the lab as an upload is.
+    pub async fn submit_file(
+        &self,
+        owner: &User,
+        machine: Option<MachineId>,
+        name: &str,
+        content: &[u8],
+    ) -> Job {
+        let dir = self.jobs_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let stored_name = format!("t-{}-{name}", next_number());
+        std::fs::write(dir.join(&stored_name), content).unwrap();
+        let new = NewJob {
+            owner: owner.id,
+            file_name: name.into(),
+            stored_name,
+            size_bytes: i64::try_from(content.len()).unwrap(),
+            sha256: "0".repeat(64),
+            target_machine: machine,
+            target_kind: None,
+        };
+        self.lab.submit_job(owner, &new, &dir, now()).await.unwrap()
+    }
+
     /// A fresh client's CSRF token, from the login page (which sets the cookie).
     pub async fn csrf(&self, client: &reqwest::Client) -> String {
         let html = client
@@ -189,4 +221,11 @@ pub fn unescaped(html: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&#34;", "\"")
         .replace("&amp;", "&")
+}
+
+/// A number that differs at each call, for file names.
+fn next_number() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    u128::from(COUNT.fetch_add(1, Ordering::Relaxed))
 }
