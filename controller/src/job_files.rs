@@ -76,7 +76,11 @@ pub fn embroidery_machine(machine: Option<&Machine>) -> EmbroideryMachine {
 
 /// Reads the file at `path` (sent as `file_name`), for `machine` when the job names one.
 /// Blocking: call it from a blocking task.
-pub fn read(path: &Path, file_name: &str, machine: Option<&Machine>) -> Result<JobFile, Unreadable> {
+pub fn read(
+    path: &Path,
+    file_name: &str,
+    machine: Option<&Machine>,
+) -> Result<JobFile, Unreadable> {
     let limits = machine.map(gcode_limits);
     files::read_job_file(
         path,

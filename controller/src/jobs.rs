@@ -56,9 +56,9 @@ impl Clearances {
             .filter(|t| t.machines.contains(&machine))
             .collect();
         let held = unlocking.is_empty()
-            || badges.iter().any(|b| {
-                unlocking.iter().any(|t| t.id == b.training) && b.is_valid(self.now)
-            });
+            || badges
+                .iter()
+                .any(|b| unlocking.iter().any(|t| t.id == b.training) && b.is_valid(self.now));
         Owner {
             role: self.role(user),
             missing_training: (!held).then(|| unlocking[0].name.clone()),
@@ -86,9 +86,7 @@ fn review(job: &Job, machines: &[Machine], clearances: &Clearances) -> (JobState
             format!("{findings} point(s) à vérifier"),
         );
     }
-    let verdict = |m: &Machine| {
-        fit::check(job, m, &clearances.owner(job.owner, m.id), Start::Plan)
-    };
+    let verdict = |m: &Machine| fit::check(job, m, &clearances.owner(job.owner, m.id), Start::Plan);
     let queue = |r: &Result<(), Refusal>| matches!(r, Ok(()) | Err(Refusal::BadgeRequired { .. }));
     if let Some(target) = job.target_machine {
         return match machines.iter().find(|m| m.id == target).map(verdict) {
@@ -100,7 +98,11 @@ fn review(job: &Job, machines: &[Machine], clearances: &Clearances) -> (JobState
         };
     }
     let verdicts: Vec<Result<(), Refusal>> = in_service(machines).map(verdict).collect();
-    if !verdicts.iter().any(queue) && verdicts.iter().any(|r| r.as_ref().is_err_and(Refusal::approvable)) {
+    if !verdicts.iter().any(queue)
+        && verdicts
+            .iter()
+            .any(|r| r.as_ref().is_err_and(Refusal::approvable))
+    {
         return (
             JobState::NeedsApproval,
             String::from("point(s) à vérifier avant de lancer"),
@@ -111,11 +113,7 @@ fn review(job: &Job, machines: &[Machine], clearances: &Clearances) -> (JobState
 
 impl Lab {
     /// What the rule needs to know of `owners`, as of `now`.
-    pub async fn clearances(
-        &self,
-        owners: &[UserId],
-        now: i64,
-    ) -> LabResult<Clearances> {
+    pub async fn clearances(&self, owners: &[UserId], now: i64) -> LabResult<Clearances> {
         let mut known = HashMap::new();
         for &owner in owners {
             if known.contains_key(&owner) {
@@ -250,7 +248,11 @@ impl Lab {
             return Ok(vec![None; jobs.len()]);
         }
         let machines = self.machines().await?;
-        let owners: Vec<UserId> = jobs.iter().filter(|j| pending(j)).map(|j| j.owner).collect();
+        let owners: Vec<UserId> = jobs
+            .iter()
+            .filter(|j| pending(j))
+            .map(|j| j.owner)
+            .collect();
         let clearances = self.clearances(&owners, now).await?;
         Ok(jobs
             .iter()
@@ -387,7 +389,10 @@ impl Lab {
         if job.state != JobState::Queued {
             return Err(Refusal::NotQueued { state: job.state }.into());
         }
-        let owner = self.clearances(&[job.owner], now).await?.owner(job.owner, machine.id);
+        let owner = self
+            .clearances(&[job.owner], now)
+            .await?
+            .owner(job.owner, machine.id);
         fit::check(&job, &machine, &owner, start)?;
         self.store()
             .start_job(id, machine.id, by, &format!("sur {}", machine.name), now)

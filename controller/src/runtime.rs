@@ -707,7 +707,9 @@ impl MachineTask {
     async fn save_progress(&self, job: JobId, lines: i64, bytes: i64) {
         let store = self.runtime.lab.store();
         let _logged = self
-            .write("progress", || store.set_job_progress(job, lines, bytes, now()))
+            .write("progress", || {
+                store.set_job_progress(job, lines, bytes, now())
+            })
             .await;
     }
 
@@ -722,7 +724,9 @@ impl MachineTask {
         };
         let store = self.runtime.lab.store();
         let written = self
-            .write("pause", || store.change_job_state(job, from, to, None, "", now()))
+            .write("pause", || {
+                store.change_job_state(job, from, to, None, "", now())
+            })
             .await;
         if written.is_ok() {
             self.set_machine(

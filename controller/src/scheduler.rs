@@ -314,17 +314,16 @@ mod tests {
             t(0),
         );
         assert!(p.placements.is_empty());
-        assert_eq!(p.unplaced, vec![(1, Unplaced::NoMachine), (2, Unplaced::NoMachine)]);
+        assert_eq!(
+            p.unplaced,
+            vec![(1, Unplaced::NoMachine), (2, Unplaced::NoMachine)]
+        );
     }
 
     #[test]
     fn members_take_turns_and_campaign_work_fills_in_last() {
         let m = [machine(1, MachineKind::FdmPrinter)];
-        let mut jobs = vec![
-            job(1, 7, &[1], H),
-            job(2, 7, &[1], H),
-            job(3, 8, &[1], H),
-        ];
+        let mut jobs = vec![job(1, 7, &[1], H), job(2, 7, &[1], H), job(3, 8, &[1], H)];
         let mut campaign = job(4, 9, &[1], H);
         campaign.campaign = true;
         campaign.submitted_at = t(-100);

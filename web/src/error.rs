@@ -3,9 +3,9 @@
 //! person's language: JSON `{"error": {"code", "message"}}` under `/api`, an HTML page
 //! elsewhere. Internal errors are logged with their whole source chain and shown to nobody.
 
+use crate::i18n::Tr;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use crate::i18n::Tr;
 use fabrique_controller::LabError;
 use fabrique_controller::domain::Invalid;
 use fabrique_controller::domain::fit::Refusal;
@@ -194,6 +194,21 @@ impl From<LabError> for AppError {
             }
             LabError::Hash(e) => AppError::internal("hashing", &e),
             LabError::Store(e) => AppError::internal("store", &e),
+        }
+    }
+}
+
+impl From<fabrique_controller::runtime::RuntimeError> for AppError {
+    fn from(e: fabrique_controller::runtime::RuntimeError) -> Self {
+        use fabrique_controller::runtime::RuntimeError;
+        match e {
+            RuntimeError::UnknownMachine => AppError::not_found(),
+            RuntimeError::Stopped => AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "machine_stopped",
+                "board.stopped",
+            ),
+            RuntimeError::Refused(e) => e.into(),
         }
     }
 }

@@ -322,7 +322,8 @@ async fn analyze_reads_a_file_and_checks_it_against_a_machine_of_the_lab() {
         "",
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["issues"][0]["code"], "outside_volume");
+    assert_eq!(json["fit"][0]["code"], "too_large");
+    assert_eq!(json["issues"], serde_json::json!([]));
     let out = fabrique(
         dir.path(),
         &url,

@@ -314,13 +314,12 @@ async fn safety_findings_send_the_job_to_a_manager_for_approval() {
         .iter()
         .map(|i| i["code"].as_str().unwrap())
         .collect();
+    assert_eq!(codes, vec!["forbidden_command"], "the file's own findings");
+    // What the machine named refuses, in the rule's words.
+    assert_eq!(job["waiting"]["code"], "too_large", "{job}");
     assert_eq!(
-        codes,
-        vec![
-            "temperature_too_high",
-            "outside_volume",
-            "forbidden_command"
-        ]
+        job["waiting"]["message"],
+        "Ender 3 : La machine est trop petite pour ce fichier : 230 mm demandés en X, 210 mm disponibles."
     );
     // The job page says what to check, in plain words, with the line.
     let html = manager_client
@@ -333,8 +332,12 @@ async fn safety_findings_send_the_job_to_a_manager_for_approval() {
         .unwrap();
     assert!(
         common::unescaped(&html).contains(
-            "Le plateau est trop petit pour ce fichier : 230 mm demandés en X, 210 mm disponibles"
+            "La machine est trop petite pour ce fichier : 230 mm demandés en X, 210 mm disponibles"
         ),
+        "{html}"
+    );
+    assert!(
+        common::unescaped(&html).contains("Ligne 5 : M500"),
         "{html}"
     );
     // The maker cannot approve it; a manager can.
@@ -356,6 +359,19 @@ async fn safety_findings_send_the_job_to_a_manager_for_approval() {
         .await
         .unwrap();
     assert_eq!(approved["state"], "queued");
+    assert_eq!(approved["approval"]["by_name"], "nadia");
+    assert_eq!(
+        approved["approval"]["seen"],
+        serde_json::json!(["forbidden_command"])
+    );
+    // Approved, it still never goes on a machine it does not fit.
+    assert_eq!(approved["waiting"]["code"], "too_large");
+    let plan = app.runtime.plan_once().await.unwrap();
+    assert!(
+        plan.placements
+            .iter()
+            .all(|p| p.job != job["id"].as_i64().unwrap())
+    );
 }
 
 /// A DST design of `w` × `h` mm: the outline stitched in two colours, 2 mm stitches.
@@ -510,10 +526,13 @@ async fn embroidery_designs_are_read_checked_against_the_hoops_and_previewed() {
         .text()
         .await
         .unwrap();
-    let message = job["analysis"]["hoop_fit"]["message"]["fr"]
-        .as_str()
-        .unwrap();
-    assert!(common::unescaped(&html).contains(message), "{message}");
+    assert_eq!(job["waiting"]["code"], "hoop_too_small");
+    assert!(
+        common::unescaped(&html).contains(
+            "Brodeuse : Aucun cadre de cette machine ne prend ce motif de 200 × 150 mm, même tourné."
+        ),
+        "{html}"
+    );
 
     // A file named .dst that is not one fails with the reason.
     let job: Value = send("faux.dst", b"LA:not really a design".to_vec())

@@ -351,10 +351,7 @@ async fn a_file_sliced_for_pla_waits_for_a_printer_that_takes_pla() {
         .unwrap();
     let plan = app.runtime.plan_once().await.unwrap();
     assert!(plan.placements.iter().all(|p| p.job != job));
-    assert!(
-        plan.unplaced
-            .contains(&(job, Unplaced::NoMachine))
-    );
+    assert!(plan.unplaced.contains(&(job, Unplaced::NoMachine)));
 }
 
 #[tokio::test]

@@ -59,40 +59,84 @@ pub enum Refusal {
         machine: MachineKind,
     },
     /// Heating or extrusion, for a machine that does not print.
-    PrinterFile { line: u64, command: String },
+    PrinterFile {
+        line: u64,
+        command: String,
+    },
     /// `M3`/`M4`, for a 3D printer.
-    LaserFile { line: u64, command: String },
+    LaserFile {
+        line: u64,
+        command: String,
+    },
     /// A GRBL `$` line, for Marlin or Klipper.
-    GrblCommands { line: u64, command: String },
+    GrblCommands {
+        line: u64,
+        command: String,
+    },
     /// A Klipper macro, for Marlin or GRBL.
-    KlipperMacros { line: u64, command: String },
+    KlipperMacros {
+        line: u64,
+        command: String,
+    },
     /// The file reaches beyond the work area on an axis.
-    TooLarge { axis: char, need: f64, have: f64 },
+    TooLarge {
+        axis: char,
+        need: f64,
+        have: f64,
+    },
     /// The file draws below 0 on an axis: outside the bed.
-    BelowZero { axis: char, at: f64 },
-    HotendTooHot { need: f64, max: f64 },
-    BedTooHot { need: f64, max: f64 },
-    LaserTooStrong { need: f64, max: f64 },
+    BelowZero {
+        axis: char,
+        at: f64,
+    },
+    HotendTooHot {
+        need: f64,
+        max: f64,
+    },
+    BedTooHot {
+        need: f64,
+        max: f64,
+    },
+    LaserTooStrong {
+        need: f64,
+        max: f64,
+    },
     /// `$32=0` turns GRBL's laser mode off: the machine stops at every power change.
     LaserModeOff,
     /// `M3` on a laser: constant power burns corners. A manager may approve it.
-    ConstantPower { line: u64 },
+    ConstantPower {
+        line: u64,
+    },
     /// No hoop of the machine takes the design, even turned.
-    HoopTooSmall { width: f64, height: f64 },
+    HoopTooSmall {
+        width: f64,
+        height: f64,
+    },
     /// The file was sliced for filaments the machine does not hold.
-    MaterialMissing { needed: String, loaded: String },
+    MaterialMissing {
+        needed: String,
+        loaded: String,
+    },
     /// Findings a manager has not approved (their codes).
-    ApprovalNeeded { codes: Vec<String> },
+    ApprovalNeeded {
+        codes: Vec<String>,
+    },
     /// The owner has no valid badge for the machine.
-    BadgeRequired { training: String },
+    BadgeRequired {
+        training: String,
+    },
     /// Approved for a supervised run: a trainer or manager starts it at the machine.
     SupervisorNeeded,
     /// A laser, a mill or a machine without a data link: a person starts it.
     PersonNeeded,
     /// At the start: the machine is not free (working, offline, to check...).
-    MachineNotFree { state: MachineState },
+    MachineNotFree {
+        state: MachineState,
+    },
     /// At the start: the job is no longer waiting in the queue.
-    NotQueued { state: JobState },
+    NotQueued {
+        state: JobState,
+    },
 }
 
 impl Refusal {
@@ -129,7 +173,10 @@ impl Refusal {
         let n = |v: f64| format!("{v:.0}");
         match self {
             Refusal::WrongKind { file, machine } => {
-                vec![("file", (*file).into()), ("machine", machine.as_str().into())]
+                vec![
+                    ("file", (*file).into()),
+                    ("machine", machine.as_str().into()),
+                ]
             }
             Refusal::PrinterFile { line, command }
             | Refusal::LaserFile { line, command }

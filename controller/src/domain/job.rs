@@ -99,12 +99,7 @@ pub struct Approval {
 
 impl Job {
     /// A job as it will be recorded from `new`, before it is: for the rule to look at.
-    pub fn provisional(
-        new: &NewJob,
-        owner_name: &str,
-        analysis: FileSummary,
-        now: i64,
-    ) -> Self {
+    pub fn provisional(new: &NewJob, owner_name: &str, analysis: FileSummary, now: i64) -> Self {
         Self {
             id: JobId(0),
             owner: new.owner,

@@ -308,7 +308,16 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict { what: "job_state" });
         }
-        insert_event(&mut tx, id, now, by, JobState::Queued, JobState::Running, note).await?;
+        insert_event(
+            &mut tx,
+            id,
+            now,
+            by,
+            JobState::Queued,
+            JobState::Running,
+            note,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

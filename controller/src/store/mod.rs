@@ -9,10 +9,10 @@ mod accounts;
 mod calendar;
 mod campaigns;
 mod jobs;
+pub use crate::domain::job::NewJob;
 pub use accounts::{ApiKeyInfo, UserUpdate};
 pub use calendar::NewBooking;
 pub use campaigns::NewPrint;
-pub use crate::domain::job::NewJob;
 mod machines;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

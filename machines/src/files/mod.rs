@@ -164,7 +164,11 @@ mod tests {
     #[test]
     fn a_design_reads_back_with_its_threads() {
         let mut design = embroidery::Design::new();
-        design.stitch(0, 0).stitch(100, 50).color_change().stitch(200, 80);
+        design
+            .stitch(0, 0)
+            .stitch(100, 50)
+            .color_change()
+            .stitch(200, 80);
         design.threads = vec![embroidery::Thread {
             rgb: [0x12, 0xab, 0xef],
             name: Some("Bleu".into()),
@@ -178,6 +182,11 @@ mod tests {
         assert!(json.starts_with(r#"{"kind":"embroidery""#), "{json}");
         let back: FileSummary = serde_json::from_str(&json).unwrap();
         assert_eq!(back, summary);
-        assert!(serde_json::from_str::<embroidery::Thread>(r##"{"hex":"#12ab","name":null,"catalog":null}"##).is_err());
+        assert!(
+            serde_json::from_str::<embroidery::Thread>(
+                r##"{"hex":"#12ab","name":null,"catalog":null}"##
+            )
+            .is_err()
+        );
     }
 }

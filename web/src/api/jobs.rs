@@ -3,13 +3,13 @@
 use super::ErrorBody;
 use crate::app::AppState;
 use crate::ctx::Ctx;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
+use crate::i18n::Tr;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use crate::i18n::Tr;
 use fabrique_controller::domain::fit::Waiting;
 use fabrique_controller::domain::job::{Job, JobId};
 use fabrique_controller::lab::now;
@@ -29,6 +29,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
         .route("/jobs/{id}/approve", post(approve_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/requeue", post(requeue_job))
+        .route("/jobs/{id}/start", post(start_job))
 }
 
 /// `GET /api/version` and `POST /api/files/local`, as OctoPrint answers them, so that
@@ -234,6 +235,36 @@ pub async fn requeue_job(
 ) -> AppResult<Json<JobDto>> {
     let job = state.lab.requeue_job(ctx.user()?, JobId(id), now()).await?;
     state.runtime.wake();
+    Ok(Json(dto(&state, &ctx, &job).await?))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    /// The machine the person is standing at.
+    pub machine_id: i64,
+}
+
+/// A trainer or manager at a machine starts a queued job on it, as from the workshop
+/// board: the fit rule decides, the answer says why not.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/start", request_body = StartBody, tag = "jobs", params(("id" = i64, Path)),
+    responses((status = 200, body = JobDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn start_job(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Json(body): Json<StartBody>,
+) -> AppResult<Json<JobDto>> {
+    let user = ctx.require(fabrique_controller::domain::Role::Trainer)?;
+    let machine = fabrique_controller::domain::MachineId(body.machine_id);
+    state.lab.machine(machine).await?;
+    state
+        .runtime
+        .start_job(machine, JobId(id), user)
+        .await
+        .map_err(AppError::from)?;
+    let job = state.lab.job(user, JobId(id)).await?;
     Ok(Json(dto(&state, &ctx, &job).await?))
 }
 

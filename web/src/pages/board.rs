@@ -7,6 +7,7 @@ use super::{Page, render, render_with_status};
 use crate::app::AppState;
 use crate::ctx::Ctx;
 use crate::error::{AppError, AppResult};
+use crate::i18n::Tr;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,7 +15,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use crate::i18n::Tr;
 use fabrique_controller::domain::fit::{self, Start};
 use fabrique_controller::domain::job::{JobId, JobState};
 use fabrique_controller::domain::{Connection, MachineId, MachineState, Role, UserId};
@@ -153,8 +153,7 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
 fn runtime_message(tr: &Tr, e: RuntimeError) -> String {
     match e {
         RuntimeError::UnknownMachine => tr.t("board.unknown_machine").to_string(),
-        RuntimeError::Stopped => tr.t("board.stopped").to_string(),
-        RuntimeError::Refused(e) => super::message(tr, &AppError::from(e)),
+        other => super::message(tr, &AppError::from(other)),
     }
 }
 

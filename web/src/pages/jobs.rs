@@ -130,8 +130,7 @@ fn details(tr: &Tr, job: &Job) -> Vec<(String, String)> {
         Some(FileSummary::Gcode(g)) => {
             if g.filament_mm > 0.0 {
                 // The filament types the slicer was set for, when it says: "PLA, 2.51 m (7 g)".
-                let materials: String =
-                    job.materials().iter().map(|m| format!("{m}, ")).collect();
+                let materials: String = job.materials().iter().map(|m| format!("{m}, ")).collect();
                 facts.push((
                     tr.t("jobs.filament").to_string(),
                     format!(
@@ -149,10 +148,8 @@ fn details(tr: &Tr, job: &Job) -> Vec<(String, String)> {
                     duration(laser.on_time_s.round() as i64),
                 ));
             }
-            if let Some((slicer, estimate)) = g
-                .slicer
-                .as_ref()
-                .and_then(|s| s.estimate_s.map(|e| (s, e)))
+            if let Some((slicer, estimate)) =
+                g.slicer.as_ref().and_then(|s| s.estimate_s.map(|e| (s, e)))
             {
                 facts.push((
                     tr.f("jobs.slicer_estimate", &[("slicer", &slicer.name)]),
@@ -410,7 +407,10 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
     let waiting = state.lab.job_waiting(&job, now()).await?;
     let tr = &ctx.tr;
     let approval = job.approval.as_ref().map_or_else(Vec::new, |a| {
-        let when = a.at.to_zoned(tz.clone()).strftime("%d/%m/%Y %H:%M").to_string();
+        let when =
+            a.at.to_zoned(tz.clone())
+                .strftime("%d/%m/%Y %H:%M")
+                .to_string();
         let mut lines = vec![tr.f("jobs.approved", &[("name", &a.by_name), ("when", &when)])];
         if !a.seen.is_empty() {
             let seen: Vec<String> = a.seen.iter().map(|c| tr.word("finding", c)).collect();

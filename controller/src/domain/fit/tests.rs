@@ -49,8 +49,7 @@ fn serial_marlin() -> Connection {
 
 fn prusa() -> Machine {
     let mut m = machine(1, "Prusa", MachineKind::FdmPrinter, serial_marlin());
-    m.profile =
-        MachineProfile::parse(["250", "210", "210"], "300", "120", "", "", "PLA").unwrap();
+    m.profile = MachineProfile::parse(["250", "210", "210"], "300", "120", "", "", "PLA").unwrap();
     m
 }
 
@@ -142,12 +141,14 @@ fn a_file_too_hot_for_the_printer_does_not_fit_it() {
             max: 300.0
         }]
     );
-    assert!(misfits(&file, &{
-        let mut hot = prusa();
-        hot.profile.max_hotend_c = 500.0;
-        hot
-    })
-    .is_empty());
+    assert!(
+        misfits(&file, &{
+            let mut hot = prusa();
+            hot.profile.max_hotend_c = 500.0;
+            hot
+        })
+        .is_empty()
+    );
     let bed = gcode_file("M190 S130\nG1 X10 Y10 E1\n");
     assert_eq!(codes(&misfits(&bed, &prusa())), vec!["bed_too_hot"]);
 }
@@ -166,7 +167,10 @@ fn a_file_larger_than_the_bed_or_below_it_does_not_fit() {
     let below = gcode_file("G1 Z0.2\nG1 X10 Y-5 E5 F1200\nG1 X20 Y10 E6\n");
     assert_eq!(
         misfits(&below, &prusa()),
-        vec![Refusal::BelowZero { axis: 'Y', at: -5.0 }]
+        vec![Refusal::BelowZero {
+            axis: 'Y',
+            at: -5.0
+        }]
     );
     // Travel outside the bed (a parking move) is not printing outside it; height counts.
     let park = gcode_file("G1 Z0.2\nG1 X10 Y10 E5 F1200\nG0 X-10 Y300\n");
@@ -178,7 +182,11 @@ fn a_file_larger_than_the_bed_or_below_it_does_not_fit() {
 #[test]
 fn the_real_visor_fits_the_prusa_and_not_a_smaller_bed_nor_the_laser() {
     let visor = fixture("mk3_visor.gcode");
-    assert!(misfits(&visor, &prusa()).is_empty(), "{:?}", misfits(&visor, &prusa()));
+    assert!(
+        misfits(&visor, &prusa()).is_empty(),
+        "{:?}",
+        misfits(&visor, &prusa())
+    );
     let mut small = prusa();
     small.profile.work_area_mm = [210.0, 210.0, 200.0];
     let m = misfits(&visor, &small);
@@ -198,7 +206,11 @@ fn the_real_visor_fits_the_prusa_and_not_a_smaller_bed_nor_the_laser() {
 #[test]
 fn the_laser_shield_goes_to_the_laser_and_never_to_a_printer() {
     let shield = fixture("laser_shield.gcode");
-    assert!(misfits(&shield, &laser()).is_empty(), "{:?}", misfits(&shield, &laser()));
+    assert!(
+        misfits(&shield, &laser()).is_empty(),
+        "{:?}",
+        misfits(&shield, &laser())
+    );
     let m = misfits(&shield, &prusa());
     assert_eq!(
         m[0],
@@ -225,7 +237,10 @@ fn laser_power_and_laser_mode_are_the_lasers_limits() {
     let constant = gcode_file("M3 S500\nG1 X10 F600\nM5\n");
     let m = misfits(&constant, &laser());
     assert_eq!(m, vec![Refusal::ConstantPower { line: 1 }]);
-    assert!(m[0].approvable(), "a manager may accept a constant-power cut");
+    assert!(
+        m[0].approvable(),
+        "a manager may accept a constant-power cut"
+    );
     // On a mill, M3 turns the spindle: nothing to say.
     let mill = machine(5, "Fraiseuse", MachineKind::CncMill, laser().connection);
     assert!(misfits(&constant, &mill).is_empty());
@@ -253,7 +268,10 @@ fn designs_go_to_embroidery_machines_whose_hoop_takes_them() {
     let small = design(900, 900);
     assert!(misfits(&small, &brother()).is_empty());
     let turned = design(1700, 1200);
-    assert!(misfits(&turned, &brother()).is_empty(), "fits the 130x180 hoop turned");
+    assert!(
+        misfits(&turned, &brother()).is_empty(),
+        "fits the 130x180 hoop turned"
+    );
     let big = design(2000, 2000);
     assert_eq!(
         misfits(&big, &brother()),
@@ -269,9 +287,15 @@ fn designs_go_to_embroidery_machines_whose_hoop_takes_them() {
             machine: MachineKind::FdmPrinter
         }]
     );
-    assert_eq!(codes(&misfits(&gcode_file("G1 X1\n"), &brother())), vec!["wrong_kind"]);
+    assert_eq!(
+        codes(&misfits(&gcode_file("G1 X1\n"), &brother())),
+        vec!["wrong_kind"]
+    );
     let vinyl = machine(6, "Plotter", MachineKind::VinylCutter, Connection::Manual);
-    assert_eq!(codes(&misfits(&gcode_file("G1 X1\n"), &vinyl)), vec!["wrong_kind"]);
+    assert_eq!(
+        codes(&misfits(&gcode_file("G1 X1\n"), &vinyl)),
+        vec!["wrong_kind"]
+    );
 }
 
 #[test]
@@ -286,7 +310,10 @@ fn the_filament_sliced_for_must_be_on_the_printer() {
     );
     let pla = gcode_file("; filament_type = pla\nG1 X10 Y10 E1\n");
     assert!(misfits(&pla, &prusa()).is_empty());
-    assert!(misfits(&petg, &voron()).is_empty(), "a printer that lists none takes any");
+    assert!(
+        misfits(&petg, &voron()).is_empty(),
+        "a printer that lists none takes any"
+    );
 }
 
 #[test]
@@ -312,7 +339,11 @@ fn the_rule_refuses_in_order_and_says_why() {
         Err("wrong_kind")
     );
     // A misfit holds even when approved.
-    let hot = approved(job(gcode_file("M104 S450\nG1 X1 E1\n")), &["hotend_too_hot"], true);
+    let hot = approved(
+        job(gcode_file("M104 S450\nG1 X1 E1\n")),
+        &["hotend_too_hot"],
+        true,
+    );
     assert_eq!(
         check(&hot, &prusa(), &trained(), Start::Person(Role::Manager)).map_err(|r| r.code()),
         Err("hotend_too_hot")
@@ -334,14 +365,24 @@ fn findings_wait_for_an_approval_that_names_them() {
     assert_eq!(check(&seen, &prusa(), &trained(), Start::Automatic), Ok(()));
     let constant = job(gcode_file("M3 S500\nG1 X10 F600\nM5\n"));
     assert_eq!(
-        check(&constant, &laser(), &trained(), Start::Person(Role::Trainer)),
+        check(
+            &constant,
+            &laser(),
+            &trained(),
+            Start::Person(Role::Trainer)
+        ),
         Err(Refusal::ApprovalNeeded {
             codes: vec!["constant_power".into()]
         })
     );
     let constant = approved(constant, &["constant_power"], false);
     assert_eq!(
-        check(&constant, &laser(), &trained(), Start::Person(Role::Trainer)),
+        check(
+            &constant,
+            &laser(),
+            &trained(),
+            Start::Person(Role::Trainer)
+        ),
         Ok(())
     );
 }
@@ -361,17 +402,30 @@ fn a_member_without_the_badge_runs_only_a_supervised_approved_job_started_by_a_t
         "a trainer alone does not stand for the manager's approval"
     );
     let supervised = approved(print.clone(), &[], true);
-    assert_eq!(check(&supervised, &prusa(), &untrained(), Start::Plan), Ok(()));
+    assert_eq!(
+        check(&supervised, &prusa(), &untrained(), Start::Plan),
+        Ok(())
+    );
     assert_eq!(
         check(&supervised, &prusa(), &untrained(), Start::Automatic),
         Err(Refusal::SupervisorNeeded)
     );
     assert_eq!(
-        check(&supervised, &prusa(), &untrained(), Start::Person(Role::Member)),
+        check(
+            &supervised,
+            &prusa(),
+            &untrained(),
+            Start::Person(Role::Member)
+        ),
         Err(Refusal::SupervisorNeeded)
     );
     assert_eq!(
-        check(&supervised, &prusa(), &untrained(), Start::Person(Role::Trainer)),
+        check(
+            &supervised,
+            &prusa(),
+            &untrained(),
+            Start::Person(Role::Trainer)
+        ),
         Ok(())
     );
     let manager = Owner {

@@ -91,8 +91,15 @@ fn findings_hold_whatever_the_machine_and_name_the_line() {
             ("unparsable_line", 5)
         ]
     );
-    assert!(s.issues[0].message.fr.starts_with("Ligne 2 : M500"), "{}", s.issues[0].message.fr);
-    assert_eq!(codes(&run("M104 S300\nM500\n", None)), vec![("forbidden_command", 2)]);
+    assert!(
+        s.issues[0].message.fr.starts_with("Ligne 2 : M500"),
+        "{}",
+        s.issues[0].message.fr
+    );
+    assert_eq!(
+        codes(&run("M104 S300\nM500\n", None)),
+        vec![("forbidden_command", 2)]
+    );
     // What the fit rule compares with a machine.
     assert_eq!(s.max_hotend_c, 300.0);
     assert_eq!(s.bbox.unwrap().max_x, 230.0);
@@ -111,7 +118,10 @@ fn the_first_line_of_each_kind_of_command_is_noted() {
     let s = run("G28\nM109 S210\nG1 X10 Y10 E1 F1200\nM104 S200\n", None);
     assert_eq!(used(&s.uses.printer), Some((2, "M109")));
     assert_eq!(s.uses.laser, None);
-    let s = run("G90\nM83\nM4 S800\nG1 X10 Y10 F1200\nM5\n", Some(&printer()));
+    let s = run(
+        "G90\nM83\nM4 S800\nG1 X10 Y10 F1200\nM5\n",
+        Some(&printer()),
+    );
     assert_eq!(used(&s.uses.printer), Some((2, "M83")));
     assert_eq!(used(&s.uses.laser), Some((3, "M4")));
     let s = run("G1 X10 E2\n", None);
