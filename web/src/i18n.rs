@@ -132,7 +132,10 @@ impl Tr {
                     .iter()
                     .map(|(machine, r)| format!("{machine} : {}", self.refusal(r)))
                     .collect();
-                self.f("waiting.several", &[("reasons", &reasons.join(" "))])
+                self.f(
+                    "waiting.several_reasons",
+                    &[("reasons", &reasons.join(" "))],
+                )
             }
             Waiting::NoMachineOfKind => self.t("waiting.no_machine_of_kind").to_string(),
             Waiting::Unavailable => self.t("waiting.machine_unavailable").to_string(),

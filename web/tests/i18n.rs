@@ -235,6 +235,23 @@ fn every_key_used_exists() {
     ] {
         used.insert(format!("csv.{word}"));
     }
+    for code in fabrique_controller::domain::fit::Refusal::CODES {
+        used.insert(format!("fit.{code}"));
+    }
+    for code in fabrique_controller::domain::fit::Waiting::CODES {
+        used.insert(format!("waiting.{code}"));
+    }
+    for word in ["gcode", "embroidery"] {
+        used.insert(format!("file_kind.{word}"));
+    }
+    // What a manager approves: the G-code findings and the approvable misfits.
+    for code in [
+        fabrique_machines::files::gcode::checks::FORBIDDEN_COMMAND,
+        fabrique_machines::files::gcode::checks::UNPARSABLE_LINE,
+        "constant_power",
+    ] {
+        used.insert(format!("finding.{code}"));
+    }
     for code in CampaignRefusal::CODES {
         used.insert(format!("campaign_refusal.{code}"));
     }

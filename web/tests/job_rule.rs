@@ -16,7 +16,6 @@ use fabrique_controller::lab::now;
 use fabrique_machines::sim::marlin::{SimConfig, VirtualPrinter};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const HOT: &[u8] = b"M104 S450\nM140 S60\nG28\nG1 Z0.2 F3000\nG1 X50 Y50 E2 F1200\n";

@@ -140,6 +140,32 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every code, for the catalogue's test.
+    pub const CODES: &'static [&'static str] = &[
+        "other_machine",
+        "file_unreadable",
+        "wrong_kind",
+        "printer_file",
+        "laser_file",
+        "grbl_commands",
+        "klipper_macros",
+        "too_large",
+        "below_zero",
+        "hotend_too_hot",
+        "bed_too_hot",
+        "laser_too_strong",
+        "laser_mode_off",
+        "constant_power",
+        "hoop_too_small",
+        "material_missing",
+        "approval_needed",
+        "badge_required",
+        "supervisor_needed",
+        "person_needed",
+        "machine_not_free",
+        "job_not_queued",
+    ];
+
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::OtherMachine => "other_machine",
@@ -472,6 +498,14 @@ pub enum Waiting {
 }
 
 impl Waiting {
+    /// The codes of the waits that are not a refusal's, for the catalogue's test.
+    pub const CODES: &'static [&'static str] = &[
+        "no_machine_of_kind",
+        "several_reasons",
+        "machine_unavailable",
+        "no_room",
+    ];
+
     /// Whether a manager's approval is what the job waits for (on at least one machine).
     pub fn approvable(&self) -> bool {
         match self {

@@ -497,3 +497,76 @@ fn a_job_no_machine_takes_waits_with_the_reason_in_its_figures() {
     let w = waiting(&fine, &untrained_everywhere).unwrap();
     assert!(w.approvable(), "{w:?}");
 }
+
+#[test]
+fn every_refusal_has_a_listed_code() {
+    let all = [
+        Refusal::OtherMachine,
+        Refusal::Unreadable,
+        Refusal::WrongKind {
+            file: "gcode",
+            machine: MachineKind::Other,
+        },
+        Refusal::PrinterFile {
+            line: 1,
+            command: "M104".into(),
+        },
+        Refusal::LaserFile {
+            line: 1,
+            command: "M4".into(),
+        },
+        Refusal::GrblCommands {
+            line: 1,
+            command: "$H".into(),
+        },
+        Refusal::KlipperMacros {
+            line: 1,
+            command: "PRINT_START".into(),
+        },
+        Refusal::TooLarge {
+            axis: 'X',
+            need: 2.0,
+            have: 1.0,
+        },
+        Refusal::BelowZero {
+            axis: 'Y',
+            at: -1.0,
+        },
+        Refusal::HotendTooHot {
+            need: 2.0,
+            max: 1.0,
+        },
+        Refusal::BedTooHot {
+            need: 2.0,
+            max: 1.0,
+        },
+        Refusal::LaserTooStrong {
+            need: 2.0,
+            max: 1.0,
+        },
+        Refusal::LaserModeOff,
+        Refusal::ConstantPower { line: 1 },
+        Refusal::HoopTooSmall {
+            width: 1.0,
+            height: 1.0,
+        },
+        Refusal::MaterialMissing {
+            needed: "PETG".into(),
+            loaded: "PLA".into(),
+        },
+        Refusal::ApprovalNeeded { codes: vec![] },
+        Refusal::BadgeRequired {
+            training: "Laser".into(),
+        },
+        Refusal::SupervisorNeeded,
+        Refusal::PersonNeeded,
+        Refusal::MachineNotFree {
+            state: MachineState::Busy,
+        },
+        Refusal::NotQueued {
+            state: JobState::Done,
+        },
+    ];
+    let codes: Vec<&str> = all.iter().map(Refusal::code).collect();
+    assert_eq!(codes, Refusal::CODES);
+}
