@@ -30,7 +30,7 @@ impl JobState {
         )
     }
 
-    /// The state machine of DESIGN.md. A failed, cancelled or interrupted job can be queued
+    /// The state machine of a job (docs/jobs.md). A failed, cancelled or interrupted job can be queued
     /// again (or wait for a manager's approval again); a done job cannot change.
     pub fn change_to(self, next: JobState) -> Result<JobState, Invalid> {
         use JobState::*;

@@ -17,7 +17,7 @@ text_enum! {
 }
 
 text_enum! {
-    /// The state model of DESIGN.md. `ToCheck` means used and waiting for someone to check
+    /// The states of a machine. `ToCheck` means used and waiting for someone to check
     /// and clean it before the next member.
     MachineState {
         Offline = "offline",

@@ -885,7 +885,7 @@ impl<T> CharCounter<T> {
 
 /// Proof that a person is at the machine and asked for this laser job to start.
 ///
-/// A laser never starts by itself (DESIGN.md): the only way to start a cut is
+/// A laser never starts by itself: the only way to start a cut is
 /// [`Session::start_cut`], and it takes this token by value, so each start needs its own
 /// confirmation. Construct it **only** in an interactive start path: the start button on
 /// the machine's page pressed by a signed-in, trained person standing at the machine, or
