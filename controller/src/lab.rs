@@ -8,7 +8,6 @@ use crate::domain::{
 };
 use crate::secrets::{self, HashError};
 use crate::store::{ApiKeyInfo, Store, StoreError, UserUpdate};
-use time::OffsetDateTime;
 
 /// How long a session lasts without logging in again.
 pub const SESSION_DAYS: i64 = 14;
@@ -87,7 +86,7 @@ pub struct Lab {
 pub const DEFAULT_LAB: LabId = LabId(1);
 
 pub fn now() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
+    jiff::Timestamp::now().as_second()
 }
 
 fn require(actor: &User, role: Role) -> LabResult<()> {

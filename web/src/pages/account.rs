@@ -41,12 +41,8 @@ struct AccountPage {
 }
 
 fn date(at: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|d| {
-            d.format(time::macros::format_description!("[day]/[month]/[year]"))
-                .ok()
-        })
+    jiff::Timestamp::from_second(at)
+        .map(|t| t.strftime("%d/%m/%Y").to_string())
         .unwrap_or_default()
 }
 
