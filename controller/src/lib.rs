@@ -13,6 +13,7 @@
 //! - [`scheduler`]: the pure planner; [`runtime`]: one task per machine.
 //! - [`secrets`]: argon2id hashing and random tokens.
 
+pub mod backup;
 pub mod bookings;
 pub mod campaigns;
 pub mod domain;

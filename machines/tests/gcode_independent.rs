@@ -31,10 +31,12 @@ fn read(text: &str) -> Reading {
         r.lines_with_codes += usize::from(!block.codes.is_empty());
         for code in &block.codes {
             let arg = |args: &[gcode::Argument], letter: char| {
-                args.iter().find(|a| a.letter == letter).and_then(|a| match a.value {
-                    Value::Literal(v) => Some(f64::from(v)),
-                    _ => None,
-                })
+                args.iter()
+                    .find(|a| a.letter == letter)
+                    .and_then(|a| match a.value {
+                        Value::Literal(v) => Some(f64::from(v)),
+                        _ => None,
+                    })
             };
             match code {
                 Code::Miscellaneous(m) => match m.number.major() {
@@ -88,10 +90,18 @@ fn our_reading_of_each_fixture_agrees_with_the_gcode_crate() {
         assert!(theirs.lines_with_codes > 1000, "{name}: {theirs:?}");
         // Lines, not codes: the crate reads the `T` of `M205 S0 T0` as a tool change.
         assert_eq!(theirs.lines_with_codes as u64, s.commands, "{name}");
-        assert_eq!((theirs.max_hotend, theirs.max_bed), (s.max_hotend_c, s.max_bed_c), "{name}");
+        assert_eq!(
+            (theirs.max_hotend, theirs.max_bed),
+            (s.max_hotend_c, s.max_bed_c),
+            "{name}"
+        );
         let b = s.bbox.unwrap();
         // f32 on their side: a 250 mm coordinate keeps about 0.02 mm.
-        for (theirs, ours) in theirs.extent.iter().zip([b.min_x, b.max_x, b.min_y, b.max_y]) {
+        for (theirs, ours) in theirs
+            .extent
+            .iter()
+            .zip([b.min_x, b.max_x, b.min_y, b.max_y])
+        {
             assert!((theirs - ours).abs() < 0.02, "{name}: {theirs} vs {ours}");
         }
     }

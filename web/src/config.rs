@@ -27,6 +27,12 @@ pub struct Config {
     /// The name of this node's lab. Several Fabrique nodes sharing one PostgreSQL database
     /// each give their own, and every campaign record they write carries it.
     pub lab_name: String,
+    /// Where `fabrique backup` and the daily backups go by default (`data_dir/backups`).
+    pub backup_dir: Option<PathBuf>,
+    /// Daily backups kept while the server runs; 0 makes none.
+    pub daily_backups_kept: u32,
+    /// The hour of the day (the lab's time zone) the daily backup is made.
+    pub backup_hour: u8,
 }
 
 impl Default for Config {
@@ -41,6 +47,9 @@ impl Default for Config {
             max_upload_mb: 512,
             job_retention_days: 30,
             lab_name: String::from("Fablab"),
+            backup_dir: None,
+            daily_backups_kept: 7,
+            backup_hour: 3,
         }
     }
 }
@@ -60,6 +69,9 @@ impl fmt::Debug for Config {
             .field("max_upload_mb", &self.max_upload_mb)
             .field("job_retention_days", &self.job_retention_days)
             .field("lab_name", &self.lab_name)
+            .field("backup_dir", &self.backup_dir)
+            .field("daily_backups_kept", &self.daily_backups_kept)
+            .field("backup_hour", &self.backup_hour)
             .finish()
     }
 }
@@ -100,6 +112,9 @@ pub struct Layer {
     pub max_upload_mb: Option<u64>,
     pub job_retention_days: Option<u32>,
     pub lab_name: Option<String>,
+    pub backup_dir: Option<PathBuf>,
+    pub daily_backups_kept: Option<u32>,
+    pub backup_hour: Option<u8>,
 }
 
 const ENV_NAMES: &[&str] = &[
@@ -112,6 +127,9 @@ const ENV_NAMES: &[&str] = &[
     "MAX_UPLOAD_MB",
     "JOB_RETENTION_DAYS",
     "LAB_NAME",
+    "BACKUP_DIR",
+    "DAILY_BACKUPS_KEPT",
+    "BACKUP_HOUR",
 ];
 
 fn env_number<T: std::str::FromStr>(
@@ -174,6 +192,9 @@ impl Layer {
             max_upload_mb: env_number(&vars, "MAX_UPLOAD_MB")?,
             job_retention_days: env_number(&vars, "JOB_RETENTION_DAYS")?,
             lab_name: vars.get("LAB_NAME").cloned(),
+            backup_dir: vars.get("BACKUP_DIR").map(PathBuf::from),
+            daily_backups_kept: env_number(&vars, "DAILY_BACKUPS_KEPT")?,
+            backup_hour: env_number(&vars, "BACKUP_HOUR")?,
         })
     }
 }
@@ -262,6 +283,27 @@ impl Config {
                 }
                 config.lab_name = name.to_string();
             }
+            if let Some(dir) = &layer.backup_dir {
+                if dir.as_os_str().is_empty() {
+                    return Err(err("backup_dir", String::from("must not be empty")));
+                }
+                config.backup_dir = Some(dir.clone());
+            }
+            if let Some(kept) = layer.daily_backups_kept {
+                if kept > 365 {
+                    return Err(err(
+                        "daily_backups_kept",
+                        format!("{kept} is outside 0 to 365"),
+                    ));
+                }
+                config.daily_backups_kept = kept;
+            }
+            if let Some(hour) = layer.backup_hour {
+                if hour > 23 {
+                    return Err(err("backup_hour", format!("{hour} is outside 0 to 23")));
+                }
+                config.backup_hour = hour;
+            }
             if let Some(log) = &layer.log {
                 tracing_subscriber::EnvFilter::try_new(log)
                     .map_err(|e| err("log", format!("`{log}` is not a log filter: {e}")))?;
@@ -277,6 +319,13 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("fabrique.db").display()),
         }
+    }
+
+    /// Where backups go unless told otherwise.
+    pub fn backups_dir(&self) -> PathBuf {
+        self.backup_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("backups"))
     }
 
     /// Where job files are kept.
@@ -337,6 +386,23 @@ mod tests {
         assert_eq!(
             Config::build(&[("env", vars)]).unwrap_err().name,
             "lab_name"
+        );
+    }
+
+    #[test]
+    fn daily_backups_are_set_in_the_file_or_the_environment() {
+        let c = Config::default();
+        assert_eq!((c.daily_backups_kept, c.backup_hour), (7, 3));
+        assert_eq!(c.backups_dir(), PathBuf::from("fabrique-data/backups"));
+        let file: Layer =
+            toml::from_str("backup_dir = \"/srv/sauvegardes\"\ndaily_backups_kept = 0").unwrap();
+        let c = Config::build(&[("fabrique.toml", file)]).unwrap();
+        assert_eq!(c.backups_dir(), PathBuf::from("/srv/sauvegardes"));
+        assert_eq!(c.daily_backups_kept, 0);
+        let vars = Layer::from_env(env(&[("FABRIQUE_BACKUP_HOUR", "24")])).unwrap();
+        assert_eq!(
+            Config::build(&[("env", vars)]).unwrap_err().name,
+            "backup_hour"
         );
     }
 

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backups;
 pub mod config;
 pub mod csv;
 pub mod ctx;

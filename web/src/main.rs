@@ -46,6 +46,16 @@ enum Command {
     },
     /// Brings the database schema up to date, then exits.
     Migrate,
+    /// Makes a consistent copy of the lab (database, job files, keys) into a new folder,
+    /// while the server runs. Without OUT, a dated folder in `backup_dir`.
+    Backup { out: Option<PathBuf> },
+    /// Puts a backup back: refuses one with a newer schema, and a database that holds data
+    /// unless --force (the SQLite file replaced is kept aside).
+    Restore {
+        backup: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
     /// Manages accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -136,6 +146,54 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             println!(
                 "Base de données à jour / database up to date ({:?}).",
                 store.backend()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { out } => {
+            let store = fabrique_web::open_store(&config).await?;
+            let out = out.unwrap_or_else(|| {
+                let stamp = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S");
+                config.backups_dir().join(format!("fabrique-{stamp}"))
+            });
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let made = fabrique_controller::backup::make(
+                &store,
+                &config.database_url(),
+                &config.data_dir,
+                &out,
+                now(),
+            )
+            .await;
+            store.close().await;
+            let manifest = made?;
+            println!(
+                "Sauvegarde faite / backup made: {} ({} fichiers / files, schéma / schema {})",
+                out.display(),
+                manifest.files,
+                manifest.schema_version
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { backup, force } => {
+            if config.database_url.is_none() {
+                std::fs::create_dir_all(&config.data_dir)
+                    .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            }
+            let manifest = fabrique_controller::backup::restore(
+                &backup,
+                &config.database_url(),
+                &config.data_dir,
+                force,
+                now(),
+            )
+            .await?;
+            println!(
+                "Sauvegarde remise / backup restored: {} (faite le / made {})",
+                backup.display(),
+                jiff::Timestamp::from_second(manifest.made_at).unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -233,10 +291,17 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<ExitCode> {
         fabrique_web::demo::seed_campaign(&lab, &config).await?;
         runtime.wake();
     }
+    let backups = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(fabrique_web::backups::daily(
+        lab.clone(),
+        config.clone(),
+        backups.clone(),
+    ));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     fabrique_web::serve(listener, state, shutdown).await?;
+    backups.cancel();
     // Every running job is cancelled through its driver, which leaves the machine safe.
     runtime.shutdown(std::time::Duration::from_secs(20)).await;
     simulators.cancel();

@@ -101,6 +101,47 @@ impl Store {
         Ok(Self { pool, backend })
     }
 
+    /// The newest schema version this build of Fabrique knows.
+    pub fn latest_migration(backend: Backend) -> i64 {
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("../migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("../migrations/postgres"),
+        };
+        migrator.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// The newest schema version applied to this database (0 for an empty one).
+    pub async fn schema_version(&self) -> StoreResult<i64> {
+        let exists: i64 = sqlx::query_scalar(match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = '_sqlx_migrations'"
+            }
+        })
+        .fetch_one(&self.pool)
+        .await?;
+        if exists == 0 {
+            return Ok(0);
+        }
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    /// A consistent copy of the SQLite database into a new file at `path`, while others
+    /// read and write (`VACUUM INTO`: one read transaction, so a snapshot).
+    pub async fn copy_sqlite_into(&self, path: &std::path::Path) -> StoreResult<()> {
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.display().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Applies the migrations of this database's folder that have not run yet.
     pub async fn migrate(&self) -> StoreResult<()> {
         match self.backend {
