@@ -124,10 +124,17 @@ const PROBE_MAX: Duration = Duration::from_secs(300);
 async fn probe<P: RemotePrinter>(printer: &P) -> (bool, String) {
     match printer.status().await {
         Ok(s) => match s.state {
-            RemoteState::PrinterOffline(why) => (false, format!("{} : {why}", printer.name())),
+            // A printer in error (Klipper shut down) takes no job until it is ready again.
+            RemoteState::PrinterOffline(why) | RemoteState::Error(why) => {
+                (false, format!("{} : {why}", printer.name()))
+            }
             _ => (true, String::new()),
         },
-        Err(e) => (false, format!("{} injoignable : {e}", printer.name())),
+        // "injoignable", "pas prête" or "a refusé": what the server said, or that it did not.
+        Err(e) => (
+            false,
+            e.message(printer.name(), fabrique_machines::protocol::grbl::Lang::Fr),
+        ),
     }
 }
 
@@ -898,9 +905,11 @@ impl MachineTask {
                     RemoteEvent::Unreachable(why) => {
                         if !offline {
                             offline = true;
-                            self.set_machine(MachineState::Offline, &format!("{} injoignable : {why}", printer.name())).await;
+                            self.set_machine(MachineState::Offline, &why).await;
                         }
                     }
+                    // A refused pause, resume or cancel: the print goes on; the tile says why.
+                    RemoteEvent::Refused(why) => self.publish(|l| l.last_error = Some(why)),
                     RemoteEvent::Paused | RemoteEvent::Resumed => {}
                     RemoteEvent::Status(status) => {
                         let now_paused = status.state == RemoteState::Paused;

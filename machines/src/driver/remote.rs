@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::driver::marlin::Control;
+use crate::protocol::grbl::Lang;
 
 /// What a print server says of its printer.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,16 +53,54 @@ pub enum RemoteState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    /// No answer: the server is down, or the network.
-    #[error("server unreachable: {0}")]
+    /// No answer: the server is down, or the network, or it did not answer in time.
+    #[error("no answer: {0}")]
     Unreachable(String),
-    /// The server refused the request (a wrong API key, a printer not ready).
-    #[error("server refused ({status}): {message}")]
+    /// The server answered that it cannot serve now (a 5xx such as Moonraker's 503 while
+    /// Klipper is disconnected, or Klipper starting): like no answer, it is asked again.
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// The server answered and refused the request (a 4xx), in its words.
+    #[error("refused ({status}): {message}")]
     Refused { status: u16, message: String },
     #[error("unexpected answer: {0}")]
     Protocol(String),
     #[error("job file: {0}")]
     File(#[from] std::io::Error),
+}
+
+impl RemoteError {
+    /// Whether the server gave no usable answer (down, silent, not ready yet), rather than
+    /// an answer: such a request may be tried again later.
+    pub fn no_answer(&self) -> bool {
+        matches!(self, RemoteError::Unreachable(_) | RemoteError::NotReady(_))
+    }
+
+    /// What happened, for a person, with `server` ("Moonraker") as the subject.
+    pub fn message(&self, server: &str, lang: Lang) -> String {
+        match (self, lang) {
+            (RemoteError::Unreachable(e), Lang::Fr) => format!("{server} injoignable : {e}"),
+            (RemoteError::Unreachable(e), Lang::En) => format!("{server} unreachable: {e}"),
+            (RemoteError::NotReady(e), Lang::Fr) => {
+                format!("{server} répond, mais l'imprimante n'est pas prête : {e}")
+            }
+            (RemoteError::NotReady(e), Lang::En) => {
+                format!("{server} answers, but the printer is not ready: {e}")
+            }
+            (RemoteError::Refused { status, message }, Lang::Fr) => {
+                format!("{server} a refusé ({status}) : {message}")
+            }
+            (RemoteError::Refused { status, message }, Lang::En) => {
+                format!("{server} refused ({status}): {message}")
+            }
+            (RemoteError::Protocol(e), Lang::Fr) => {
+                format!("réponse inattendue de {server} : {e}")
+            }
+            (RemoteError::Protocol(e), Lang::En) => format!("unexpected answer from {server}: {e}"),
+            (RemoteError::File(e), Lang::Fr) => format!("fichier du travail illisible : {e}"),
+            (RemoteError::File(e), Lang::En) => format!("the job's file cannot be read: {e}"),
+        }
+    }
 }
 
 /// A print server's API, as the follow loop needs it.
@@ -81,6 +120,13 @@ pub trait RemotePrinter {
     fn cancel(&self) -> impl Future<Output = Result<(), RemoteError>> + Send;
     /// Stops the printer at once (heaters and motors off, by the firmware's kill).
     fn emergency_stop(&self) -> impl Future<Output = Result<(), RemoteError>> + Send;
+    /// Whether the server says [`RemoteState::Complete`] when a print ends by itself
+    /// (Moonraker's `complete`): then nothing else is taken as done. Otherwise (OctoPrint,
+    /// back to "Operational") a print is done when the server is idle with its file read
+    /// to the end.
+    fn reports_complete(&self) -> bool {
+        false
+    }
 }
 
 /// The name a job's file gets on the server: one per job, so that a restarted Fabrique
@@ -114,8 +160,12 @@ impl Default for RemoteOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RemoteEvent {
     Status(RemoteStatus),
-    /// The server does not answer (the job is kept, the server asked again later).
+    /// The server does not answer, or answers that its printer is not ready (the job is
+    /// kept, the server asked again later): what happened, in words.
     Unreachable(String),
+    /// The server refused a pause, resume or cancel, in its words: the print goes on as the
+    /// server says.
+    Refused(String),
     Paused,
     Resumed,
 }
@@ -150,6 +200,10 @@ pub struct RemoteJob<'a> {
     pub reattach: bool,
 }
 
+/// Polls a print may stay printing or paused after the server took its cancel: then the
+/// cancel did not happen (at the default 2 s, a minute).
+const CANCEL_POLLS: u32 = 30;
+
 /// Uploads and starts the job (unless it is re-attached), then follows it to its end.
 pub async fn run_job<P: RemotePrinter>(
     printer: &P,
@@ -164,6 +218,9 @@ pub async fn run_job<P: RemotePrinter>(
         name,
         reattach,
     } = job;
+    let server = printer.name();
+    // Notes are stored in French, like the runtime's (docs/architecture.md, i18n).
+    let words = |e: &RemoteError| e.message(server, Lang::Fr);
     if !reattach {
         // select!: a shutdown during the upload stops before anything prints.
         let uploaded = tokio::select! {
@@ -172,35 +229,39 @@ pub async fn run_job<P: RemotePrinter>(
         };
         match uploaded {
             Ok(()) => {}
-            Err(RemoteError::Unreachable(e)) => {
-                return RemoteOutcome::NotSent(format!("{} injoignable : {e}", printer.name()));
-            }
-            Err(RemoteError::File(e)) => {
-                return RemoteOutcome::Failed(format!("fichier du travail illisible : {e}"));
-            }
-            Err(e) => {
+            Err(e) if e.no_answer() => return RemoteOutcome::NotSent(words(&e)),
+            Err(e @ RemoteError::File(_)) => return RemoteOutcome::Failed(words(&e)),
+            Err(RemoteError::Refused { status, message }) => {
                 return RemoteOutcome::Failed(format!(
-                    "{} a refusé le fichier : {e}",
-                    printer.name()
+                    "{server} a refusé le fichier ({status}) : {message}"
                 ));
             }
+            Err(e) => return RemoteOutcome::Failed(words(&e)),
         }
         match printer.start(name).await {
             Ok(()) => {}
             // The start may have reached the server before the link went: the follow loop
             // finds out from the server, once it answers.
-            Err(RemoteError::Unreachable(e)) => on_event(&RemoteEvent::Unreachable(e)),
+            Err(e @ RemoteError::Unreachable(_)) => on_event(&RemoteEvent::Unreachable(words(&e))),
+            // The server answered that its printer is not ready: nothing was started.
+            Err(e @ RemoteError::NotReady(_)) => return RemoteOutcome::NotSent(words(&e)),
+            Err(RemoteError::Refused { status, message }) => {
+                return RemoteOutcome::Failed(format!(
+                    "{server} a refusé de lancer l'impression ({status}) : {message}"
+                ));
+            }
             Err(e) => {
                 return RemoteOutcome::Failed(format!(
-                    "{} n'a pas pu lancer l'impression : {e}",
-                    printer.name()
+                    "{server} n'a pas pu lancer l'impression : {}",
+                    words(&e)
                 ));
             }
         }
     }
     let mut seen_printing = reattach;
     let mut delay = opts.poll;
-    let mut wanted: Option<Control> = None;
+    // Answered polls since the server took our cancel, while it still prints.
+    let mut cancelling: Option<u32> = None;
     let mut idle_polls = 0u32;
     loop {
         // select!: a shutdown detaches (the print goes on); a control is passed on at once;
@@ -226,21 +287,33 @@ pub async fn run_job<P: RemotePrinter>(
                 }
                 (Control::Pause, Ok(())) => on_event(&RemoteEvent::Paused),
                 (Control::Resume, Ok(())) => on_event(&RemoteEvent::Resumed),
-                (Control::Cancel, Ok(())) => wanted = Some(Control::Cancel),
-                (Control::Cancel, Err(e)) => {
+                // Taken is not done: the cancel is confirmed by the state the server reports.
+                (Control::Cancel, Ok(())) => cancelling = cancelling.or(Some(0)),
+                (Control::Cancel, Err(e)) if e.no_answer() => {
                     return RemoteOutcome::Interrupted(format!(
-                        "annulé alors que {} ne répondait pas ({e}) : vérifier l'imprimante",
-                        printer.name()
+                        "annulé alors que {server} ne répondait pas ({}) : vérifier l'imprimante",
+                        words(&e)
                     ));
                 }
-                (_, Err(e)) => on_event(&RemoteEvent::Unreachable(e.to_string())),
+                // An answer: the server refused, the print goes on as it says.
+                (control, Err(RemoteError::Refused { status, message })) => {
+                    let what = match control {
+                        Control::Pause => "la pause",
+                        Control::Resume => "la reprise",
+                        _ => "l'annulation",
+                    };
+                    on_event(&RemoteEvent::Refused(format!(
+                        "{server} a refusé {what} ({status}) : {message}"
+                    )));
+                }
+                (_, Err(e)) => on_event(&RemoteEvent::Unreachable(words(&e))),
             }
             continue;
         }
         let status = match printer.status().await {
             Ok(status) => status,
             Err(e) => {
-                on_event(&RemoteEvent::Unreachable(e.to_string()));
+                on_event(&RemoteEvent::Unreachable(words(&e)));
                 delay = (delay * 2).min(opts.max_backoff);
                 continue;
             }
@@ -249,15 +322,25 @@ pub async fn run_job<P: RemotePrinter>(
         let ours = status.file.as_deref() == Some(name);
         on_event(&RemoteEvent::Status(status.clone()));
         match &status.state {
-            RemoteState::Printing | RemoteState::Paused if ours => seen_printing = true,
-            RemoteState::Printing | RemoteState::Paused | RemoteState::Changing => {}
+            RemoteState::Printing | RemoteState::Paused | RemoteState::Changing => {
+                if ours && status.state != RemoteState::Changing {
+                    seen_printing = true;
+                }
+                if let Some(polls) = cancelling.as_mut() {
+                    *polls += 1;
+                    if *polls > CANCEL_POLLS {
+                        return RemoteOutcome::Failed(format!(
+                            "{server} a accepté l'annulation, mais l'imprimante imprime encore : vérifier l'imprimante"
+                        ));
+                    }
+                }
+            }
             RemoteState::Error(why) => {
-                return RemoteOutcome::Failed(format!("{} : {why}", printer.name()));
+                return RemoteOutcome::Failed(format!("{server} : {why}"));
             }
             RemoteState::PrinterOffline(why) if seen_printing => {
                 return RemoteOutcome::Interrupted(format!(
-                    "l'imprimante s'est déconnectée de {} ({why})",
-                    printer.name()
+                    "l'imprimante s'est déconnectée de {server} ({why})"
                 ));
             }
             RemoteState::PrinterOffline(_) => {}
@@ -265,27 +348,25 @@ pub async fn run_job<P: RemotePrinter>(
             RemoteState::Ready | RemoteState::Complete | RemoteState::Cancelled => {
                 let at_end = ours
                     && (status.state == RemoteState::Complete
-                        || (status.state == RemoteState::Ready
+                        || (!printer.reports_complete()
+                            && status.state == RemoteState::Ready
                             && status.progress.is_some_and(|p| p >= 0.999)));
-                if wanted.is_some() {
-                    return RemoteOutcome::Cancelled { by_server: false };
-                } else if at_end {
+                if at_end {
+                    // Even when a cancel was asked: the print ended first.
                     return RemoteOutcome::Done;
+                } else if cancelling.is_some() {
+                    return RemoteOutcome::Cancelled { by_server: false };
                 } else if seen_printing && ours {
                     return RemoteOutcome::Cancelled { by_server: true };
                 } else if seen_printing {
                     return RemoteOutcome::Interrupted(format!(
-                        "{} ne connaît plus ce travail (redémarré ?)",
-                        printer.name()
+                        "{server} ne connaît plus ce travail (redémarré ?)"
                     ));
                 }
                 // Not started yet: the server may take a moment to report the new print.
                 idle_polls += 1;
                 if idle_polls > opts.start_polls {
-                    return RemoteOutcome::Failed(format!(
-                        "{} n'a pas démarré l'impression",
-                        printer.name()
-                    ));
+                    return RemoteOutcome::Failed(format!("{server} n'a pas démarré l'impression"));
                 }
             }
         }
@@ -302,5 +383,41 @@ async fn next_control(controls: &mut Option<&mut mpsc::Receiver<Control>>) -> Op
             }
         },
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_says_whether_the_server_answered_in_french_and_in_english() {
+        let silent = RemoteError::Unreachable("connection refused".into());
+        let starting = RemoteError::NotReady("503 Klippy Host not connected".into());
+        let refused = RemoteError::Refused {
+            status: 400,
+            message: "SD busy".into(),
+        };
+        assert!(silent.no_answer() && starting.no_answer() && !refused.no_answer());
+        assert_eq!(
+            silent.message("Moonraker", Lang::Fr),
+            "Moonraker injoignable : connection refused"
+        );
+        assert_eq!(
+            silent.message("Moonraker", Lang::En),
+            "Moonraker unreachable: connection refused"
+        );
+        assert_eq!(
+            starting.message("Moonraker", Lang::En),
+            "Moonraker answers, but the printer is not ready: 503 Klippy Host not connected"
+        );
+        assert_eq!(
+            refused.message("Moonraker", Lang::Fr),
+            "Moonraker a refusé (400) : SD busy"
+        );
+        assert_eq!(
+            refused.message("Moonraker", Lang::En),
+            "Moonraker refused (400): SD busy"
+        );
     }
 }

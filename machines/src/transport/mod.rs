@@ -22,8 +22,8 @@ fn unreachable(e: reqwest::Error) -> RemoteError {
     RemoteError::Unreachable(e.to_string())
 }
 
-/// A non-2xx answer becomes `Refused` with the server's own words (its JSON `error`, or
-/// the start of its body).
+/// A non-2xx answer becomes the server's own words (its JSON `error`, or the start of its
+/// body): `Refused` for a 4xx, `NotReady` (like no answer) for a 5xx.
 async fn check(response: reqwest::Response) -> Result<reqwest::Response, RemoteError> {
     let status = response.status();
     if status.is_success() {
@@ -40,6 +40,12 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response, RemoteE
                 .map(str::to_string)
         })
         .unwrap_or_else(|| body.chars().take(200).collect());
+    if status.is_server_error() {
+        return Err(RemoteError::NotReady(format!(
+            "{} {message}",
+            status.as_u16()
+        )));
+    }
     Err(RemoteError::Refused {
         status: status.as_u16(),
         message,
