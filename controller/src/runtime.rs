@@ -1351,3 +1351,81 @@ impl MachineTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fabrique_machines::driver::remote::{RemoteError, RemoteStatus};
+
+    /// A print server that always gives the same answer to a status query.
+    struct Answers(fn() -> Result<RemoteStatus, RemoteError>);
+
+    impl RemotePrinter for Answers {
+        fn name(&self) -> &'static str {
+            "Moonraker"
+        }
+        async fn status(&self) -> Result<RemoteStatus, RemoteError> {
+            (self.0)()
+        }
+        async fn upload(&self, _: &std::path::Path, _: &str) -> Result<(), RemoteError> {
+            Ok(())
+        }
+        async fn start(&self, _: &str) -> Result<(), RemoteError> {
+            Ok(())
+        }
+        async fn pause(&self) -> Result<(), RemoteError> {
+            Ok(())
+        }
+        async fn resume(&self) -> Result<(), RemoteError> {
+            Ok(())
+        }
+        async fn cancel(&self) -> Result<(), RemoteError> {
+            Ok(())
+        }
+        async fn emergency_stop(&self) -> Result<(), RemoteError> {
+            Ok(())
+        }
+    }
+
+    fn idle(state: RemoteState) -> Result<RemoteStatus, RemoteError> {
+        Ok(RemoteStatus {
+            state,
+            file: None,
+            progress: None,
+            elapsed_s: None,
+            remaining_s: None,
+            hotend: None,
+            bed: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn an_idle_printer_in_error_takes_no_job_and_a_refusal_is_not_called_silence() {
+        let shut = Answers(|| {
+            idle(RemoteState::Error(
+                "Shutdown due to webhooks request".into(),
+            ))
+        });
+        assert_eq!(
+            probe(&shut).await,
+            (false, "Moonraker : Shutdown due to webhooks request".into())
+        );
+        let ready = Answers(|| idle(RemoteState::Ready));
+        assert_eq!(probe(&ready).await, (true, String::new()));
+        let refused = Answers(|| {
+            Err(RemoteError::Refused {
+                status: 401,
+                message: "Unauthorized".into(),
+            })
+        });
+        assert_eq!(
+            probe(&refused).await,
+            (false, "Moonraker a refusé (401) : Unauthorized".into())
+        );
+        let silent = Answers(|| Err(RemoteError::Unreachable("connection refused".into())));
+        assert_eq!(
+            probe(&silent).await,
+            (false, "Moonraker injoignable : connection refused".into())
+        );
+    }
+}
