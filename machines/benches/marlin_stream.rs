@@ -3,7 +3,10 @@
 //! (a) lines per second to the virtual Marlin with instant moves over a pseudo-terminal,
 //!     beside a raw write of the same numbered bytes to the same kind of pty;
 //! (b) link utilisation when the virtual printer paces its reads at 115200 and 250000 baud:
-//!     bytes per second achieved divided by baud/10;
+//!     bytes per second achieved divided by baud/10, for a stock Marlin (128-byte receive
+//!     buffer, no ADVANCED_OK) with the grown byte window and with one line in flight (as
+//!     OctoPrint sends), and for ADVANCED_OK; with the resend requests and the bytes the
+//!     printer lost;
 //! (c) host CPU time per line in the sans-I/O protocol alone.
 //!
 //! Run: `cargo bench -p fabrique-machines --features sim --bench marlin_stream`.
@@ -38,20 +41,26 @@ struct Figure {
     lines: u64,
     bytes: u64,
     elapsed: Duration,
+    resend_requests: u64,
+    rx_overflows: u64,
 }
 
-async fn stream(cfg: SimConfig, path: &Path) -> Figure {
+/// The host modes compared: the default (grown byte window, or what ADVANCED_OK says), and
+/// one line at a time.
+fn host(one_line: bool) -> MarlinConfig {
+    MarlinConfig {
+        window_lines: one_line.then_some(1),
+        ..MarlinConfig::default()
+    }
+}
+
+async fn stream(cfg: SimConfig, host: MarlinConfig, path: &Path) -> Figure {
     let printer = VirtualPrinter::new(cfg);
     let cancel = CancellationToken::new();
     let io = printer.connect_pty(cancel.clone()).unwrap();
-    let mut conn = MarlinConnection::connect(
-        io,
-        MarlinConfig::default(),
-        Duration::from_secs(10),
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let mut conn = MarlinConnection::connect(io, host, Duration::from_secs(10), &cancel)
+        .await
+        .unwrap();
     let mut file = JobFile::open(path).await.unwrap();
     let before = printer.state().bytes_received;
     let start = Instant::now();
@@ -66,6 +75,8 @@ async fn stream(cfg: SimConfig, path: &Path) -> Figure {
         lines: outcome.stats().lines_acked,
         bytes,
         elapsed,
+        resend_requests: outcome.stats().resend_requests,
+        rx_overflows: printer.state().rx_overflows,
     }
 }
 
@@ -175,9 +186,10 @@ async fn run() {
         all.len() as f64 / raw.as_secs_f64(),
         wire.len() as f64 / raw.as_secs_f64() / 1e6
     );
-    for (name, advanced_ok) in [
-        ("1 line in flight (plain Marlin)", false),
-        ("ADVANCED_OK window", true),
+    for (name, advanced_ok, one_line) in [
+        ("stock Marlin, grown byte window", false, false),
+        ("stock Marlin, 1 line in flight", false, true),
+        ("ADVANCED_OK window", true, false),
     ] {
         let f = stream(
             SimConfig {
@@ -185,6 +197,7 @@ async fn run() {
                 advanced_ok,
                 ..SimConfig::default()
             },
+            host(one_line),
             &path,
         )
         .await;
@@ -200,7 +213,11 @@ async fn run() {
     // (b) Link utilisation at real baud rates.
     for (baud, lines) in [(115_200u32, 2_500usize), (250_000, 5_000)] {
         let file = subset(&path, lines, dir.path());
-        for (name, advanced_ok) in [("ADVANCED_OK window", true), ("1 line in flight", false)] {
+        for (name, advanced_ok, one_line) in [
+            ("stock, grown byte window", false, false),
+            ("stock, 1 line in flight", false, true),
+            ("ADVANCED_OK window", true, false),
+        ] {
             let f = stream(
                 SimConfig {
                     time_scale: 0.0,
@@ -208,16 +225,19 @@ async fn run() {
                     baud: Some(baud),
                     ..SimConfig::default()
                 },
+                host(one_line),
                 &file,
             )
             .await;
             let rate = f.bytes as f64 / f.elapsed.as_secs_f64();
             println!(
-                "(b) {baud:>6} baud, {name:<20} {:>7.0} B/s of {:>6.0} = {:>5.1} % ({:.0} lines/s)",
+                "(b) {baud:>6} baud, {name:<25} {:>7.0} B/s of {:>6.0} = {:>5.1} % ({:.0} lines/s, {} resend requests, {} overflows)",
                 rate,
                 f64::from(baud) / 10.0,
                 100.0 * rate / (f64::from(baud) / 10.0),
-                f.lines as f64 / f.elapsed.as_secs_f64()
+                f.lines as f64 / f.elapsed.as_secs_f64(),
+                f.resend_requests,
+                f.rx_overflows
             );
         }
     }

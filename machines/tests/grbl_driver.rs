@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use fabrique_machines::driver::grbl::{
-    Config, Control, Event, FailReason, GrblDriver, GrblError, JobKind, LineError, LineOutcome,
-    PersonAtMachine, Program, Realtime, Refusal, WorkArea,
+    Config, Control, Event, FailReason, GrblDriver, GrblError, JobKind, Lang, LineError,
+    LineOutcome, MachineState, PersonAtMachine, Program, Realtime, Refusal, WorkArea,
 };
 use fabrique_machines::sim::grbl::{
     Faults, LinkConfig, PtyLink, Record, SimConfig, VirtualGrbl, serve,
@@ -314,6 +314,79 @@ async fn a_lost_reply_is_detected_when_the_machine_stands_idle() {
         "{r:?}"
     );
     assert_held_then_reset(&sim);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_machine_stuck_in_run_without_progress_is_held_reset_and_the_job_failed() {
+    let (r, sim) = cut_with_faults(
+        Faults {
+            stall_on_line: Some(100),
+            ..Faults::default()
+        },
+        0.01,
+    )
+    .await;
+    assert!(
+        matches!(
+            r,
+            Err(GrblError::JobFailed(FailReason::Stalled {
+                state: Some(MachineState::Run),
+                ..
+            }))
+        ),
+        "{r:?}"
+    );
+    assert_held_then_reset(&sim);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_nobody_asked_for_is_a_stall_but_a_persons_pause_is_not() {
+    let (r, sim) = cut_with_faults(
+        Faults {
+            hold_on_line: Some(100),
+            ..Faults::default()
+        },
+        0.01,
+    )
+    .await;
+    assert!(
+        matches!(
+            r,
+            Err(GrblError::JobFailed(FailReason::Stalled {
+                state: Some(MachineState::Hold(_)),
+                ..
+            }))
+        ),
+        "{r:?}"
+    );
+    assert_held_then_reset(&sim);
+    let message = GrblError::JobFailed(FailReason::Stalled {
+        state: Some(MachineState::Hold(0)),
+        line: 12,
+    })
+    .message(Lang::Fr);
+    assert!(message.contains("ligne 12"), "{message}");
+
+    // A pause asked by a person lasts as long as it must.
+    let mut rig = Rig::new(SimConfig {
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await;
+    let (tx, mut rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send(Control::Pause).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        tx.send(Control::Resume).await.unwrap();
+        std::future::pending::<()>().await;
+    });
+    let r = rig
+        .driver
+        .cut(shield(), AREA, person(), Some(&mut rx), &mut |_| {})
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    rig.finish().await;
 }
 
 #[tokio::test(start_paused = true)]

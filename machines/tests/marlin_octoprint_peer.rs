@@ -1,7 +1,9 @@
 //! The independent peer: OctoPrint's own virtual printer (`pip install octoprint`), bridged
-//! to a pseudo-terminal by `tests/octoprint_peer.py`, with its `resend_ratio` set. The job
-//! must end done, with resends honoured, and the position the peer reports (`M114`) must be
-//! the file's last position.
+//! to a pseudo-terminal by `tests/octoprint_peer.py`. With its stock scripted errors (a
+//! resend, a resend left unanswered, a line refused without a resend, a checksum error) the
+//! job must end done and the position the peer reports (`M114`) must be the file's last
+//! position. With its `resend_ratio`, which drops a line it accepted and asks for the next
+//! one (no host can recover the dropped line), the job must fail, never end "done".
 //!
 //! This test needs `python3` with the `octoprint` package; it fails (never skips) when they
 //! are missing.
@@ -12,13 +14,19 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use fabrique_machines::driver::marlin::{JobFile, JobOptions, MarlinConnection, open_serial};
-use fabrique_machines::protocol::marlin::{MarlinConfig, clean_line};
+use fabrique_machines::driver::marlin::{
+    JobFailure, JobFile, JobOptions, JobOutcome, MarlinConnection, open_serial,
+};
+use fabrique_machines::protocol::marlin::{FailReason, MarlinConfig, clean_line};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 /// The first lines of the Ender fixture: start G-code, heating, homing and the first layers.
 const LINES: usize = 2000;
+
+/// The peer's receive buffer (its `rxBuffer` setting, 64 bytes by default); what does not
+/// fit is lost, as on a UART.
+const PEER_RX_BUFFER: usize = 64;
 
 fn word(cmd: &str, letter: char) -> Option<f64> {
     cmd.split_whitespace()
@@ -46,13 +54,13 @@ fn last_position(commands: &[String]) -> [f64; 3] {
     pos
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn octoprint_virtual_printer_with_resends_ends_at_the_files_last_position() {
+/// Starts the peer with `args`; returns it and the path of its pty.
+async fn peer(args: &[&str]) -> (tokio::process::Child, String) {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let script = manifest.join("tests/octoprint_peer.py");
     let mut child = tokio::process::Command::new("python3")
         .arg(&script)
-        .args(["--resend-ratio", "10"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -72,7 +80,12 @@ async fn octoprint_virtual_printer_with_resends_ends_at_the_files_last_position(
         .strip_prefix("READY ")
         .unwrap_or_else(|| panic!("unexpected line from the peer: {first:?}"))
         .to_string();
+    (child, pty)
+}
 
+/// The first lines of the Ender fixture, sped up a hundredfold; with its commands.
+fn hook_start() -> (tempfile::TempDir, PathBuf, Vec<String>) {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let fixture = std::fs::read_to_string(manifest.join("tests/data/ender_hook.gcode")).unwrap();
     // The peer plays moves in real time (a tenth of their duration); M220/M221 speed it up
     // a hundredfold so the test takes seconds, not minutes.
@@ -86,10 +99,17 @@ async fn octoprint_virtual_printer_with_resends_ends_at_the_files_last_position(
         .filter_map(clean_line)
         .map(str::to_string)
         .collect();
-    let want = last_position(&commands);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hook_start.gcode");
     std::fs::write(&path, &text).unwrap();
+    (dir, path, commands)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn octoprint_virtual_printer_with_its_scripted_errors_ends_at_the_files_last_position() {
+    let (mut child, pty) = peer(&[]).await;
+    let (_dir, path, commands) = hook_start();
+    let want = last_position(&commands);
 
     let cancel = CancellationToken::new();
     let io = open_serial(&pty, 115_200).await.unwrap();
@@ -97,6 +117,7 @@ async fn octoprint_virtual_printer_with_resends_ends_at_the_files_last_position(
     // a short communication timeout keeps the nudge that recovers it quick.
     let cfg = MarlinConfig {
         comm_timeout: Duration::from_secs(3),
+        rx_buffer: PEER_RX_BUFFER,
         ..MarlinConfig::default()
     };
     let mut conn = MarlinConnection::connect(io, cfg, Duration::from_secs(30), &cancel)
@@ -116,13 +137,8 @@ async fn octoprint_virtual_printer_with_resends_ends_at_the_files_last_position(
     assert!(outcome.is_done(), "{outcome}");
     let stats = outcome.stats();
     assert_eq!(stats.lines_acked as usize, commands.len());
-    // 10 % resend ratio: the peer asked again and again, and every request was honoured.
-    // (Its injected resends ask for the line after the one received, so most need no line
-    // sent twice; its scripted errors at lines 100-115 do.)
-    assert!(
-        stats.resend_requests as usize >= commands.len() / 20,
-        "{stats:?}"
-    );
+    // The peer's scripted errors at lines 100-115: it asked again, and was answered.
+    assert!(stats.resend_requests >= 3, "{stats:?}");
     assert!(stats.resends >= 2, "{stats:?}");
 
     let lines = conn
@@ -148,6 +164,34 @@ async fn octoprint_virtual_printer_with_resends_ends_at_the_files_last_position(
             (got[i] - want[i]).abs() < 1e-3,
             "peer at {got:?}, file ends at {want:?}"
         );
+    }
+    drop(child.stdin.take());
+    let _ = child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn octoprint_resend_ratio_dropping_accepted_lines_fails_the_job_never_done() {
+    let (mut child, pty) = peer(&["--resend-ratio", "10"]).await;
+    let (_dir, path, _commands) = hook_start();
+    let cancel = CancellationToken::new();
+    let io = open_serial(&pty, 115_200).await.unwrap();
+    let cfg = MarlinConfig {
+        rx_buffer: PEER_RX_BUFFER,
+        ..MarlinConfig::default()
+    };
+    let mut conn = MarlinConnection::connect(io, cfg, Duration::from_secs(30), &cancel)
+        .await
+        .unwrap();
+    let mut file = JobFile::open(&path).await.unwrap();
+    let outcome = conn
+        .run_job(&mut file, &JobOptions::default(), None, |_| {}, &cancel)
+        .await;
+    match &outcome {
+        JobOutcome::Failed {
+            reason: JobFailure::Printer(FailReason::LineOutOfStep { asked, last_sent }),
+            ..
+        } => assert_eq!(asked, &(last_sent + 1)),
+        other => panic!("expected a line-count error, got {other}"),
     }
     drop(child.stdin.take());
     let _ = child.kill().await;

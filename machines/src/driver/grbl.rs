@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 pub use crate::protocol::grbl::{
     Config, ConnectFailure, Event, FailReason, JobKind, JobSummary, Lang, LineError, LineOutcome,
-    PersonAtMachine, Program, ProgramError, Realtime, Refusal, StreamMode, WorkArea,
+    MachineState, PersonAtMachine, Program, ProgramError, Realtime, Refusal, StreamMode, WorkArea,
 };
 use crate::protocol::grbl::{Output, Session};
 
@@ -324,14 +324,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GrblDriver<S> {
     }
 }
 
-/// Asks whatever is on `io` whether it is GRBL: a soft reset, then up to `wait` for the
-/// banner. `fabrique stream` uses it to pick the GRBL driver; other firmware ignores the
-/// Ctrl-X byte.
+/// Asks whatever is on `io` whether it is GRBL, in a way any other firmware takes as a
+/// whole line it does not know: a blank line (ending whatever was left half-written), then
+/// `$I`. GRBL answers with its build info (`[VER:1.1h...]`); a board reset by the port's
+/// opening prints its banner instead. Marlin answers `echo:Unknown command` and `ok`, which
+/// ends the probe at once, and is left with an empty receive buffer and its line count
+/// untouched (a Ctrl-X byte would stay in front of the next host's first line).
+/// `fabrique stream` uses it to pick the GRBL driver.
 pub async fn probe<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     wait: Duration,
 ) -> std::io::Result<Option<crate::protocol::grbl::Version>> {
-    io.write_all(&[Realtime::SoftReset.byte()]).await?;
+    io.write_all(b"\n$I\n").await?;
     io.flush().await?;
     let deadline = tokio::time::Instant::now() + wait;
     let mut line = Vec::new();
@@ -345,10 +349,16 @@ pub async fn probe<S: AsyncRead + AsyncWrite + Unpin>(
         };
         for &b in &buf[..n] {
             if b == b'\n' || b == b'\r' {
-                let text = String::from_utf8_lossy(&line).into_owned();
+                let text = String::from_utf8_lossy(&line).trim().to_string();
                 line.clear();
-                if let Some(v) = crate::protocol::grbl::parse_banner(text.trim()) {
-                    return Ok(Some(v));
+                let version = crate::protocol::grbl::parse_banner(&text)
+                    .or_else(|| crate::protocol::grbl::parse_build_info(&text));
+                if version.is_some() {
+                    return Ok(version);
+                }
+                if text.starts_with("echo:") || text == "start" {
+                    // Marlin (and its look-alikes) speaking: not GRBL.
+                    return Ok(None);
                 }
             } else if line.len() < 256 {
                 line.push(b);

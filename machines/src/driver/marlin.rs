@@ -31,6 +31,10 @@ use crate::protocol::marlin::{
 };
 
 /// Heaters off, part fan off, motors off: what "safe" means for an FDM printer.
+/// Numbered commands sent at the end of a job to confirm lines acknowledged only by a
+/// nudge's answer, before the job fails as unconfirmed.
+const MAX_CONFIRMATIONS: u32 = 3;
+
 pub const SAFE_SCRIPT: [&str; 4] = ["M104 S0", "M140 S0", "M107", "M84"];
 
 /// Errors that keep a job from starting, or a link from working.
@@ -521,6 +525,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> MarlinConnection<IO> {
         let mut next_report = Instant::now();
         let mut cancel_requested = false;
         let mut read_error: Option<io::Error> = None;
+        let mut confirmations = 0;
 
         let outcome = loop {
             // Feed: keep a few lines queued ahead of the window, never the whole file.
@@ -633,7 +638,22 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> MarlinConnection<IO> {
                 break JobOutcome::Cancelled(stats.clone());
             }
             if eof && held.is_empty() && self.proto.is_idle() && state == JobState::Running {
-                // Every byte was read, and every command in it acknowledged.
+                if !self.proto.last_ack_proven() {
+                    // The last lines were acknowledged only by a nudge's answer, which a line
+                    // lost on the wire also gets. A numbered command proves they arrived (or
+                    // makes Marlin ask for them again); `M400` also waits for the last moves.
+                    confirmations += 1;
+                    if confirmations > MAX_CONFIRMATIONS {
+                        self.make_safe(opts.script_timeout).await;
+                        break JobOutcome::Failed {
+                            reason: JobFailure::Printer(FailReason::Unconfirmed),
+                            stats: stats.clone(),
+                        };
+                    }
+                    self.proto.enqueue("M400", Origin::Host);
+                    continue;
+                }
+                // Every byte was read, and every command in it acknowledged by its own `ok`.
                 stats.bytes_acked = file.offset;
                 stats.total_bytes = stats.total_bytes.max(file.offset);
                 break JobOutcome::Done(stats.clone());

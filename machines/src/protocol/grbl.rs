@@ -486,6 +486,20 @@ pub fn parse_banner(line: &str) -> Option<Version> {
     })
 }
 
+/// Reads the version from `$I`'s first line, `[VER:1.1h.20190825:]` (GRBL 1.1); GRBL 0.9
+/// prints `[0.9j.20160726:]`.
+pub fn parse_build_info(line: &str) -> Option<Version> {
+    let inner = line.strip_prefix('[')?.strip_suffix(']')?;
+    let inner = inner.strip_prefix("VER:").unwrap_or(inner);
+    let token = inner.split(':').next()?;
+    // `1.1h.20190825`: the version is what comes before the build date.
+    let version = match token.rsplit_once('.') {
+        Some((v, date)) if date.len() >= 6 && date.bytes().all(|b| b.is_ascii_digit()) => v,
+        _ => token,
+    };
+    parse_banner(&format!("Grbl {version}"))
+}
+
 /// Reads a `$$` line: `$30=1000` (1.1) or `$30=1000 (spindle max, rpm)` (0.9).
 pub fn parse_setting(line: &str) -> Option<(u16, f64)> {
     let rest = line.strip_prefix('$')?;
@@ -1091,6 +1105,10 @@ pub struct Config {
     /// How long the machine may stay idle while lines still await their reply before the
     /// reply is declared lost (LaserGRBL uses 10 s).
     pub stuck_after: Duration,
+    /// How long a job may go without progress (neither the position nor the acknowledged
+    /// lines change) while the machine says `Run` or `Hold` nobody asked for, or says
+    /// nothing, before it counts as stuck: held, reset, and the job failed.
+    pub stall_after: Duration,
     /// How old a [`PersonAtMachine`] may be when the cut starts.
     pub confirmation_ttl: Duration,
 }
@@ -1104,6 +1122,7 @@ impl Default for Config {
             banner_timeout: Duration::from_secs(5),
             hold_settle: Duration::from_secs(1),
             stuck_after: Duration::from_secs(10),
+            stall_after: Duration::from_secs(30),
             confirmation_ttl: Duration::from_secs(120),
         }
     }
@@ -1178,6 +1197,14 @@ pub enum FailReason {
         /// File line of the oldest unacknowledged line.
         line: usize,
     },
+    /// The machine made no progress for [`Config::stall_after`] while it said `Run` or
+    /// `Hold` (or stopped reporting): no move, no line acknowledged.
+    Stalled {
+        /// The state it last reported; `None` when it stopped reporting.
+        state: Option<MachineState>,
+        /// File line of the oldest unacknowledged line, or the last line.
+        line: usize,
+    },
 }
 
 impl FailReason {
@@ -1201,8 +1228,30 @@ impl FailReason {
             (FailReason::Cancelled, Lang::En) => "Job cancelled; the laser is off.".into(),
             (FailReason::ReplyLost { line }, Lang::Fr) => format!("La machine n'a jamais confirmé la ligne {line} et reste immobile. Le travail est arrêté ; vérifiez le câble USB."),
             (FailReason::ReplyLost { line }, Lang::En) => format!("The machine never confirmed line {line} and stands still. The job is stopped; check the USB cable."),
+            (FailReason::Stalled { state, line }, Lang::Fr) => format!("La machine n'avance plus depuis la ligne {line} ({}). Le travail est arrêté et la machine remise à zéro, laser éteint ; vérifiez la pièce et la machine avant de relancer.", stalled_state(*state, lang)),
+            (FailReason::Stalled { state, line }, Lang::En) => format!("The machine has made no progress since line {line} ({}). The job is stopped and the machine reset, laser off; check the work piece and the machine before starting again.", stalled_state(*state, lang)),
         }
     }
+}
+
+fn stalled_state(state: Option<MachineState>, lang: Lang) -> &'static str {
+    match (state, lang) {
+        (Some(MachineState::Hold(_)), Lang::Fr) => "en pause sans que personne ne l'ait demandé",
+        (Some(MachineState::Hold(_)), Lang::En) => "held without anyone asking",
+        (None, Lang::Fr) => "elle ne donne plus son état",
+        (None, Lang::En) => "it stopped reporting its state",
+        (_, Lang::Fr) => "en marche sans bouger",
+        (_, Lang::En) => "running without moving",
+    }
+}
+
+/// Where a job last made progress: the position and acknowledged lines seen, and since when.
+#[derive(Debug, Clone, Copy)]
+struct LastProgress {
+    /// `None` right after a resume: the clock restarts at the next tick.
+    since: Option<Instant>,
+    position: Option<[f64; 3]>,
+    acked: usize,
 }
 
 /// Something the owner of a [`Session`] should know.
@@ -1334,6 +1383,7 @@ pub struct Session {
     status_since_reset: bool,
     next_status: Option<Instant>,
     idle_since: Option<Instant>,
+    progress: LastProgress,
     last_reply: Option<Instant>,
     settings_deadline: Option<Instant>,
     settings_retried: bool,
@@ -1358,6 +1408,11 @@ impl Session {
             status_since_reset: false,
             next_status: None,
             idle_since: None,
+            progress: LastProgress {
+                since: None,
+                position: None,
+                acked: 0,
+            },
             last_reply: None,
             settings_deadline: None,
             settings_retried: false,
@@ -1476,8 +1531,51 @@ impl Session {
                 let from = self.last_reply.map_or(idle, |r| r.max(idle));
                 add(from + self.config.stuck_after);
             }
+            if self.stall_watched()
+                && let Some(since) = self.progress.since
+            {
+                add(since + self.config.stall_after);
+            }
         }
         d
+    }
+
+    /// Whether a lack of progress would now be a fault: a cut or dry run under way, not
+    /// paused by a person, the machine saying `Run`, `Hold`, `Jog` or something unknown,
+    /// or nothing at all. An idle machine waiting for a reply has its own guard
+    /// ([`Config::stuck_after`]); an alarm fails the job by itself; an open door waits for
+    /// the person at the machine.
+    fn stall_watched(&self) -> bool {
+        let Some(job) = &self.job else {
+            return false;
+        };
+        if self.paused || !matches!(job.stage, Stage::Streaming | Stage::Draining { .. }) {
+            return false;
+        }
+        match self.status.as_ref().map(|s| s.state) {
+            None => true,
+            Some(state) => matches!(
+                state,
+                MachineState::Run
+                    | MachineState::Hold(_)
+                    | MachineState::Jog
+                    | MachineState::Unknown
+            ),
+        }
+    }
+
+    /// Records what the machine says of its progress; any change restarts the clock.
+    fn note_progress(&mut self, position: Option<[f64; 3]>, now: Instant) {
+        let acked = self.job.as_ref().map_or(0, |j| j.acked);
+        let p = self.progress;
+        let moved = position.is_some() && position != p.position;
+        if moved || acked != p.acked || p.since.is_none() {
+            self.progress = LastProgress {
+                since: Some(now),
+                position: position.or(p.position),
+                acked,
+            };
+        }
     }
 
     /// Runs timers: status polling, reset and hold time-outs, lost replies.
@@ -1507,6 +1605,20 @@ impl Session {
             self.write_realtime(Realtime::StatusQuery);
             self.next_status = Some(now + self.config.status_interval);
         }
+        if self.job.is_some() && self.progress.since.is_none() {
+            self.note_progress(None, now);
+        }
+        let mut stalled = None;
+        if self.stall_watched()
+            && let (Some(job), Some(since)) = (&self.job, self.progress.since)
+            && now >= since + self.config.stall_after
+        {
+            let index = job.acked.min(job.lines.len().saturating_sub(1));
+            stalled = Some(FailReason::Stalled {
+                state: self.status.as_ref().map(|s| s.state),
+                line: job.lines.get(index).map_or(0, |l| l.number),
+            });
+        }
         let mut stuck = None;
         let mut settle = false;
         if let Some(job) = &self.job {
@@ -1531,6 +1643,9 @@ impl Session {
         }
         if let Some(line) = stuck {
             self.fail(FailReason::ReplyLost { line }, now);
+        }
+        if let Some(reason) = stalled {
+            self.fail(reason, now);
         }
         self.pump(now);
     }
@@ -1574,6 +1689,8 @@ impl Session {
     /// Cycle start: resumes after [`pause`](Self::pause).
     pub fn resume(&mut self) {
         self.paused = false;
+        // Time held does not count towards a stall.
+        self.progress.since = None;
         self.write_realtime(Realtime::CycleStart);
     }
 
@@ -1682,6 +1799,11 @@ impl Session {
     fn begin(&mut self, kind: JobKind, program: Program, now: Instant) {
         self.paused = false;
         self.idle_since = None;
+        self.progress = LastProgress {
+            since: Some(now),
+            position: self.status.as_ref().and_then(|s| s.mpos.or(s.wpos)),
+            acked: 0,
+        };
         self.last_reply = Some(now);
         self.job = Some(Job {
             kind,
@@ -1774,6 +1896,9 @@ impl Session {
             self.idle_since = None;
         }
         let state = s.state;
+        if self.job.is_some() {
+            self.note_progress(s.mpos.or(s.wpos), now);
+        }
         self.status = Some(s.clone());
         self.status_since_reset = true;
         self.emit(Event::Status(s));
@@ -1841,6 +1966,7 @@ impl Session {
         };
         let number = job.lines.get(index).map_or(0, |l| l.number);
         job.acked = index + 1;
+        self.note_progress(None, now);
         self.emit(Event::Line {
             index,
             number,

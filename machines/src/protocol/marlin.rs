@@ -54,8 +54,9 @@ pub struct MarlinConfig {
     pub resend_settle: Duration,
     /// Resend history, in lines. Must be deeper than the window.
     pub history: usize,
-    /// Lines in flight declared by the machine profile; `None` means one, or what
-    /// ADVANCED_OK reports.
+    /// Lines in flight declared by the machine profile; `None` means what ADVANCED_OK
+    /// reports or, without it, a window that grows while the printer takes every line
+    /// (see [`Marlin::window`]).
     pub window_lines: Option<usize>,
     /// The firmware's receive buffer in bytes: never more unacknowledged bytes than this
     /// (Marlin AVR default `RX_BUFFER_SIZE` 128).
@@ -156,6 +157,12 @@ pub enum FailReason {
     ResendLoop { line: u32, times: u32 },
     /// The firmware never answered the hello.
     HandshakeFailed,
+    /// The firmware asked for a line that was never sent: its line counter is not ours, so
+    /// nothing it acknowledged can be trusted (a refused `M110`, another host on the port).
+    LineOutOfStep { asked: u32, last_sent: u32 },
+    /// The last lines were acknowledged only by the answer to a nudge, and the numbered
+    /// commands sent to confirm them were not acknowledged either.
+    Unconfirmed,
 }
 
 impl fmt::Display for FailReason {
@@ -193,6 +200,14 @@ impl fmt::Display for FailReason {
                 )
             }
             Self::HandshakeFailed => write!(f, "the printer did not answer the connection hello"),
+            Self::LineOutOfStep { asked, last_sent } => write!(
+                f,
+                "the printer asked for line {asked} but only {last_sent} were sent: its line count is not ours, so what it executed is unknown"
+            ),
+            Self::Unconfirmed => write!(
+                f,
+                "the printer did not confirm that it received the last lines of the job"
+            ),
         }
     }
 }
@@ -291,6 +306,10 @@ pub struct Marlin {
     last_resend: Option<(u32, u32)>,
     /// Window learned from ADVANCED_OK (`B` = free command slots).
     advanced_window: Option<usize>,
+    /// Without ADVANCED_OK: lines allowed in flight, grown by one after every
+    /// [`GROW_AFTER`] lines taken cleanly, halved at the first resend or line error.
+    grown: usize,
+    clean_acks: u32,
     busy_seen: bool,
     last_answer: Instant,
     next_temperature_poll: Option<Instant>,
@@ -299,11 +318,25 @@ pub struct Marlin {
     events: VecDeque<Event>,
     partial: Vec<u8>,
     highest_acked: i64,
+    /// The newest acknowledgement was inferred from the answer to a nudge, not an `ok` that
+    /// Marlin prints only after accepting the line's number.
+    inferred: bool,
     /// Lines resent so far, for the job's statistics.
     pub resends: u64,
     /// `Resend:` / `rs` requests received so far.
     pub resend_requests: u64,
 }
+
+/// Lines taken cleanly before the grown window (no ADVANCED_OK) opens by one more line.
+pub const GROW_AFTER: u32 = 8;
+
+/// Bytes of the receive buffer never filled by numbered lines: room for a nudge (`M105`)
+/// or an emergency `M112` written outside the window, and the slot a ring buffer keeps
+/// empty (Marlin's 128-byte buffer holds 127).
+pub const RX_RESERVE: usize = 6;
+
+/// Most lines the grown window reaches; the bytes bound it well before on real files.
+const MAX_GROWN: usize = 32;
 
 /// The G-codes that may legitimately keep the firmware silent for long (OctoPrint's
 /// `longRunningCommands`).
@@ -469,6 +502,8 @@ impl Marlin {
             ok_after_resend,
             last_resend: None,
             advanced_window: None,
+            grown: 1,
+            clean_acks: 0,
             busy_seen: false,
             last_answer: now,
             next_temperature_poll: None,
@@ -477,6 +512,7 @@ impl Marlin {
             events: VecDeque::new(),
             partial: Vec::new(),
             highest_acked: -1,
+            inferred: false,
             resends: 0,
             resend_requests: 0,
         }
@@ -504,13 +540,32 @@ impl Marlin {
         self.queue.is_empty() && self.cursor == self.next_n && self.in_flight.is_empty()
     }
 
-    /// Lines in flight allowed now.
+    /// Whether the newest acknowledged line was acknowledged by its own `ok` (or named by
+    /// ADVANCED_OK), which Marlin prints only once it accepted that line's number, so every
+    /// line before it arrived too. `false` when it was inferred from a nudge's answer, which a
+    /// line lost on the wire would also get: a numbered command must confirm it.
+    pub fn last_ack_proven(&self) -> bool {
+        !self.inferred
+    }
+
+    /// Lines in flight allowed now: the profile's, or ADVANCED_OK's; otherwise a window
+    /// that starts at one line (as OctoPrint sends), grows by one line after every
+    /// [`GROW_AFTER`] lines the printer took without a resend or line error, and is halved
+    /// at once when one appears. Whatever the window, the bytes in flight never exceed the
+    /// receive buffer less [`RX_RESERVE`], so a stock Marlin without ADVANCED_OK keeps its
+    /// 128-byte buffer full without losing a byte.
     pub fn window(&self) -> usize {
         self.cfg
             .window_lines
             .or(self.advanced_window)
-            .unwrap_or(1)
+            .unwrap_or(self.grown)
             .clamp(1, self.cfg.history.saturating_sub(1).max(1))
+    }
+
+    /// The firmware refused or lost a line: the grown window is halved.
+    fn shrink(&mut self) {
+        self.grown = (self.grown / 2).max(1);
+        self.clean_acks = 0;
     }
 
     /// Queue a command. Returns `false` (and queues nothing) when the line is only a comment
@@ -595,7 +650,10 @@ impl Marlin {
         });
         if oldest_long && !self.busy_seen {
             self.cfg.long_command_timeout
-        } else if self.busy_seen {
+        } else if self.busy_seen || self.autoreport {
+            // Keepalives or temperature auto-reports prove the firmware is alive and talking:
+            // an `ok` missing for longer than a keepalive period was lost. Those lines never
+            // reset this clock (only an `ok`, `busy:` or `Resend:` does).
             self.cfg.busy_timeout
         } else {
             self.cfg.comm_timeout
@@ -629,17 +687,7 @@ impl Marlin {
                 }
                 return;
             }
-            // Silence while an answer is owed: nudge with an unnumbered M105. Its `ok T:`
-            // proves every earlier line was processed (Marlin executes in order), which
-            // recovers a lost `ok`; a lost line is caught by the numbering instead.
-            self.nudges_unanswered += 1;
-            self.nudges.push_back(self.in_flight.back().map(|f| f.n));
-            self.out.push_back(b"M105\n".to_vec());
-            self.last_answer = now;
-            tracing::debug!(
-                nudge = self.nudges_unanswered,
-                "printer silent, nudging with M105"
-            );
+            self.nudge(now);
         }
         if let Some(t) = self.next_temperature_poll
             && now >= t
@@ -653,6 +701,20 @@ impl Marlin {
                 });
             }
         }
+    }
+
+    /// Nudge with an unnumbered M105. Its `ok T:` proves every earlier line was processed
+    /// (Marlin executes in order), which recovers a lost `ok`; a line lost on the wire is
+    /// caught by the numbering of the next numbered line instead.
+    fn nudge(&mut self, now: Instant) {
+        self.nudges_unanswered += 1;
+        self.nudges.push_back(self.in_flight.back().map(|f| f.n));
+        self.out.push_back(b"M105\n".to_vec());
+        self.last_answer = now;
+        tracing::debug!(
+            nudge = self.nudges_unanswered,
+            "printer silent, nudging with M105"
+        );
     }
 
     fn start_handshake(&mut self, now: Instant) {
@@ -734,7 +796,8 @@ impl Marlin {
             };
             let len = sent.wire.len();
             let bytes_in_flight: usize = self.in_flight.iter().map(|f| f.len).sum();
-            if !self.in_flight.is_empty() && bytes_in_flight + len > self.cfg.rx_buffer {
+            let budget = self.cfg.rx_buffer.saturating_sub(RX_RESERVE);
+            if !self.in_flight.is_empty() && bytes_in_flight + len > budget {
                 return;
             }
             if sent.text.starts_with("M600") {
@@ -810,6 +873,18 @@ impl Marlin {
         if let Some(n) = parse_resend(line) {
             self.last_answer = now;
             self.handle_resend(n, now);
+            return;
+        }
+        if line == "wait" {
+            // Marlin prints `wait` when its command queue is empty and nothing arrived for a
+            // while (`NO_TIMEOUTS`): whatever is in flight was lost, or its `ok` was. Nudge at
+            // once rather than after the timeout; never take it for an `ok`.
+            if (!self.in_flight.is_empty() || self.cursor < self.next_n)
+                && self.nudges.is_empty()
+                && self.phase == Phase::Ready
+            {
+                self.nudge(now);
+            }
             return;
         }
         if line.starts_with("busy:") || line.starts_with("echo:busy") {
@@ -915,16 +990,32 @@ impl Marlin {
         if let Some(temps) = temps.clone() {
             self.events.push_back(Event::Temperatures(temps));
             if let Some(mark) = self.nudges.pop_front() {
-                // The answer to a nudge: every line in flight when it was sent was processed.
+                // The answer to a nudge: every line in flight when it was sent was processed,
+                // unless it was lost on the wire; only a later numbered line can tell.
                 if let Some(mark) = mark.max(named) {
+                    let before = self.highest_acked;
                     self.ack_through(mark);
+                    if self.highest_acked > before && named != Some(mark) {
+                        self.inferred = true;
+                    }
                 }
                 return;
             }
         }
+        let before = self.highest_acked;
         match named {
             Some(n) => self.ack_through(n),
             None => self.ack_front(),
+        }
+        if self.highest_acked > before {
+            self.inferred = false;
+            if self.phase == Phase::Ready && self.last_resend.is_none() {
+                self.clean_acks += 1;
+                if self.clean_acks >= GROW_AFTER {
+                    self.clean_acks = 0;
+                    self.grown = (self.grown + 1).min(MAX_GROWN);
+                }
+            }
         }
     }
 
@@ -978,14 +1069,26 @@ impl Marlin {
     fn handle_resend(&mut self, n: u32, now: Instant) {
         self.events.push_back(Event::Resend { line: n });
         self.resend_requests += 1;
+        self.shrink();
         if self.phase == Phase::Stopped {
             return;
         }
+        let n = if self.phase == Phase::Handshake && self.highest_acked < 0 {
+            // The hello itself was refused (bytes left in the printer's buffer by another
+            // program glued to its front, or a checksum error): Marlin asks for its own next
+            // line, which says nothing about ours. Send `M110` again until it is taken.
+            0
+        } else {
+            n
+        };
         if n >= self.next_n {
-            // A request for the line we would send next: everything sent was accepted, so
-            // there is nothing to rewind, and an `ok` that follows is an ordinary one (OctoPrint's
-            // virtual printer answers its injected resends this way).
-            self.after_resend = AfterResend::No;
+            // A line never sent: the printer counts lines differently from us, so its `ok`s
+            // cannot be matched to our lines. Never go on blind (and never take it for
+            // "everything was accepted": a refused line is answered this way too).
+            self.fail(FailReason::LineOutOfStep {
+                asked: n,
+                last_sent: self.next_n.saturating_sub(1),
+            });
             return;
         }
         // Marlin prints `ok` right after `Resend:` (2.x `flush_and_request_resend`); some
@@ -1118,17 +1221,49 @@ mod tests {
     }
 
     #[test]
-    fn one_line_in_flight_by_default() {
+    fn without_advanced_ok_the_window_starts_at_one_line_grows_and_halves_at_a_resend() {
         let now = Instant::now();
         let mut m = connected(now);
         drain(&mut m, now);
         m.receive(b"ok\n", now);
-        for i in 0..5 {
+        for i in 0..200 {
             m.enqueue(&format!("G1 X{i}"), Origin::Host);
         }
         assert_eq!(drain(&mut m, now).len(), 1);
-        m.receive(b"ok\n", now);
-        assert_eq!(drain(&mut m, now).len(), 1);
+        // Every `ok` lets the next line go; after GROW_AFTER clean ones (the M155 counted),
+        // one more is in flight.
+        let mut oks = 1;
+        while m.window() == 1 {
+            assert_eq!(m.in_flight.len(), 1);
+            m.receive(b"ok\n", now);
+            drain(&mut m, now);
+            oks += 1;
+        }
+        assert!(oks <= GROW_AFTER && m.window() == 2, "{oks} oks");
+        assert_eq!(m.in_flight.len(), 2);
+        for _ in 0..(GROW_AFTER * 20) {
+            m.receive(b"ok\n", now);
+            drain(&mut m, now);
+        }
+        // Bounded by the bytes: `N123 G1 X45*67` lines, never more than the buffer allows.
+        let in_flight: usize = m.in_flight.iter().map(|f| f.len).sum();
+        assert!(in_flight <= 128 - RX_RESERVE, "{in_flight} bytes in flight");
+        assert!(
+            m.in_flight.len() >= 6,
+            "{} lines in flight",
+            m.in_flight.len()
+        );
+        let wide = m.window();
+        let oldest = m.in_flight.front().unwrap().n;
+        m.receive(
+            format!(
+                "Error:checksum mismatch, Last Line: {}\nResend: {oldest}\nok\n",
+                oldest - 1
+            )
+            .as_bytes(),
+            now,
+        );
+        assert_eq!(m.window(), wide / 2);
     }
 
     #[test]
@@ -1349,6 +1484,136 @@ mod tests {
             drain(&mut m, now);
         }
         assert!(m.is_stopped());
+    }
+
+    fn fatal(m: &mut Marlin) -> Option<FailReason> {
+        std::iter::from_fn(|| m.poll_event()).find_map(|e| match e {
+            Event::Fatal(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_resend_for_a_line_never_sent_is_an_error_not_an_acknowledgement() {
+        let now = Instant::now();
+        let mut m = connected(now);
+        drain(&mut m, now);
+        m.receive(b"ok\n", now);
+        m.enqueue("G1 X1", Origin::Host);
+        assert_eq!(drain(&mut m, now).len(), 1);
+        // Line 3 is in flight; the printer asks for line 2945.
+        m.receive(
+            b"Error:Line Number is not Last Line Number+1, Last Line: 2944\nResend: 2945\nok\n",
+            now,
+        );
+        assert_eq!(
+            fatal(&mut m),
+            Some(FailReason::LineOutOfStep {
+                asked: 2945,
+                last_sent: 3
+            })
+        );
+        assert!(m.is_stopped());
+        // OctoPrint's `resend_ratio` asks for the line after the one just sent: also an error.
+        let mut m = connected(now);
+        drain(&mut m, now);
+        m.receive(b"ok\n", now);
+        m.enqueue("G1 X1", Origin::Host);
+        drain(&mut m, now);
+        m.receive(b"Error: Checksum mismatch\nResend:4\nok\n", now);
+        assert!(matches!(
+            fatal(&mut m),
+            Some(FailReason::LineOutOfStep { asked: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn a_hello_refused_because_of_stale_bytes_is_sent_again_before_anything_else() {
+        let now = Instant::now();
+        let mut m = Marlin::new(MarlinConfig::default(), now);
+        m.receive(b"start\n", now);
+        assert_eq!(drain(&mut m, now), vec!["N0 M110 N0*125\n"]);
+        // A Ctrl-X byte in front of it: Marlin sees no line number and asks for its own next.
+        m.receive(
+            b"Error:No Line Number with checksum, Last Line: 2944\nResend: 2945\nok\n",
+            now,
+        );
+        assert_eq!(drain(&mut m, now), vec!["N0 M110 N0*125\n"]);
+        assert!(!m.is_stopped());
+        m.receive(b"ok\n", now);
+        assert_eq!(
+            drain(&mut m, now),
+            vec![String::from_utf8(numbered(1, "M115")).unwrap()]
+        );
+        m.receive(b"FIRMWARE_NAME:Marlin 2.1.2\nok\n", now);
+        assert!(m.is_ready());
+    }
+
+    #[test]
+    fn auto_reports_do_not_hold_back_the_nudge_for_a_lost_ok() {
+        let now = Instant::now();
+        let mut m = connected(now);
+        drain(&mut m, now);
+        m.receive(b"ok\n", now);
+        m.enqueue("G1 X1", Origin::Host);
+        drain(&mut m, now);
+        // The `ok` for G1 is lost; temperatures keep coming every 2 s.
+        let mut t = now;
+        let mut nudged_at = None;
+        for _ in 0..20 {
+            t += Duration::from_secs(2);
+            m.receive(b" T:210.0 /210.0 B:60.0 /60.0 @:0 B@:0\n", t);
+            m.tick(t);
+            if drain(&mut m, t).contains(&"M105\n".to_string()) {
+                nudged_at = Some(t - now);
+                break;
+            }
+        }
+        let nudged_at = nudged_at.expect("never nudged");
+        assert!(
+            nudged_at <= Duration::from_secs(6),
+            "nudged after {nudged_at:?}"
+        );
+    }
+
+    #[test]
+    fn wait_from_the_printer_nudges_at_once_and_is_never_an_ok() {
+        let now = Instant::now();
+        let mut m = connected(now);
+        drain(&mut m, now);
+        m.receive(b"ok\n", now);
+        m.enqueue("G1 X1", Origin::Host);
+        drain(&mut m, now);
+        m.receive(b"wait\n", now);
+        assert_eq!(drain(&mut m, now), vec!["M105\n"]);
+        assert!(!m.is_idle(), "`wait` acknowledged a line");
+        // Nothing in flight: `wait` is only the firmware idling.
+        let mut idle = connected(now);
+        drain(&mut idle, now);
+        idle.receive(b"ok\n", now);
+        idle.receive(b"wait\n", now);
+        assert!(drain(&mut idle, now).is_empty());
+    }
+
+    #[test]
+    fn a_line_acknowledged_by_a_nudge_is_not_proven_until_a_numbered_line_is() {
+        let now = Instant::now();
+        let mut m = connected(now);
+        drain(&mut m, now);
+        m.receive(b"ok\n", now);
+        m.enqueue("G1 X1", Origin::Host);
+        drain(&mut m, now);
+        assert!(m.last_ack_proven());
+        let t = now + Duration::from_secs(31);
+        m.tick(t);
+        assert_eq!(drain(&mut m, t), vec!["M105\n"]);
+        m.receive(b"ok T:20.0 /0.0 B:20.0 /0.0 @:0 B@:0\n", t);
+        assert!(m.is_idle());
+        assert!(!m.last_ack_proven());
+        m.enqueue("M400", Origin::Host);
+        drain(&mut m, t);
+        m.receive(b"ok\n", t);
+        assert!(m.is_idle() && m.last_ack_proven());
     }
 
     #[test]

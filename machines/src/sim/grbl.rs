@@ -46,6 +46,12 @@ pub struct Faults {
     pub reset_on_line: Option<u64>,
     /// Run this line but never answer it.
     pub drop_ok_on_line: Option<u64>,
+    /// On taking this line, freeze in `Run`: no move goes on, no further line is read (a
+    /// stepper fault, a firmware stuck in motion). A soft reset clears it.
+    pub stall_on_line: Option<u64>,
+    /// On taking this line, go into `Hold` by itself (a feed-hold button, a sensor), and
+    /// stay there until a cycle start.
+    pub hold_on_line: Option<u64>,
 }
 
 /// What to simulate.
@@ -199,6 +205,8 @@ pub struct VirtualGrbl {
     busy_until: Option<Instant>,
     alarm_fired: bool,
     disconnected: bool,
+    /// Frozen in `Run` by the stall fault.
+    stalled: bool,
     out: Vec<u8>,
     records: Vec<Record>,
 }
@@ -241,6 +249,7 @@ impl VirtualGrbl {
             busy_until: None,
             alarm_fired: false,
             disconnected: false,
+            stalled: false,
             out: Vec::new(),
             records: Vec::new(),
         }
@@ -318,6 +327,10 @@ impl VirtualGrbl {
             {
                 add(at);
             }
+        }
+        if self.stalled {
+            // Frozen: nothing moves and nothing is read until a reset arrives.
+            return d;
         }
         if self.state == State::Run
             && let Some(b) = self.planner.front()
@@ -436,6 +449,7 @@ impl VirtualGrbl {
 
     /// A soft reset (`spontaneous` = a brown-out or a glitch: same effect, no request).
     fn reset(&mut self, _now: Instant, spontaneous: bool) {
+        self.stalled = false;
         // A reset while moving loses steps: GRBL raises ALARM:3 and stays locked.
         let moving = self.state == State::Run && !self.planner.is_empty();
         if moving && !spontaneous {
@@ -532,7 +546,7 @@ impl VirtualGrbl {
             self.raise_alarm(code);
         }
         self.advance(now);
-        while !self.critical && !self.disconnected {
+        while !self.critical && !self.disconnected && !self.stalled {
             if self.busy_until.is_some_and(|b| now < b) {
                 break;
             }
@@ -559,6 +573,12 @@ impl VirtualGrbl {
     fn advance(&mut self, now: Instant) {
         let mut dt = now.saturating_duration_since(self.last_tick.unwrap_or(now));
         self.last_tick = Some(now);
+        if self.stalled {
+            if self.state == State::Idle {
+                self.state = State::Run;
+            }
+            return;
+        }
         while self.state == State::Run {
             let Some(block) = self.planner.front_mut() else {
                 self.state = State::Idle;
@@ -608,6 +628,13 @@ impl VirtualGrbl {
         if f.reset_on_line == Some(n) {
             self.reset(now, true);
             return;
+        }
+        if f.stall_on_line == Some(n) {
+            self.stalled = true;
+            self.state = State::Run;
+        }
+        if f.hold_on_line == Some(n) {
+            self.state = State::Hold;
         }
         if let Some((line, code)) = f.error_on_line
             && line == n

@@ -168,6 +168,11 @@ pub struct SimState {
     pub errors: u64,
     /// Bytes that arrived on the wire since the start.
     pub bytes_received: u64,
+    /// Bytes in the receive buffer not yet part of a whole line (what a previous program
+    /// left there, for instance).
+    pub rx_pending: usize,
+    /// `ok`s the printer meant to send so far (dropped ones included).
+    pub oks: u64,
 }
 
 /// The virtual printer. See the module docs.
@@ -302,6 +307,8 @@ impl VirtualMarlin {
             rx_overflows: self.rx_overflows,
             errors: self.errors,
             bytes_received: self.bytes_received,
+            rx_pending: self.rx.len(),
+            oks: self.oks,
         }
     }
 
@@ -340,8 +347,9 @@ impl VirtualMarlin {
 
     /// A new connection: a board reset by DTR prints its banner again.
     pub fn connected(&mut self, now: Instant) {
-        // A new USB session: bytes of the old one are gone.
-        self.rx.clear();
+        // A new USB session. The board itself did not restart: what reached its UART before
+        // stays in the receive buffer, and the next line starts with it (a probe's stray
+        // byte, half a line cut by an unplugged cable). Only a reset empties it.
         self.emergency_tail.clear();
         if self.cfg.reset_on_connect {
             self.reset(now);

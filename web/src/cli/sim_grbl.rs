@@ -56,6 +56,12 @@ pub struct Args {
     /// Run this line but never answer it.
     #[arg(long)]
     pub drop_ok_on_line: Option<u64>,
+    /// Freeze in Run on taking this line: nothing moves, nothing more is read.
+    #[arg(long)]
+    pub stall_on_line: Option<u64>,
+    /// Go into Hold by itself on taking this line, as if its feed-hold button was pressed.
+    #[arg(long)]
+    pub hold_on_line: Option<u64>,
 }
 
 fn parse_setting(s: &str) -> Result<(u16, f64), String> {
@@ -104,6 +110,8 @@ pub fn sim_config(args: &Args) -> (SimConfig, LinkConfig) {
         disconnect_on_line: args.disconnect_on_line,
         reset_on_line: args.reset_on_line,
         drop_ok_on_line: args.drop_ok_on_line,
+        stall_on_line: args.stall_on_line,
+        hold_on_line: args.hold_on_line,
     };
     let banner = if args.grbl_0_9 {
         "Grbl 0.9j ['$' for help]"
