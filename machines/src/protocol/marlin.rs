@@ -879,10 +879,7 @@ impl Marlin {
             // Marlin prints `wait` when its command queue is empty and nothing arrived for a
             // while (`NO_TIMEOUTS`): whatever is in flight was lost, or its `ok` was. Nudge at
             // once rather than after the timeout; never take it for an `ok`.
-            if (!self.in_flight.is_empty() || self.cursor < self.next_n)
-                && self.nudges.is_empty()
-                && self.phase == Phase::Ready
-            {
+            if self.phase == Phase::Ready && self.nudges.is_empty() && self.owes_answer() {
                 self.nudge(now);
             }
             return;
@@ -1174,6 +1171,19 @@ mod tests {
         m
     }
 
+    /// Connected, with `G1 X1` sent as line 3 and awaiting its `ok`.
+    fn line_in_flight(now: Instant) -> Marlin {
+        let mut m = connected(now);
+        drain(&mut m, now);
+        m.receive(b"ok\n", now);
+        m.enqueue("G1 X1", Origin::Host);
+        assert_eq!(
+            drain(&mut m, now),
+            [String::from_utf8(numbered(3, "G1 X1")).unwrap()]
+        );
+        m
+    }
+
     #[test]
     fn checksum_is_the_xor_of_the_bytes_before_the_star() {
         assert_eq!(numbered(0, "M110 N0"), b"N0 M110 N0*125\n");
@@ -1323,11 +1333,7 @@ mod tests {
     #[test]
     fn a_missing_ok_after_resend_is_survived_after_the_grace() {
         let now = Instant::now();
-        let mut m = connected(now);
-        drain(&mut m, now);
-        m.receive(b"ok\n", now);
-        m.enqueue("G1 X1", Origin::Host);
-        drain(&mut m, now);
+        let mut m = line_in_flight(now);
         m.receive(b"Resend: 3\n", now);
         // Unknown firmware: hold for the grace period.
         assert!(drain(&mut m, now).is_empty());
@@ -1365,12 +1371,7 @@ mod tests {
         ] {
             let mut m = connected(now);
             m.receive(format!("{text}\n").as_bytes(), now);
-            let fatal = std::iter::from_fn(|| m.poll_event())
-                .find_map(|e| match e {
-                    Event::Fatal(r) => Some(r),
-                    _ => None,
-                })
-                .unwrap();
+            let fatal = fatal(&mut m).unwrap();
             assert!(fatal.to_string().contains(want), "{fatal} lacks {want}");
             assert!(m.is_stopped());
         }
@@ -1496,11 +1497,7 @@ mod tests {
     #[test]
     fn a_resend_for_a_line_never_sent_is_an_error_not_an_acknowledgement() {
         let now = Instant::now();
-        let mut m = connected(now);
-        drain(&mut m, now);
-        m.receive(b"ok\n", now);
-        m.enqueue("G1 X1", Origin::Host);
-        assert_eq!(drain(&mut m, now).len(), 1);
+        let mut m = line_in_flight(now);
         // Line 3 is in flight; the printer asks for line 2945.
         m.receive(
             b"Error:Line Number is not Last Line Number+1, Last Line: 2944\nResend: 2945\nok\n",
@@ -1515,11 +1512,7 @@ mod tests {
         );
         assert!(m.is_stopped());
         // OctoPrint's `resend_ratio` asks for the line after the one just sent: also an error.
-        let mut m = connected(now);
-        drain(&mut m, now);
-        m.receive(b"ok\n", now);
-        m.enqueue("G1 X1", Origin::Host);
-        drain(&mut m, now);
+        let mut m = line_in_flight(now);
         m.receive(b"Error: Checksum mismatch\nResend:4\nok\n", now);
         assert!(matches!(
             fatal(&mut m),
@@ -1552,11 +1545,7 @@ mod tests {
     #[test]
     fn auto_reports_do_not_hold_back_the_nudge_for_a_lost_ok() {
         let now = Instant::now();
-        let mut m = connected(now);
-        drain(&mut m, now);
-        m.receive(b"ok\n", now);
-        m.enqueue("G1 X1", Origin::Host);
-        drain(&mut m, now);
+        let mut m = line_in_flight(now);
         // The `ok` for G1 is lost; temperatures keep coming every 2 s.
         let mut t = now;
         let mut nudged_at = None;
@@ -1579,11 +1568,7 @@ mod tests {
     #[test]
     fn wait_from_the_printer_nudges_at_once_and_is_never_an_ok() {
         let now = Instant::now();
-        let mut m = connected(now);
-        drain(&mut m, now);
-        m.receive(b"ok\n", now);
-        m.enqueue("G1 X1", Origin::Host);
-        drain(&mut m, now);
+        let mut m = line_in_flight(now);
         m.receive(b"wait\n", now);
         assert_eq!(drain(&mut m, now), vec!["M105\n"]);
         assert!(!m.is_idle(), "`wait` acknowledged a line");
@@ -1598,11 +1583,7 @@ mod tests {
     #[test]
     fn a_line_acknowledged_by_a_nudge_is_not_proven_until_a_numbered_line_is() {
         let now = Instant::now();
-        let mut m = connected(now);
-        drain(&mut m, now);
-        m.receive(b"ok\n", now);
-        m.enqueue("G1 X1", Origin::Host);
-        drain(&mut m, now);
+        let mut m = line_in_flight(now);
         assert!(m.last_ack_proven());
         let t = now + Duration::from_secs(31);
         m.tick(t);
