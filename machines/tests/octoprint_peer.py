@@ -114,7 +114,13 @@ def main():
                 continue  # no host has the slave open right now
             if not chunk:
                 continue
-            printer.write(chunk)
+            # One line per write: the virtual printer takes one line from each chunk it
+            # receives and leaves the rest of the chunk until the next one arrives (its
+            # read loop waits for new data before looking at what it kept), so a second
+            # line sent before the first was answered would sit there until the host
+            # spoke again. A UART hands the firmware every byte as it comes.
+            for line in chunk.splitlines(keepends=True):
+                printer.write(line)
 
     threading.Thread(target=to_host, daemon=True).start()
     threading.Thread(target=to_printer, daemon=True).start()

@@ -310,6 +310,9 @@ pub struct Marlin {
     /// [`GROW_AFTER`] lines taken cleanly, halved at the first resend or line error.
     grown: usize,
     clean_acks: u32,
+    /// The printer sent an `ok` no line was waiting for: its `ok`s cannot be counted on,
+    /// so the grown window stays at one line for the rest of the connection.
+    uncounted_ok: bool,
     busy_seen: bool,
     last_answer: Instant,
     next_temperature_poll: Option<Instant>,
@@ -504,6 +507,7 @@ impl Marlin {
             advanced_window: None,
             grown: 1,
             clean_acks: 0,
+            uncounted_ok: false,
             busy_seen: false,
             last_answer: now,
             next_temperature_poll: None,
@@ -551,7 +555,10 @@ impl Marlin {
     /// Lines in flight allowed now: the profile's, or ADVANCED_OK's; otherwise a window
     /// that starts at one line (as OctoPrint sends), grows by one line after every
     /// [`GROW_AFTER`] lines the printer took without a resend or line error, and is halved
-    /// at once when one appears. Whatever the window, the bytes in flight never exceed the
+    /// at once when one appears. A printer that once sent an `ok` no line was waiting for
+    /// (a doubled `ok`) keeps one line in flight: with more, such an `ok` would acknowledge
+    /// a line still in its buffer, the bytes in flight would be undercounted and the buffer
+    /// overrun. Whatever the window, the bytes in flight never exceed the
     /// receive buffer less [`RX_RESERVE`], so a stock Marlin without ADVANCED_OK keeps its
     /// 128-byte buffer full without losing a byte.
     pub fn window(&self) -> usize {
@@ -1006,7 +1013,7 @@ impl Marlin {
         }
         if self.highest_acked > before {
             self.inferred = false;
-            if self.phase == Phase::Ready && self.last_resend.is_none() {
+            if self.phase == Phase::Ready && self.last_resend.is_none() && !self.uncounted_ok {
                 self.clean_acks += 1;
                 if self.clean_acks >= GROW_AFTER {
                     self.clean_acks = 0;
@@ -1025,7 +1032,14 @@ impl Marlin {
 
     fn ack_front(&mut self) {
         let Some(flight) = self.in_flight.pop_front() else {
-            // An `ok` nobody waits for (doubled `ok`): ignored.
+            // An `ok` nobody waits for (a doubled `ok`): it acknowledges nothing, and the
+            // printer's `ok`s can no longer be counted on to free room in its buffer.
+            if self.phase == Phase::Ready && !self.uncounted_ok {
+                tracing::info!("an ok no line waited for: one line in flight from now on");
+                self.uncounted_ok = true;
+                self.grown = 1;
+                self.clean_acks = 0;
+            }
             return;
         };
         if let Some((line, _)) = self.last_resend
@@ -1274,6 +1288,36 @@ mod tests {
             now,
         );
         assert_eq!(m.window(), wide / 2);
+    }
+
+    #[test]
+    fn an_ok_no_line_waits_for_keeps_one_line_in_flight_for_good() {
+        let now = Instant::now();
+        let mut m = connected(now);
+        drain(&mut m, now);
+        m.receive(b"ok\n", now);
+        for i in 0..400 {
+            m.enqueue(&format!("G1 X{i}"), Origin::Host);
+        }
+        drain(&mut m, now);
+        while m.window() < 3 {
+            m.receive(b"ok\n", now);
+            drain(&mut m, now);
+        }
+        // Every line in flight acknowledged, then one more `ok`: a doubled one.
+        let doubled = "ok\n".repeat(m.in_flight.len() + 1);
+        m.receive(doubled.as_bytes(), now);
+        assert_eq!(m.window(), 1);
+        for _ in 0..(GROW_AFTER * 10) {
+            drain(&mut m, now);
+            assert!(
+                m.in_flight.len() <= 1,
+                "{} lines in flight",
+                m.in_flight.len()
+            );
+            m.receive(b"ok\n", now);
+        }
+        assert_eq!(m.window(), 1);
     }
 
     #[test]
