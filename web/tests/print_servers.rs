@@ -2,6 +2,9 @@
 //! a maker sends is planned, uploaded to OctoPrint, printed by its virtual printer and done;
 //! a restart of Fabrique in the middle of the print follows it again to its end; an
 //! OctoPrint that cannot be reached makes the machine offline and keeps the job queued.
+//! Printers behind Moonraker (the stand-in of `machines/tests/moonraker_standin.py`, which
+//! behaves as Moonraker and Klipper do in their source): a Klipper shutdown no one in the lab
+//! asked for fails the job with Klipper's words, and the machine is in error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -35,6 +38,18 @@ fn gcode(seconds: u32) -> Vec<u8> {
 
 /// A lab whose printers may run at any hour, with one idle printer behind `url`.
 async fn lab_with_printer(app: &TestApp, url: &str) -> Machine {
+    lab_with(
+        app,
+        Connection::OctoPrint {
+            url: url.to_string(),
+            api_key: Secret::new(API_KEY),
+        },
+    )
+    .await
+}
+
+/// The same, with the printer reached through `connection`.
+async fn lab_with(app: &TestApp, connection: Connection) -> Machine {
     let manager = app.add_user("nadia", Role::Manager).await;
     let settings = CalendarSettings {
         printers_unattended: true,
@@ -45,12 +60,9 @@ async fn lab_with_printer(app: &TestApp, url: &str) -> Machine {
         .await
         .unwrap();
     let input = MachineInput::new(
-        "Prusa sur OctoPrint",
+        "Prusa sur serveur d'impression",
         MachineKind::FdmPrinter,
-        Connection::OctoPrint {
-            url: url.to_string(),
-            api_key: Secret::new(API_KEY),
-        },
+        connection,
         MachineProfile::parse(["250", "210", "210"], "300", "120", "", "", "PLA").unwrap(),
         "Atelier",
         "",
@@ -232,6 +244,112 @@ async fn an_octoprint_that_cannot_be_reached_keeps_the_job_queued_and_the_machin
     let machine = app.lab.store().machine(machine.id).await.unwrap();
     assert!(
         machine.state_reason.contains("OctoPrint injoignable"),
+        "{}",
+        machine.state_reason
+    );
+}
+
+/// The Moonraker stand-in on a free port, its prints taking `seconds`.
+struct MoonrakerStandIn {
+    _child: tokio::process::Child,
+    url: String,
+}
+
+impl MoonrakerStandIn {
+    async fn start(seconds: f64) -> MoonrakerStandIn {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../machines/tests/moonraker_standin.py");
+        let child = tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(seconds.to_string())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 is needed for the Moonraker stand-in");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if reqwest::get(format!("{url}/server/info")).await.is_ok() {
+                return MoonrakerStandIn { _child: child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the Moonraker stand-in did not start");
+    }
+
+    /// The print job as Klipper holds it.
+    async fn print_state(&self) -> String {
+        let raw: Value = reqwest::get(format!("{}/standin/raw", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        raw["print_stats"]["state"].as_str().unwrap_or("").to_string()
+    }
+
+    /// One of its control endpoints, as another client or the printer itself would act.
+    async fn control(&self, what: &str) {
+        let answer = client()
+            .post(format!("{}/standin/{what}", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{what}: {answer:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_klipper_shutdown_during_a_moonraker_print_fails_the_job_with_its_words() {
+    let server = MoonrakerStandIn::start(30.0).await;
+    let app = spawn_app().await;
+    let machine = lab_with(
+        &app,
+        Connection::Moonraker {
+            url: server.url.clone(),
+        },
+    )
+    .await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let key = app
+        .lab
+        .create_api_key(&maker, "PrusaSlicer", now())
+        .await
+        .unwrap();
+    let job = send(&app, &key, gcode(30)).await;
+    job_reaches(&app, job, JobState::Running, Duration::from_secs(30)).await;
+    for _ in 0..100 {
+        if server.print_state().await == "printing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.print_state().await, "printing");
+
+    // A thermal fault shuts Klipper down: Moonraker still says the print is "paused".
+    server
+        .control("shutdown?message=Heater%20extruder%20not%20heating%20at%20expected%20rate")
+        .await;
+    assert_eq!(server.print_state().await, "paused");
+    job_reaches(&app, job, JobState::Failed, Duration::from_secs(20)).await;
+    let record = app.lab.store().job(job).await.unwrap();
+    assert!(
+        record
+            .state_reason
+            .contains("Heater extruder not heating at expected rate"),
+        "{}",
+        record.state_reason
+    );
+    machine_reaches(&app, &machine, MachineState::Error).await;
+    let machine = app.lab.store().machine(machine.id).await.unwrap();
+    assert!(
+        machine
+            .state_reason
+            .contains("Heater extruder not heating at expected rate"),
         "{}",
         machine.state_reason
     );
