@@ -289,7 +289,10 @@ impl MoonrakerStandIn {
             .json()
             .await
             .unwrap();
-        raw["print_stats"]["state"].as_str().unwrap_or("").to_string()
+        raw["print_stats"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// One of its control endpoints, as another client or the printer itself would act.
