@@ -145,6 +145,7 @@ fn main() {
         &Options {
             preview: Some(PreviewOptions::default()),
             thumbnail: true,
+            ..Options::default()
         },
     )
     .unwrap();

@@ -182,6 +182,7 @@ fn the_visor_preview_is_small_titled_and_in_millimetres() {
         &Options {
             preview: Some(PreviewOptions::default()),
             thumbnail: true,
+            ..Options::default()
         },
     )
     .unwrap();
@@ -217,6 +218,7 @@ fn a_cura_file_with_a_thumbnail_and_a_bad_end_line_is_read_to_the_end() {
         &Options {
             preview: None,
             thumbnail: true,
+            ..Options::default()
         },
     )
     .unwrap();

@@ -46,7 +46,7 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..20_000)) {
         let limits = Limits { dialect: Dialect::Marlin, ..Limits::default() };
-        let a = gcode::analyze_with(&bytes[..], Some(&limits), &Options { preview: Some(PreviewOptions::default()), thumbnail: true }).unwrap();
+        let a = gcode::analyze_with(&bytes[..], Some(&limits), &Options { preview: Some(PreviewOptions::default()), thumbnail: true, ..Options::default() }).unwrap();
         prop_assert!(a.summary.time.total_s.is_finite());
         prop_assert!(a.summary.issues.len() <= 2 * 21);
     }

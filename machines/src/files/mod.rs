@@ -121,8 +121,10 @@ pub fn read_job_file(
     if head[..n].contains(&0) {
         return Err(Unreadable::Binary);
     }
-    let file = std::fs::File::open(path).map_err(io)?;
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let silent = gcode_limits.is_some_and(|l| l.silent_mode);
     let options = gcode::Options {
+        slicer_limits: gcode::slicer_config::read(&mut file, silent).map_err(io)?,
         preview: Some(gcode::PreviewOptions {
             title: title.to_string(),
             ..gcode::PreviewOptions::default()

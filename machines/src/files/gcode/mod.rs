@@ -3,7 +3,9 @@
 //!
 //! - **our own time estimate** from a motion model ([`planner`]): trapezoidal acceleration
 //!   with look-ahead, classic jerk or junction deviation, the file's `M201`/`M203`/`M204`/
-//!   `M205` (and Klipper's `SET_VELOCITY_LIMIT`) over the machine's [`FirmwareLimits`],
+//!   `M205` (and Klipper's `SET_VELOCITY_LIMIT`) over the machine's [`FirmwareLimits`]
+//!   (from the lab's profile, else the slicer's configuration block, else defaults: the
+//!   summary says which, [`LimitsUsed`]),
 //!   dwells, heat-up waits with a linear heating model, arcs, firmware retraction and the
 //!   feed-rate override; in total and per layer;
 //! - filament length, volume and weight, the extent of the extrusions and of every move,
@@ -43,6 +45,7 @@
 //! - [`scan`]: lines and words out of bytes;
 //! - [`planner`]: the motion model;
 //! - [`metadata`]: slicer comments and thumbnails;
+//! - [`slicer_config`]: the machine limits in a slicer's configuration block;
 //! - [`checks`]: findings and their messages;
 //! - [`preview`]: the SVG top view.
 
@@ -51,6 +54,7 @@ pub mod metadata;
 pub mod planner;
 pub mod preview;
 pub mod scan;
+pub mod slicer_config;
 
 use checks::Findings;
 use metadata::{Metadata, Tag};
@@ -152,14 +156,29 @@ impl FirmwareLimits {
     }
 }
 
+/// How a Marlin firmware was built to slow down at corners: it takes either `M205 X/Y`
+/// (classic jerk) or `M205 J` (junction deviation) and ignores the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JunctionRule {
+    ClassicJerk,
+    JunctionDeviation,
+}
+
 /// What the estimate needs to know of the machine. Nothing here is checked against the file:
 /// the fit rule of the controller compares the summary with the machine.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
     pub dialect: Dialect,
-    /// Motion limits for the estimate; `None`: [`FirmwareLimits::for_dialect`]. The file's
-    /// own `M201`/`M203`/`M204`/`M205` override them as they come.
+    /// Motion limits the lab knows for the machine (its profile); `None`: the slicer's
+    /// configuration block ([`Options::slicer_limits`]), else
+    /// [`FirmwareLimits::for_dialect`]. The file's own `M201`/`M203`/`M204`/`M205` override
+    /// them as they come, as the firmware applies them.
     pub firmware: Option<FirmwareLimits>,
+    /// Which of `M205 X/Y` and `M205 J` the firmware takes; `None`: whichever comes last.
+    pub junction_rule: Option<JunctionRule>,
+    /// The printer runs in silent (stealth) mode: the slicer's second values.
+    pub silent_mode: bool,
     /// Nozzle heating rate, °C/s (default 2).
     pub hotend_heating_c_per_s: Option<f64>,
     /// Bed heating rate, °C/s (default 0.5).
@@ -352,6 +371,10 @@ pub struct GcodeSummary {
     /// Our estimate, seconds: `time.total_s` rounded.
     pub estimate_s: i64,
     pub time: Time,
+    /// Where the motion limits came from (absent from analyses stored before it was
+    /// recorded: defaults).
+    #[serde(default)]
+    pub limits: LimitsUsed,
     /// Extent of the extrusions (or, for a laser, of the moves with the beam on).
     pub bbox: Option<BoundingBox>,
     /// Extent of every move.
@@ -387,9 +410,34 @@ pub struct GcodeSummary {
     pub issues: Vec<Finding>,
 }
 
+/// Where the motion limits of the estimate came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitsSource {
+    /// The machine's profile in the lab.
+    Profile,
+    /// The slicer's configuration block at the end of the file.
+    Slicer,
+    /// The firmware's usual defaults (PrusaSlicer's for a printer).
+    #[default]
+    Defaults,
+}
+
+/// The limits the estimate used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsUsed {
+    pub source: LimitsSource,
+    /// The file changed them with its own `M201`-`M205` or `SET_VELOCITY_LIMIT`.
+    pub file_commands: bool,
+}
+
 /// What to build beside the summary.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Options {
+    /// The slicer's limits, read first from the file's tail ([`slicer_config::read`]);
+    /// used when the machine's profile has none.
+    pub slicer_limits: Option<FirmwareLimits>,
     /// Build the SVG top view.
     pub preview: Option<PreviewOptions>,
     /// Decode the largest PNG thumbnail.
@@ -487,6 +535,8 @@ struct Analyzer<'l> {
     limits: Option<&'l Limits>,
     dialect: Dialect,
     fw: FirmwareLimits,
+    limits_used: LimitsUsed,
+    junction_rule: Option<JunctionRule>,
     jerk: [f64; 4],
     planner: Planner,
     findings: Findings,
@@ -554,9 +604,11 @@ struct Analyzer<'l> {
 impl<'l> Analyzer<'l> {
     fn new(limits: Option<&'l Limits>, options: &Options) -> Self {
         let dialect = limits.map_or(Dialect::Unknown, |l| l.dialect);
-        let fw = limits
-            .and_then(|l| l.firmware)
-            .unwrap_or_else(|| FirmwareLimits::for_dialect(dialect));
+        let (fw, source) = match (limits.and_then(|l| l.firmware), options.slicer_limits) {
+            (Some(fw), _) => (fw, LimitsSource::Profile),
+            (None, Some(fw)) => (fw, LimitsSource::Slicer),
+            (None, None) => (FirmwareLimits::for_dialect(dialect), LimitsSource::Defaults),
+        };
         let jerk = match fw.junction {
             Junction::Jerk { mm_s } => mm_s,
             _ => [10.0, 10.0, 0.2, 2.5],
@@ -565,6 +617,11 @@ impl<'l> Analyzer<'l> {
             limits,
             dialect,
             fw,
+            limits_used: LimitsUsed {
+                source,
+                file_commands: false,
+            },
+            junction_rule: limits.and_then(|l| l.junction_rule),
             jerk,
             planner: Planner::new(),
             findings: Findings::default(),
@@ -745,6 +802,7 @@ impl<'l> Analyzer<'l> {
                         continue;
                     }
                     self.planner.synchronize();
+                    self.limits_used.file_commands = true;
                     match key.as_str() {
                         "VELOCITY" => self.fw.max_velocity_mm_s = v,
                         "ACCEL" if v > 0.0 => {
@@ -920,6 +978,7 @@ impl<'l> Analyzer<'l> {
             1040 | 1090 | 1400 | 1900 => self.temperature(m, w),
             2010 => {
                 self.planner.synchronize();
+                self.limits_used.file_commands = true;
                 for (i, axis) in b"XYZE".iter().enumerate() {
                     if let Some(v) = w.get(*axis).filter(|v| v.is_finite() && *v >= 0.0) {
                         self.fw.max_acceleration_mm_s2[i] = v;
@@ -928,6 +987,7 @@ impl<'l> Analyzer<'l> {
             }
             2030 => {
                 self.planner.synchronize();
+                self.limits_used.file_commands = true;
                 for (i, axis) in b"XYZE".iter().enumerate() {
                     if let Some(v) = w.get(*axis).filter(|v| v.is_finite() && *v >= 0.0) {
                         self.fw.max_feedrate_mm_s[i] = v;
@@ -936,6 +996,7 @@ impl<'l> Analyzer<'l> {
             }
             2040 => {
                 self.planner.synchronize();
+                self.limits_used.file_commands = true;
                 let ok = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
                 if let Some(s) = ok(w.get(b'S')) {
                     self.fw.print_acceleration_mm_s2 = s;
@@ -953,18 +1014,25 @@ impl<'l> Analyzer<'l> {
             }
             2050 => {
                 self.planner.synchronize();
+                self.limits_used.file_commands = true;
                 let ok = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0);
+                // A firmware built for one corner rule ignores the other's words.
+                let rule = self.junction_rule;
                 let mut jerk_set = false;
-                for (i, axis) in b"XYZE".iter().enumerate() {
-                    if let Some(v) = ok(w.get(*axis)) {
-                        self.jerk[i] = v;
-                        jerk_set = true;
+                if rule != Some(JunctionRule::JunctionDeviation) {
+                    for (i, axis) in b"XYZE".iter().enumerate() {
+                        if let Some(v) = ok(w.get(*axis)) {
+                            self.jerk[i] = v;
+                            jerk_set = true;
+                        }
                     }
                 }
                 if jerk_set {
                     self.fw.junction = Junction::Jerk { mm_s: self.jerk };
                 }
-                if let Some(j) = ok(w.get(b'J')).filter(|j| *j > 0.0) {
+                if rule != Some(JunctionRule::ClassicJerk)
+                    && let Some(j) = ok(w.get(b'J')).filter(|j| *j > 0.0)
+                {
                     self.fw.junction = Junction::Deviation { mm: j };
                 }
                 if let Some(s) = ok(w.get(b'S')) {
@@ -1421,6 +1489,7 @@ impl<'l> Analyzer<'l> {
                 heating_s: round(self.heating_s, 1),
                 total_s: round(total, 1),
             },
+            limits: self.limits_used,
             bbox: (!self.extrusions.is_empty()).then(|| self.extrusions.rounded()),
             moves_bbox: (!self.moves.is_empty()).then(|| self.moves.rounded()),
             filament_mm: round(self.filament_mm, 2),

@@ -309,6 +309,7 @@ fn the_preview_is_an_svg_in_mm_with_a_title() {
     let options = Options {
         preview: Some(PreviewOptions::default()),
         thumbnail: true,
+        ..Options::default()
     };
     let a = analyze_with(
         "M83\nG0 X10 Y10 Z0.2\nG1 X30 Y10 E1\nG1 Z0.4\nG1 X30 Y30 E1\n".as_bytes(),
@@ -348,7 +349,7 @@ proptest::proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000)) {
         let _ = analyze(&bytes[..], Some(&Limits { dialect: Dialect::Grbl, ..Limits::default() }));
-        let _ = analyze_with(&bytes[..], None, &Options { preview: Some(PreviewOptions::default()), thumbnail: true });
+        let _ = analyze_with(&bytes[..], None, &Options { preview: Some(PreviewOptions::default()), thumbnail: true, ..Options::default() });
     }
 
     #[test]
@@ -357,4 +358,33 @@ proptest::proptest! {
         let s = analyze(text.as_bytes(), Some(&laser())).unwrap();
         proptest::prop_assert!(s.time.total_s.is_finite() && s.time.total_s >= 0.0);
     }
+}
+
+#[test]
+fn the_firmwares_corner_rule_decides_which_m205_words_count() {
+    // Slow corners: 0.02 mm of junction deviation against 20 mm/s of classic jerk.
+    let moves: String = (0..200)
+        .map(|i| format!("G1 X{} Y{} F6000\n", (i % 2) * 10, i))
+        .collect();
+    let text = format!("M205 J0.02\nM205 X20 Y20\n{moves}");
+    let time = |rule| {
+        let limits = Limits {
+            junction_rule: rule,
+            ..Limits::default()
+        };
+        run(&text, Some(&limits)).time.moves_s
+    };
+    let last_wins = time(None);
+    let jerk = time(Some(JunctionRule::ClassicJerk));
+    let deviation = time(Some(JunctionRule::JunctionDeviation));
+    assert_eq!(last_wins, jerk);
+    assert!(deviation > jerk * 1.05, "{deviation} s against {jerk} s");
+    let s = run(&text, None);
+    assert_eq!(
+        s.limits,
+        LimitsUsed {
+            source: LimitsSource::Defaults,
+            file_commands: true
+        }
+    );
 }
