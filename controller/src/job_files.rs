@@ -52,7 +52,10 @@ pub fn gcode_limits(machine: &Machine) -> Limits {
     }
     Limits {
         dialect,
-        firmware: Some(firmware),
+        // Only limits the lab gave: otherwise the slicer's own, else the firmware's defaults.
+        firmware: p.has_motion_limits().then_some(firmware),
+        junction_rule: p.junction_rule,
+        silent_mode: p.silent_mode,
         filament_density_g_cm3: density(p),
         ..Limits::default()
     }

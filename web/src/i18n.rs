@@ -6,6 +6,7 @@
 
 use fabrique_controller::domain::Lang;
 use fabrique_controller::domain::fit::{Refusal, Waiting};
+use fabrique_machines::files::gcode::LimitsUsed;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -75,6 +76,15 @@ impl Tr {
     /// The translated name of a word from a closed set: `t("state.idle")`.
     pub fn word(&self, group: &str, word: &str) -> String {
         self.t(&format!("{group}.{word}")).to_string()
+    }
+
+    /// Whose speed limits a time estimate used, in words.
+    pub fn limits_used(&self, used: LimitsUsed) -> String {
+        let mut text = self.word("limits_source", used.source.as_str());
+        if used.file_commands {
+            text.push_str(self.t("jobs.limits_file_commands"));
+        }
+        text
     }
 
     pub fn lang_code(&self) -> &'static str {

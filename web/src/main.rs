@@ -380,6 +380,14 @@ async fn analyze(args: cli::analyze::Args, config: Config) -> anyhow::Result<Exi
                 FileSummary::Embroidery(s) => cli::analyze::embroidery_summary(s, en),
             }
         );
+        if let FileSummary::Gcode(s) = &file.summary {
+            let colon = if en { ":" } else { " :" };
+            println!(
+                "{}{colon} {}",
+                tr.t("jobs.limits"),
+                tr.limits_used(s.limits)
+            );
+        }
         if let Some(m) = &machine {
             println!("{}", cli::analyze::fit_summary(&m.name, &misfits, en));
         }

@@ -263,6 +263,30 @@ async fn analyze_reads_a_file_and_checks_it_against_a_machine_of_the_lab() {
         text(&out.stdout)
     );
 
+    // Where the time goes, and whose limits: this file has them only in its slicer block.
+    let hook = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../machines/tests/data/ender_hook_limits_in_footer.gcode"
+    );
+    let out = fabrique(dir.path(), &url, &["analyze", hook], "");
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("  mouvements 28 min, chauffe 2 min"),
+        "{said}"
+    );
+    assert!(
+        said.contains("Limites de vitesse de l'estimation : celles du trancheur (fin du fichier)"),
+        "{said}"
+    );
+    let out = fabrique(dir.path(), &url, &["analyze", "--lang", "en", keychain], "");
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(
+            "Speed limits of the estimate: the slicer's (end of the file), changed by the file's own M201-M205"
+        ),
+        "{said}"
+    );
+
     let lab = fabrique_controller::Lab::new(fabrique_controller::Store::open(&url).await.unwrap())
         .unwrap();
     let new = fabrique_controller::domain::NewUser::parse(

@@ -3,6 +3,7 @@
 
 use super::account::{Secret, parse_text};
 use super::{Invalid, text_enum};
+pub use fabrique_machines::files::gcode::JunctionRule;
 use std::fmt;
 
 text_enum! {
@@ -187,6 +188,13 @@ pub struct MachineProfile {
     /// An embroidery machine's sewing speed, stitches per minute (zero: 600).
     #[serde(default)]
     pub stitches_per_minute: f64,
+    /// Which of `M205 X/Y` (classic jerk) and `M205 J` (junction deviation) a Marlin
+    /// firmware takes; `None`: not known, whichever the file sends last.
+    #[serde(default)]
+    pub junction_rule: Option<JunctionRule>,
+    /// The printer runs in silent (stealth) mode: the slicer's silent-mode limits apply.
+    #[serde(default)]
+    pub silent_mode: bool,
 }
 
 /// A number of a form: blank is 0; a comma may stand for the decimal point.
@@ -265,6 +273,31 @@ impl MachineProfile {
             stitches_per_minute: parse_number("stitches_per_minute", stitches_per_minute, 3_000.0)?,
             ..self
         })
+    }
+
+    /// Adds how the firmware moves: its corner rule (`""`, `classic_jerk` or
+    /// `junction_deviation`) and whether it runs in silent mode.
+    pub fn with_motion(self, junction_rule: &str, silent_mode: bool) -> Result<Self, Invalid> {
+        let junction_rule = match junction_rule.trim() {
+            "" => None,
+            name => Some(
+                JunctionRule::ALL
+                    .into_iter()
+                    .find(|r| r.as_str() == name)
+                    .ok_or(Invalid::new("junction_rule", "choice"))?,
+            ),
+        };
+        Ok(Self {
+            junction_rule,
+            silent_mode,
+            ..self
+        })
+    }
+
+    /// Whether the lab gave any motion limit of the machine's own (else the estimate takes
+    /// the slicer's, or the firmware's defaults).
+    pub fn has_motion_limits(&self) -> bool {
+        self.max_speed_mm_s > 0.0 || self.max_accel_mm_s2 > 0.0
     }
 
     pub fn hoops_text(&self) -> String {

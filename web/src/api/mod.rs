@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fabrique_controller::domain::account::{parse_email, parse_text};
+use fabrique_controller::domain::machine::JunctionRule;
 use fabrique_controller::domain::{
     Connection, CredentialKind, Invalid, Lang, Machine, MachineId, MachineState, NewUser, Role,
     Secret, User, UserId, UserPatch,
@@ -386,6 +387,14 @@ pub struct ProfileDto {
     /// An embroidery machine's sewing speed (0: 600 stitches per minute).
     #[serde(default)]
     pub stitches_per_minute: f64,
+    /// Which of `M205 X/Y` and `M205 J` a Marlin firmware takes: `classic_jerk`,
+    /// `junction_deviation`, or null when not known.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub junction_rule: Option<JunctionRule>,
+    /// The printer runs in silent (stealth) mode: the slicer's silent-mode limits apply.
+    #[serde(default)]
+    pub silent_mode: bool,
 }
 
 /// How Fabrique reaches the machine. The OctoPrint API key is never sent back.
@@ -446,6 +455,8 @@ impl From<&Machine> for MachineDto {
                 max_speed_mm_s: p.max_speed_mm_s,
                 max_accel_mm_s2: p.max_accel_mm_s2,
                 stitches_per_minute: p.stitches_per_minute,
+                junction_rule: p.junction_rule,
+                silent_mode: p.silent_mode,
             },
             location: m.location.clone(),
             required_training: m.required_training.clone(),
@@ -529,6 +540,11 @@ impl MachineBody {
             max_speed: num(p.max_speed_mm_s),
             max_accel: num(p.max_accel_mm_s2),
             stitches_per_minute: num(p.stitches_per_minute),
+            junction_rule: p
+                .junction_rule
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
+            silent_mode: p.silent_mode.then(|| "1".into()),
         };
         fields.parse(kept)
     }

@@ -115,20 +115,41 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
         t("commandes", "commands")
     ));
     let hm = duration;
-    let heating = if s.time.heating_s > 0.0 {
-        format!(
-            " ({} {})",
-            t("dont chauffe", "of which heating"),
-            hm(s.time.heating_s)
-        )
-    } else {
-        String::new()
-    };
     out.push(format!(
-        "{} {}{heating}",
+        "{} {}",
         t("Durée estimée :", "Estimated time:"),
         hm(s.time.total_s)
     ));
+    let mut parts = vec![format!(
+        "{} {}",
+        t("mouvements", "motion"),
+        hm(s.time.moves_s)
+    )];
+    if s.time.heating_s > 0.0 {
+        parts.push(format!(
+            "{} {}",
+            t("chauffe", "heating"),
+            hm(s.time.heating_s)
+        ));
+    }
+    if s.time.dwell_s > 0.0 {
+        parts.push(format!(
+            "{} {}",
+            t("pauses G4", "G4 dwells"),
+            hm(s.time.dwell_s)
+        ));
+    }
+    out.push(format!("  {}", parts.join(", ")));
+    if s.pauses + s.filament_changes > 0 {
+        out.push(format!(
+            "  {} {}",
+            s.pauses + s.filament_changes,
+            t(
+                "arrêt(s) où l'on attend une personne (M0, M600...), non compté(s)",
+                "stop(s) waiting for a person (M0, M600...), not counted"
+            )
+        ));
+    }
     if let Some(b) = &s.bbox {
         out.push(format!(
             "{} {:.1} × {:.1} × {:.1} mm",

@@ -148,6 +148,32 @@ fn details(tr: &Tr, job: &Job) -> Vec<(String, String)> {
                     duration(laser.on_time_s.round() as i64),
                 ));
             }
+            // Where the estimate's time goes, and whose speed limits it used.
+            let t = &g.time;
+            let mut parts = vec![tr.f(
+                "jobs.time_motion",
+                &[("d", &duration(t.moves_s.round() as i64))],
+            )];
+            if t.heating_s > 0.0 {
+                parts.push(tr.f(
+                    "jobs.time_heating",
+                    &[("d", &duration(t.heating_s.round() as i64))],
+                ));
+            }
+            if t.dwell_s > 0.0 {
+                parts.push(tr.f(
+                    "jobs.time_dwell",
+                    &[("d", &duration(t.dwell_s.round() as i64))],
+                ));
+            }
+            if g.pauses + g.filament_changes > 0 {
+                parts.push(tr.f(
+                    "jobs.time_stops",
+                    &[("n", &(g.pauses + g.filament_changes).to_string())],
+                ));
+            }
+            facts.push((tr.t("jobs.time_parts").to_string(), parts.join(", ")));
+            facts.push((tr.t("jobs.limits").to_string(), tr.limits_used(g.limits)));
             if let Some((slicer, estimate)) =
                 g.slicer.as_ref().and_then(|s| s.estimate_s.map(|e| (s, e)))
             {

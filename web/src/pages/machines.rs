@@ -252,6 +252,11 @@ pub struct MachineFields {
     pub max_accel: String,
     #[serde(default)]
     pub stitches_per_minute: String,
+    #[serde(default)]
+    pub junction_rule: String,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    pub silent_mode: Option<String>,
 }
 
 impl MachineFields {
@@ -288,6 +293,11 @@ impl MachineFields {
             max_speed: blank_zero(p.max_speed_mm_s),
             max_accel: blank_zero(p.max_accel_mm_s2),
             stitches_per_minute: blank_zero(p.stitches_per_minute),
+            junction_rule: p
+                .junction_rule
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
+            silent_mode: p.silent_mode.then(|| "1".into()),
         }
     }
 
@@ -323,7 +333,8 @@ impl MachineFields {
             &self.hoops,
             &self.materials,
         )?
-        .with_speeds(&self.max_speed, &self.max_accel, &self.stitches_per_minute)?;
+        .with_speeds(&self.max_speed, &self.max_accel, &self.stitches_per_minute)?
+        .with_motion(&self.junction_rule, self.silent_mode.is_some())?;
         Ok(MachineInput::new(
             &self.name,
             kind,

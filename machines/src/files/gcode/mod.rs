@@ -165,6 +165,18 @@ pub enum JunctionRule {
     JunctionDeviation,
 }
 
+impl JunctionRule {
+    pub const ALL: [JunctionRule; 2] = [JunctionRule::ClassicJerk, JunctionRule::JunctionDeviation];
+
+    /// Its name in forms and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JunctionRule::ClassicJerk => "classic_jerk",
+            JunctionRule::JunctionDeviation => "junction_deviation",
+        }
+    }
+}
+
 /// What the estimate needs to know of the machine. Nothing here is checked against the file:
 /// the fit rule of the controller compares the summary with the machine.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -421,6 +433,16 @@ pub enum LimitsSource {
     /// The firmware's usual defaults (PrusaSlicer's for a printer).
     #[default]
     Defaults,
+}
+
+impl LimitsSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitsSource::Profile => "profile",
+            LimitsSource::Slicer => "slicer",
+            LimitsSource::Defaults => "defaults",
+        }
+    }
 }
 
 /// The limits the estimate used.
