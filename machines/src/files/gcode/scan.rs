@@ -10,6 +10,11 @@ use std::io::{self, Read};
 /// "line" is cut there and reported, and the rest of it is skipped without being stored.
 pub(crate) const MAX_LINE: usize = 16 * 1024;
 const BUFFER: usize = 256 * 1024;
+/// The largest value a word may have. No measurement in G-code comes near it (a kilometre
+/// is 10⁶ mm, a week of dwell 6·10⁸ ms), and beyond it a move's squared length overflows
+/// to infinity (found by fuzzing: `X` and 155 digits made a laser path of `inf`, which is
+/// `null` in the stored JSON and cannot be read back). Such a line is not readable G-code.
+pub(crate) const MAX_VALUE: f64 = 1e12;
 
 /// Lines out of any reader, in constant memory.
 pub(crate) struct LineReader<R> {
@@ -316,6 +321,9 @@ pub(crate) fn scan<'a>(line: &'a [u8], words: &mut Words) -> (Kind<'a>, Option<&
         let Some((value, next)) = parse_number(line, i) else {
             return (Kind::Bad(i), None);
         };
+        if !(value.abs() <= MAX_VALUE) {
+            return (Kind::Bad(i), None);
+        }
         // A number must end at a word boundary: `X1.2.3` or `X1,5` is not G-code.
         if next < len
             && !matches!(line[next], b' ' | b'\t' | b';' | b'(' | b'*')
@@ -493,6 +501,20 @@ mod tests {
         }
         assert!(parse_number(b"-", 0).is_none());
         assert!(parse_number(b".", 0).is_none());
+    }
+
+    #[test]
+    fn a_value_past_10_to_the_12_makes_the_line_unreadable() {
+        let (k, _) = words_of("G1 X1000000000000");
+        assert_eq!(k, Kind::Words);
+        for line in [
+            "G1 X1000000000001",
+            &format!("M4 S8 G1 X{}", "4".repeat(155)),
+            &format!("G1 Y-{}", "9".repeat(400)),
+        ] {
+            let (k, _) = words_of(line);
+            assert!(matches!(k, Kind::Bad(_)), "{line}");
+        }
     }
 
     #[test]
