@@ -400,7 +400,13 @@ pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>, others: &[Vec<u8>], max: usize
                 input.splice(to..to, chunk.iter().copied().cycle().take(n * times));
             }
             6 if len >= 4 => {
-                let at = rng.below(len - 3);
+                // Headers keep their counts and offsets in aligned 32-bit fields near the
+                // start: half the time, one of those.
+                let at = if rng.chance(50) {
+                    (rng.below(len.min(160) / 4) * 4).min(len - 4)
+                } else {
+                    rng.below(len - 3)
+                };
                 let v = interesting_u32(rng, len);
                 input[at..at + 4].copy_from_slice(&v.to_le_bytes());
             }
