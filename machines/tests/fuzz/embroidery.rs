@@ -241,17 +241,17 @@ pub fn valid_file(format: Format, seed: u64) -> Vec<u8> {
 
 /// Seeds, then: a tenth random bytes, the rest mutated seeds (and now and then a header
 /// field set to a huge count).
-pub fn source(format: Format) -> Source<'static> {
+pub fn source(format: Format) -> Source {
     let seeds: Vec<Vec<u8>> = (0..24).map(|s| valid_file(format, s)).collect();
     Source {
         seeds,
-        make: Box::new(|rng: &mut Rng, seeds: &[Vec<u8>]| {
+        make: |rng: &mut Rng, seeds: &[Vec<u8>]| {
             if rng.chance(10) {
                 return engine::random_bytes(rng, 4096);
             }
             let mut input = rng.pick(seeds).clone();
             engine::mutate(rng, &mut input, seeds, MAX_INPUT);
             input
-        }),
+        },
     }
 }

@@ -92,10 +92,16 @@ fn seed() -> u64 {
     Rng::new(now.as_nanos() as u64 ^ u64::from(std::process::id())).next()
 }
 
+/// A target: panics when a property fails for the input.
+pub type Target = fn(&[u8]);
+
+/// Makes an input from the seed's random numbers and the seeds.
+pub type Make = fn(&mut Rng, &[Vec<u8>]) -> Vec<u8>;
+
 /// Where inputs come from: seeds run first, as they are, then `make` is asked for more.
-pub struct Source<'a> {
+pub struct Source {
     pub seeds: Vec<Vec<u8>>,
-    pub make: Box<dyn FnMut(&mut Rng, &[Vec<u8>]) -> Vec<u8> + 'a>,
+    pub make: Make,
 }
 
 /// How long an input of `len` bytes may take, on the thread's CPU: `base` plus `per_kib`
@@ -129,7 +135,7 @@ fn thread_cpu() -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
-fn measure(target: fn(&[u8]), input: &[u8], bound: TimeBound) -> Result<(), Failure> {
+fn measure(target: Target, input: &[u8], bound: TimeBound) -> Result<(), Failure> {
     let (cpu0, wall0) = (thread_cpu(), Instant::now());
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| target(input)));
     let spent = match (cpu0, thread_cpu()) {
@@ -175,7 +181,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(target: fn(&[u8]), bound: TimeBound) -> Self {
+    fn start(target: Target, bound: TimeBound) -> Self {
         let (to, inputs) = mpsc::channel::<Vec<u8>>();
         let (results, from) = mpsc::channel();
         std::thread::spawn(move || {
@@ -198,7 +204,7 @@ impl Worker {
 
 /// Runs `target` for the budget. On a failure: shrinks the input, saves it under the
 /// test's temporary folder and panics with what to do with it.
-pub fn run(name: &str, target: fn(&[u8]), mut source: Source<'_>, bound: TimeBound) {
+pub fn run(name: &str, target: Target, mut source: Source, bound: TimeBound) {
     let seed = seed();
     let budget = budget();
     let started = Instant::now();
@@ -276,8 +282,10 @@ pub fn run(name: &str, target: fn(&[u8]), mut source: Source<'_>, bound: TimeBou
 }
 
 /// Smaller inputs that fail the same way (a panic stays a panic, slow stays slow): cuts
-/// chunks out, halving their size down to single bytes, for a bounded number of tries.
+/// chunks out, halving their size down to single bytes, for at most 2000 tries and a
+/// minute (slow inputs are slow to try).
 fn shrink(worker: &Worker, mut input: Vec<u8>, failure: &Failure) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(60);
     let same = |f: &Failure| {
         matches!(
             (f, failure),
@@ -286,9 +294,9 @@ fn shrink(worker: &Worker, mut input: Vec<u8>, failure: &Failure) -> Vec<u8> {
     };
     let mut tries = 0;
     let mut chunk = input.len() / 2;
-    while chunk > 0 && tries < 2000 {
+    while chunk > 0 && tries < 2000 && Instant::now() < deadline {
         let mut at = 0;
-        while at + chunk <= input.len() && tries < 2000 {
+        while at + chunk <= input.len() && tries < 2000 && Instant::now() < deadline {
             let mut candidate = input.clone();
             candidate.drain(at..at + chunk);
             tries += 1;

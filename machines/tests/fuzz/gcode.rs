@@ -115,6 +115,12 @@ pub fn check(bytes: &[u8]) {
     assert_eq!(cut.preview_svg, whole.preview_svg, "preview read in pieces");
     assert_eq!(cut.thumbnail, whole.thumbnail, "thumbnail read in pieces");
 
+    // Every line counts once, cut or not; a last line without its newline too.
+    let newlines = bytes.iter().filter(|b| **b == b'\n').count();
+    let lines = newlines + usize::from(bytes.last().is_some_and(|b| *b != b'\n'));
+    assert_eq!(s.lines, lines as u64, "lines");
+    assert!(s.commands <= s.lines, "{} commands on {} lines", s.commands, s.lines);
+
     let t = &s.time;
     for (v, what) in [
         (t.moves_s, "moves_s"),
@@ -504,36 +510,36 @@ fn join(lines: &[Vec<u8>]) -> Vec<u8> {
 
 /// Raw bytes: random ones a tenth of the time, else pieces of the real files mutated
 /// byte by byte.
-pub fn bytes_source() -> Source<'static> {
+pub fn bytes_source() -> Source {
     let seeds: Vec<Vec<u8>> = fixtures()
         .iter()
         .map(|lines| join(&lines[..lines.len().min(400)]))
         .collect();
     Source {
         seeds,
-        make: Box::new(|rng: &mut Rng, seeds: &[Vec<u8>]| {
+        make: |rng: &mut Rng, seeds: &[Vec<u8>]| {
             if rng.chance(10) {
                 return engine::random_bytes(rng, 8192);
             }
             let mut input = join(&window(rng));
             engine::mutate(rng, &mut input, seeds, MAX_INPUT);
             input
-        }),
+        },
     }
 }
 
 /// Near-valid G-code: windows of the real files with their lines mutated.
-pub fn lines_source() -> Source<'static> {
+pub fn lines_source() -> Source {
     let seeds: Vec<Vec<u8>> = LINES
         .iter()
         .map(|l| format!("{l}\n").into_bytes())
         .collect();
     Source {
         seeds,
-        make: Box::new(|rng: &mut Rng, _: &[Vec<u8>]| {
+        make: |rng: &mut Rng, _: &[Vec<u8>]| {
             let mut lines = window(rng);
             mutate_lines(rng, &mut lines);
             join(&lines)
-        }),
+        },
     }
 }

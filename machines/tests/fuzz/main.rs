@@ -25,7 +25,7 @@ use fabrique_machines::files::embroidery::Format;
 use std::path::Path;
 
 /// Every target by the name of its regression folder.
-const TARGETS: [(&str, fn(&[u8])); 7] = [
+const TARGETS: [(&str, engine::Target); 7] = [
     ("embroidery_dst", embroidery::dst),
     ("embroidery_pes", embroidery::pes),
     ("embroidery_pec", embroidery::pec),
@@ -35,7 +35,7 @@ const TARGETS: [(&str, fn(&[u8])); 7] = [
     ("gcode_lines", gcode::check),
 ];
 
-fn fuzz_embroidery(name: &str, target: fn(&[u8]), format: Format) {
+fn fuzz_embroidery(name: &str, target: engine::Target, format: Format) {
     engine::run(name, target, embroidery::source(format), embroidery::BOUND);
 }
 

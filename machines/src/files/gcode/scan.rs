@@ -321,7 +321,7 @@ pub(crate) fn scan<'a>(line: &'a [u8], words: &mut Words) -> (Kind<'a>, Option<&
         let Some((value, next)) = parse_number(line, i) else {
             return (Kind::Bad(i), None);
         };
-        if !(value.abs() <= MAX_VALUE) {
+        if value.is_nan() || value.abs() > MAX_VALUE {
             return (Kind::Bad(i), None);
         }
         // A number must end at a word boundary: `X1.2.3` or `X1,5` is not G-code.
