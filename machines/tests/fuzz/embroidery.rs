@@ -239,19 +239,21 @@ pub fn valid_file(format: Format, seed: u64) -> Vec<u8> {
     }
 }
 
-/// Seeds, then: a tenth random bytes, the rest mutated seeds (and now and then a header
-/// field set to a huge count).
+/// A tenth random bytes, the rest mutated seeds (now and then a header field set to a
+/// huge count).
+pub fn make(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    if rng.chance(10) || seeds.is_empty() {
+        return engine::random_bytes(rng, 4096);
+    }
+    let mut input = rng.pick(seeds).clone();
+    engine::mutate(rng, &mut input, seeds, MAX_INPUT);
+    input
+}
+
+/// Valid files of 24 random designs, then [`make`].
 pub fn source(format: Format) -> Source {
-    let seeds: Vec<Vec<u8>> = (0..24).map(|s| valid_file(format, s)).collect();
     Source {
-        seeds,
-        make: |rng: &mut Rng, seeds: &[Vec<u8>]| {
-            if rng.chance(10) {
-                return engine::random_bytes(rng, 4096);
-            }
-            let mut input = rng.pick(seeds).clone();
-            engine::mutate(rng, &mut input, seeds, MAX_INPUT);
-            input
-        },
+        seeds: (0..24).map(|s| valid_file(format, s)).collect(),
+        make,
     }
 }

@@ -119,7 +119,12 @@ pub fn check(bytes: &[u8]) {
     let newlines = bytes.iter().filter(|b| **b == b'\n').count();
     let lines = newlines + usize::from(bytes.last().is_some_and(|b| *b != b'\n'));
     assert_eq!(s.lines, lines as u64, "lines");
-    assert!(s.commands <= s.lines, "{} commands on {} lines", s.commands, s.lines);
+    assert!(
+        s.commands <= s.lines,
+        "{} commands on {} lines",
+        s.commands,
+        s.lines
+    );
 
     let t = &s.time;
     for (v, what) in [
@@ -508,38 +513,46 @@ fn join(lines: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// Raw bytes: random ones a tenth of the time, else pieces of the real files mutated
-/// byte by byte.
-pub fn bytes_source() -> Source {
-    let seeds: Vec<Vec<u8>> = fixtures()
+/// The first 400 lines of each real file.
+pub fn bytes_seeds() -> Vec<Vec<u8>> {
+    fixtures()
         .iter()
         .map(|lines| join(&lines[..lines.len().min(400)]))
-        .collect();
-    Source {
-        seeds,
-        make: |rng: &mut Rng, seeds: &[Vec<u8>]| {
-            if rng.chance(10) {
-                return engine::random_bytes(rng, 8192);
-            }
-            let mut input = join(&window(rng));
-            engine::mutate(rng, &mut input, seeds, MAX_INPUT);
-            input
-        },
+        .collect()
+}
+
+/// Raw bytes: random ones a tenth of the time, else pieces of the real files mutated
+/// byte by byte.
+pub fn make_bytes(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    if rng.chance(10) {
+        return engine::random_bytes(rng, 8192);
     }
+    let mut input = join(&window(rng));
+    engine::mutate(rng, &mut input, seeds, MAX_INPUT);
+    input
 }
 
 /// Near-valid G-code: windows of the real files with their lines mutated.
-pub fn lines_source() -> Source {
-    let seeds: Vec<Vec<u8>> = LINES
-        .iter()
-        .map(|l| format!("{l}\n").into_bytes())
-        .collect();
+pub fn make_lines(rng: &mut Rng, _: &[Vec<u8>]) -> Vec<u8> {
+    let mut lines = window(rng);
+    mutate_lines(rng, &mut lines);
+    join(&lines)
+}
+
+pub fn bytes_source() -> Source {
     Source {
-        seeds,
-        make: |rng: &mut Rng, _: &[Vec<u8>]| {
-            let mut lines = window(rng);
-            mutate_lines(rng, &mut lines);
-            join(&lines)
-        },
+        seeds: bytes_seeds(),
+        make: make_bytes,
+    }
+}
+
+/// Seeds: each of the odd lines alone.
+pub fn lines_source() -> Source {
+    Source {
+        seeds: LINES
+            .iter()
+            .map(|l| format!("{l}\n").into_bytes())
+            .collect(),
+        make: make_lines,
     }
 }

@@ -6,7 +6,9 @@
 //! - `gcode_bytes`: bytes into the G-code analysis (pieces of the real files in
 //!   `tests/data/` mutated byte by byte; random bytes);
 //! - `gcode_lines`: near-valid G-code, the real files' lines with odd numbers, extra words,
-//!   repeated arcs and dwells, thumbnail blocks, overlong lines.
+//!   repeated arcs and dwells, thumbnail blocks, overlong lines;
+//! - `job_file`: any of those as an upload, under any of the names it may come with, into
+//!   `read_job_file` (format detection, the binary check, then the reader).
 //!
 //! Each runs for `FABRIQUE_FUZZ_SECONDS` (default 10) and fails on the first input that
 //! panics, breaks a property (see `embroidery::check` and `gcode::check`) or takes far more
@@ -20,12 +22,13 @@ mod embroidery;
 mod embroidery_support;
 mod engine;
 mod gcode;
+mod job_file;
 
 use fabrique_machines::files::embroidery::Format;
 use std::path::Path;
 
 /// Every target by the name of its regression folder.
-const TARGETS: [(&str, engine::Target); 7] = [
+const TARGETS: [(&str, engine::Target); 8] = [
     ("embroidery_dst", embroidery::dst),
     ("embroidery_pes", embroidery::pes),
     ("embroidery_pec", embroidery::pec),
@@ -33,6 +36,7 @@ const TARGETS: [(&str, engine::Target); 7] = [
     ("embroidery_jef", embroidery::jef),
     ("gcode_bytes", gcode::check),
     ("gcode_lines", gcode::check),
+    ("job_file", job_file::check),
 ];
 
 fn fuzz_embroidery(name: &str, target: engine::Target, format: Format) {
@@ -80,6 +84,16 @@ fn gcode_lines() {
         "gcode_lines",
         gcode::check,
         gcode::lines_source(),
+        gcode::BOUND,
+    );
+}
+
+#[test]
+fn job_file() {
+    engine::run(
+        "job_file",
+        job_file::check,
+        job_file::source(),
         gcode::BOUND,
     );
 }
