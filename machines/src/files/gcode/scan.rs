@@ -72,8 +72,11 @@ impl<R: Read> LineReader<R> {
             let pending = self.end - self.start;
             if self.skipping {
                 self.start = self.end;
-            } else if pending >= MAX_LINE {
+            } else if pending > MAX_LINE {
                 // An overlong line: hand out its head once, drop the rest up to the newline.
+                // More than MAX_LINE bytes with no newline, as above: a line of exactly
+                // MAX_LINE is whole, whether or not its newline came with it (found by
+                // fuzzing: it was cut when the reader's pieces ended right after it).
                 let from = self.start;
                 self.start = self.end;
                 self.skipping = true;
@@ -568,6 +571,43 @@ mod tests {
         assert!(matches!(words_of("G1 X1,5").0, Kind::Bad(_)));
         assert_eq!(words_of("   ").0, Kind::Empty);
         assert_eq!(words_of("(a comment) G0 X1").1.get(b'X'), Some(1.0));
+    }
+
+    /// Hands out one byte per read.
+    struct ByteByByte<'a>(&'a [u8]);
+
+    impl Read for ByteByByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some((&first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            buf[0] = first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_longest_length_is_whole_however_it_is_read() {
+        for len in [MAX_LINE - 1, MAX_LINE, MAX_LINE + 1] {
+            let mut text = "X".repeat(len);
+            text.push_str("\nG1 X1\n");
+            let read = |r: &mut dyn FnMut() -> Option<(Vec<u8>, bool)>| {
+                std::iter::from_fn(r).collect::<Vec<_>>()
+            };
+            let mut whole = LineReader::new(text.as_bytes());
+            let mut pieces = LineReader::new(ByteByByte(text.as_bytes()));
+            let a = read(&mut || whole.next_line().unwrap().map(|l| (l.text.to_vec(), l.cut)));
+            let b = read(&mut || {
+                pieces
+                    .next_line()
+                    .unwrap()
+                    .map(|l| (l.text.to_vec(), l.cut))
+            });
+            assert_eq!(a, b, "a line of {len} bytes");
+            assert_eq!(a.len(), 2);
+            assert_eq!(a[0].1, len > MAX_LINE, "a line of {len} bytes");
+        }
     }
 
     #[test]
