@@ -260,6 +260,11 @@ pub fn run(name: &str, target: Target, mut source: Source, bound: TimeBound) {
         None => (input, "did not return within 20 s".to_string()),
         Some(f) => {
             let input = shrink(&worker, input, &f);
+            // Say how the shrunk input fails (its panic message may differ).
+            let f = match worker.try_input(&input) {
+                Some(Err(again)) => again,
+                _ => f,
+            };
             let failure = match f {
                 Failure::Panic(m) => format!("panicked: {m}"),
                 Failure::Slow(t) => format!("took {:.2} s of CPU", t.as_secs_f64()),
