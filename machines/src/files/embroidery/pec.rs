@@ -71,7 +71,15 @@ fn signed12(hi: u8, lo: u8) -> i32 {
 }
 
 fn read_pec(bytes: &[u8], start: usize, format: Format) -> Result<Design, EmbroideryError> {
-    let block = &bytes[start..];
+    // A PEC file shorter than its own `#PEC0001` has no block at all (found by fuzzing:
+    // `#PEC` alone panicked here).
+    let Some(block) = bytes.get(start..) else {
+        return Err(EmbroideryError::Truncated {
+            format,
+            offset: bytes.len(),
+            missing: Part::Header,
+        });
+    };
     if !block.starts_with(b"LA:") {
         return Err(EmbroideryError::Invalid {
             format,
@@ -278,6 +286,19 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_pec_file_cut_in_its_signature_is_truncated() {
+        for f in [&b"#PEC"[..], b"#PEC000"] {
+            assert!(matches!(
+                read_bytes(f, Format::Pec),
+                Err(EmbroideryError::Truncated {
+                    missing: Part::Header,
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

@@ -235,8 +235,10 @@ impl Metadata {
         }
     }
 
+    /// A figure past [`super::MAX_ESTIMATE_S`] is no estimate: it is dropped, as an
+    /// unreadable one is.
     fn set_estimate(&mut self, seconds: Option<i64>) {
-        if let Some(s) = seconds {
+        if let Some(s) = seconds.filter(|s| (0..=super::MAX_ESTIMATE_S).contains(s)) {
             self.slicer().estimate_s = Some(s);
         }
     }

@@ -201,6 +201,21 @@ pub struct Limits {
     pub filament_density_g_cm3: Option<f64>,
 }
 
+/// The longest estimate a summary gives, ours or the slicer's: 10⁹ s, about 31 years. A
+/// file that claims or takes longer is broken (`X134787800780071157` is a 135-billion-km
+/// move), and the figure goes into integer arithmetic elsewhere (a job's end time, the hours
+/// a member has planned) that must stay far from overflow. `time.total_s` keeps the real
+/// figure.
+pub const MAX_ESTIMATE_S: i64 = 1_000_000_000;
+
+/// Chords any file's arcs may be cut into, then [`ARC_CHORDS_PER_LINE`] more for each line
+/// read. An arc is cut in chords of at most 2 mm, up to 100 000 for one arc: without a
+/// budget, a 20-byte line (`G3 X100000 Y0 R-1`, a 157 m half-circle) was 78 000 moves, and
+/// a few hundred such lines took minutes (found by fuzzing). Real files stay far inside it
+/// (an arc of a print is a few chords).
+const ARC_CHORDS_FREE: u64 = 100_000;
+const ARC_CHORDS_PER_LINE: u64 = 64;
+
 const DEFAULT_HOTEND_RATE: f64 = 2.0;
 const DEFAULT_BED_RATE: f64 = 0.5;
 const AMBIENT_C: f64 = 20.0;
@@ -380,7 +395,7 @@ pub struct Uses {
 pub struct GcodeSummary {
     pub lines: u64,
     pub commands: u64,
-    /// Our estimate, seconds: `time.total_s` rounded.
+    /// Our estimate, seconds: `time.total_s` rounded, at most [`MAX_ESTIMATE_S`].
     pub estimate_s: i64,
     pub time: Time,
     /// Where the motion limits came from (absent from analyses stored before it was
@@ -565,6 +580,8 @@ struct Analyzer<'l> {
     meta: Metadata,
     preview: Option<PreviewBuilder>,
     line_no: u64,
+    /// Chords the arcs were cut into so far (see [`ARC_CHORDS_FREE`]).
+    arc_chords: u64,
     commands: u64,
 
     pos: [f64; 4],
@@ -650,6 +667,7 @@ impl<'l> Analyzer<'l> {
             meta: Metadata::new(options.thumbnail),
             preview: options.preview.clone().map(PreviewBuilder::new),
             line_no: 0,
+            arc_chords: 0,
             commands: 0,
             pos: [0.0; 4],
             absolute: true,
@@ -1294,7 +1312,16 @@ impl<'l> Analyzer<'l> {
         let length = angle.abs() * r0;
         let feed = self.feed_mm_s * self.feed_factor;
         let segment = (8.0 * r0 * 0.02).sqrt().min(feed / 50.0).clamp(0.1, 2.0);
-        let n = ((length / segment).ceil() as usize).clamp(1, 100_000);
+        let fine = ((length / segment).ceil() as usize).clamp(1, 100_000);
+        // Past the budget, an arc is cut in sixteenths of a turn: the time stays close (the
+        // corners between chords are then 22.5°) and the work stays in proportion to the file.
+        let budget = ARC_CHORDS_FREE + ARC_CHORDS_PER_LINE * self.line_no;
+        let n = if self.arc_chords + fine as u64 <= budget {
+            fine
+        } else {
+            ((angle.abs() / (std::f64::consts::TAU / 16.0)).ceil() as usize).clamp(1, fine)
+        };
+        self.arc_chords += n as u64;
         let a0 = sy.atan2(sx);
         let from = self.pos;
         for k in 1..=n {
@@ -1504,7 +1531,7 @@ impl<'l> Analyzer<'l> {
         let summary = GcodeSummary {
             lines: self.line_no,
             commands: self.commands,
-            estimate_s: total.round() as i64,
+            estimate_s: total.round().min(MAX_ESTIMATE_S as f64) as i64,
             time: Time {
                 moves_s: round(moves_s, 1),
                 dwell_s: round(self.dwell_s, 1),

@@ -10,6 +10,11 @@ use std::io::{self, Read};
 /// "line" is cut there and reported, and the rest of it is skipped without being stored.
 pub(crate) const MAX_LINE: usize = 16 * 1024;
 const BUFFER: usize = 256 * 1024;
+/// The largest value a word may have. No measurement in G-code comes near it (a kilometre
+/// is 10⁶ mm, a week of dwell 6·10⁸ ms), and beyond it a move's squared length overflows
+/// to infinity (found by fuzzing: `X` and 155 digits made a laser path of `inf`, which is
+/// `null` in the stored JSON and cannot be read back). Such a line is not readable G-code.
+pub(crate) const MAX_VALUE: f64 = 1e12;
 
 /// Lines out of any reader, in constant memory.
 pub(crate) struct LineReader<R> {
@@ -67,8 +72,11 @@ impl<R: Read> LineReader<R> {
             let pending = self.end - self.start;
             if self.skipping {
                 self.start = self.end;
-            } else if pending >= MAX_LINE {
+            } else if pending > MAX_LINE {
                 // An overlong line: hand out its head once, drop the rest up to the newline.
+                // More than MAX_LINE bytes with no newline, as above: a line of exactly
+                // MAX_LINE is whole, whether or not its newline came with it (found by
+                // fuzzing: it was cut when the reader's pieces ended right after it).
                 let from = self.start;
                 self.start = self.end;
                 self.skipping = true;
@@ -316,6 +324,9 @@ pub(crate) fn scan<'a>(line: &'a [u8], words: &mut Words) -> (Kind<'a>, Option<&
         let Some((value, next)) = parse_number(line, i) else {
             return (Kind::Bad(i), None);
         };
+        if value.is_nan() || value.abs() > MAX_VALUE {
+            return (Kind::Bad(i), None);
+        }
         // A number must end at a word boundary: `X1.2.3` or `X1,5` is not G-code.
         if next < len
             && !matches!(line[next], b' ' | b'\t' | b';' | b'(' | b'*')
@@ -496,6 +507,20 @@ mod tests {
     }
 
     #[test]
+    fn a_value_past_10_to_the_12_makes_the_line_unreadable() {
+        let (k, _) = words_of("G1 X1000000000000");
+        assert_eq!(k, Kind::Words);
+        for line in [
+            "G1 X1000000000001",
+            &format!("M4 S8 G1 X{}", "4".repeat(155)),
+            &format!("G1 Y-{}", "9".repeat(400)),
+        ] {
+            let (k, _) = words_of(line);
+            assert!(matches!(k, Kind::Bad(_)), "{line}");
+        }
+    }
+
+    #[test]
     fn a_move_line_gives_its_code_and_axes() {
         let (k, w) = words_of("G1 X10.5 Y-3 E.25 F1800 ; perimeter");
         assert_eq!(k, Kind::Words);
@@ -546,6 +571,43 @@ mod tests {
         assert!(matches!(words_of("G1 X1,5").0, Kind::Bad(_)));
         assert_eq!(words_of("   ").0, Kind::Empty);
         assert_eq!(words_of("(a comment) G0 X1").1.get(b'X'), Some(1.0));
+    }
+
+    /// Hands out one byte per read.
+    struct ByteByByte<'a>(&'a [u8]);
+
+    impl Read for ByteByByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some((&first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            buf[0] = first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_longest_length_is_whole_however_it_is_read() {
+        for len in [MAX_LINE - 1, MAX_LINE, MAX_LINE + 1] {
+            let mut text = "X".repeat(len);
+            text.push_str("\nG1 X1\n");
+            let read = |r: &mut dyn FnMut() -> Option<(Vec<u8>, bool)>| {
+                std::iter::from_fn(r).collect::<Vec<_>>()
+            };
+            let mut whole = LineReader::new(text.as_bytes());
+            let mut pieces = LineReader::new(ByteByByte(text.as_bytes()));
+            let a = read(&mut || whole.next_line().unwrap().map(|l| (l.text.to_vec(), l.cut)));
+            let b = read(&mut || {
+                pieces
+                    .next_line()
+                    .unwrap()
+                    .map(|l| (l.text.to_vec(), l.cut))
+            });
+            assert_eq!(a, b, "a line of {len} bytes");
+            assert_eq!(a.len(), 2);
+            assert_eq!(a[0].1, len > MAX_LINE, "a line of {len} bytes");
+        }
     }
 
     #[test]

@@ -163,6 +163,43 @@ fn the_slicers_estimate_is_read_not_used() {
 }
 
 #[test]
+fn estimates_past_31_years_are_capped_ours_and_dropped_the_slicers() {
+    // Found by fuzzing: a 1.3e17 mm move made `estimate_s` i64::MAX, which the scheduler
+    // then adds to a start time. Such a move is now unreadable; a slow enough one is not.
+    let s = run(
+        "G1 X134787800780071157\n; estimated printing time (normal mode) = 106751991167300d\n",
+        None,
+    );
+    assert_eq!(s.estimate_s, 0);
+    assert_eq!(s.issues[0].code, checks::UNPARSABLE_LINE);
+    assert_eq!(s.slicer.and_then(|sl| sl.estimate_s), None);
+    let s = run("G1 X1000000000 F0.0001\n", None);
+    assert!(s.time.total_s > 1e10, "{:?}", s.time);
+    assert_eq!(s.estimate_s, MAX_ESTIMATE_S);
+}
+
+#[test]
+fn arcs_past_the_chord_budget_are_cut_coarser_and_timed_alike() {
+    // 300 half-circles of 157 m: 23 million chords of 2 mm without the budget.
+    let line = "G3 X100000 Y0 R-1 F6000\nG3 X0 Y0 R-1\n";
+    let started = std::time::Instant::now();
+    let s = run(&line.repeat(150), None);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Each half-circle is π × 50 m long, at 100 mm/s: 1571 s, whatever the chords.
+    let per_arc = s.time.moves_s / 300.0;
+    assert!((per_arc - 1570.8).abs() < 20.0, "{per_arc} s per arc");
+}
+
+#[test]
+fn slicer_estimates_past_the_cap_are_dropped() {
+    let s = run(
+        "; estimated printing time (normal mode) = 106751991167300d\nG1 X1\n",
+        None,
+    );
+    assert_eq!(s.slicer.and_then(|sl| sl.estimate_s), None);
+}
+
+#[test]
 fn a_straight_move_takes_its_length_over_its_speed_plus_ramps() {
     // 100 mm at 3000 mm/min (50 mm/s), 1500 mm/s² travel, jerk 10 mm/s: ramps from and to
     // 10 mm/s.

@@ -1,0 +1,1 @@
+; estimated printing time (normal mode) = 106751991167300d
