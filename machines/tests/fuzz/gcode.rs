@@ -3,7 +3,7 @@
 
 use super::engine::{self, Rng, Source, TimeBound};
 use fabrique_machines::files::gcode::{
-    self, Analysis, Dialect, FirmwareLimits, GcodeSummary, Junction, Limits, Options,
+    self, Analysis, Dialect, FirmwareLimits, GcodeSummary, Junction, JunctionRule, Limits, Options,
     PreviewOptions,
 };
 use std::io::Read;
@@ -80,6 +80,8 @@ fn limits(h: u64) -> Option<Limits> {
             bed_heating_c_per_s: Some(1e3),
             filament_diameter_mm: Some(2.85),
             filament_density_g_cm3: Some(0.9),
+            junction_rule: Some(JunctionRule::JunctionDeviation),
+            silent_mode: true,
         }),
     }
 }
@@ -99,7 +101,11 @@ fn finite(v: f64, what: &str, s: &GcodeSummary) {
 pub fn check(bytes: &[u8]) {
     let h = hash(bytes);
     let limits = limits(h);
+    // The slicer's block is read from the tail first, as uploads are.
+    let slicer_limits = gcode::slicer_config::read(&mut std::io::Cursor::new(bytes), h % 2 == 1)
+        .expect("bytes in memory");
     let options = Options {
+        slicer_limits,
         preview: Some(PreviewOptions::default()),
         thumbnail: true,
     };
