@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{client, spawn_app, spawn_app_with};
+use common::{client, spawn_app, spawn_app_with, unescaped};
 use fabrique_controller::domain::Role;
 use fabrique_controller::lab::now;
 use fabrique_web::config::Layer;
@@ -603,4 +603,108 @@ async fn a_gcode_file_gets_our_estimate_a_preview_and_the_slicers_thumbnail() {
         .await
         .unwrap();
     assert!(html.contains("PLA, 0.70 m"), "{html}");
+}
+
+/// A machine whose profile says how its firmware moves (silent mode, junction deviation):
+/// set from the form, shown back, in the API; a file with its limits only in the slicer's
+/// block is estimated with the silent values, and the job page says where the time goes
+/// and whose limits were used.
+#[tokio::test]
+async fn the_profile_says_how_the_firmware_moves_and_the_job_page_says_whose_limits() {
+    let app = spawn_app().await;
+    let (manager, _) = app.signed_in("nadia", Role::Manager).await;
+    let token = app.page_csrf(&manager, "/admin/machines/new").await;
+    let form = |rule: &'static str| {
+        vec![
+            ("csrf_token", token.clone()),
+            ("name", "Prusa silencieuse".into()),
+            ("kind", "fdm_printer".into()),
+            ("connection", "manual".into()),
+            ("work_x", "250".into()),
+            ("work_y", "210".into()),
+            ("work_z", "210".into()),
+            ("max_hotend", "300".into()),
+            ("max_bed", "120".into()),
+            ("materials", "PLA".into()),
+            ("junction_rule", rule.into()),
+            ("silent_mode", "1".into()),
+        ]
+    };
+    let refused = manager
+        .post(app.url("/admin/machines/new"))
+        .form(&form("sideways"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    assert!(app.lab.machines().await.unwrap().is_empty());
+    let created = manager
+        .post(app.url("/admin/machines/new"))
+        .form(&form("junction_deviation"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 303, "{}", created.text().await.unwrap());
+    let machine = app.lab.machines().await.unwrap().remove(0);
+    let edit = manager
+        .get(app.url(&format!("/admin/machines/{}", machine.id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        edit.contains(r#"<option value="junction_deviation" selected>"#),
+        "{edit}"
+    );
+    assert!(
+        edit.contains(r#"name="silent_mode" value="1" checked"#),
+        "{edit}"
+    );
+    let api: Value = manager
+        .get(app.url(&format!("/api/v1/machines/{}", machine.id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["profile"]["junction_rule"], "junction_deviation");
+    assert_eq!(api["profile"]["silent_mode"], true);
+
+    let member = app.add_user("amina", Role::Member).await;
+    let file = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../machines/tests/data/ender_hook_limits_in_footer.gcode"
+    ))
+    .unwrap();
+    let job = app
+        .submit_file(&member, Some(machine.id), "hook.gcode", &file)
+        .await;
+    let Some(fabrique_machines::files::FileSummary::Gcode(summary)) = &job.analysis else {
+        panic!("{:?}", job.analysis)
+    };
+    assert_eq!(
+        summary.limits.source,
+        fabrique_machines::files::gcode::LimitsSource::Slicer
+    );
+    // PrusaSlicer's silent-mode figure is 29 min 9 s, the normal one 28 min 13 s.
+    let motion = summary.time.moves_s;
+    assert!((motion - 1749.0).abs() < 1749.0 * 0.01, "{motion} s");
+    let page = unescaped(
+        &manager
+            .get(app.url(&format!("/jobs/{}", job.id.0)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(page.contains("mouvements 29 min"), "{page}");
+    assert!(
+        page.contains("celles du trancheur (fin du fichier)"),
+        "{page}"
+    );
 }
