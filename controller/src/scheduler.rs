@@ -12,6 +12,7 @@
 //! - campaign jobs come after every member's job: they fill the idle time.
 
 use crate::domain::MachineKind;
+use fabrique_machines::files::gcode::MAX_ESTIMATE_S;
 use jiff::Timestamp;
 use std::collections::HashMap;
 
@@ -172,7 +173,8 @@ pub fn plan(
             .map(|(i, _)| i)
             .unwrap_or(0);
         let job = remaining.swap_remove(index);
-        let length = job.estimate_s.max(1);
+        // Analyses stored before estimates were capped may hold any figure.
+        let length = job.estimate_s.clamp(1, MAX_ESTIMATE_S);
         let best = machines
             .iter()
             .filter(|m| allowed(job, m))
@@ -256,6 +258,21 @@ mod tests {
         (0..7)
             .map(|d| (t(d * 24 * H + 9 * H), t(d * 24 * H + 18 * H)))
             .collect()
+    }
+
+    #[test]
+    fn an_absurd_estimate_is_planned_at_the_cap_not_an_overflow() {
+        let p = plan(
+            &[job(1, 1, &[1], i64::MAX), job(2, 1, &[1], H)],
+            &[machine(1, MachineKind::FdmPrinter)],
+            &[],
+            &hours(),
+            &policy(),
+            t(0),
+        );
+        assert_eq!(p.placements[0].job, 1);
+        assert_eq!(p.placements[0].end, t(MAX_ESTIMATE_S));
+        assert_eq!(p.unplaced, vec![(2, Unplaced::NoRoom)]);
     }
 
     #[test]
