@@ -12,7 +12,7 @@ use fabrique_controller::lab::now;
 use fabrique_machines::files::FileSummary;
 use fabrique_web::config::{Config, Layer};
 use fabrique_web::i18n::{Catalog, Tr};
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -363,7 +363,7 @@ async fn analyze(args: cli::analyze::Args, config: Config) -> anyhow::Result<Exi
         .flat_map(|m| fit::misfits(&file.summary, m))
         .map(|r| (r.code().to_string(), tr.refusal(&r)))
         .collect();
-    if args.json {
+    let text = if args.json {
         let mut json = serde_json::to_value(&file.summary)?;
         if machine.is_some() {
             json["fit"] = misfits
@@ -371,26 +371,34 @@ async fn analyze(args: cli::analyze::Args, config: Config) -> anyhow::Result<Exi
                 .map(|(code, message)| serde_json::json!({ "code": code, "message": message }))
                 .collect();
         }
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        serde_json::to_string_pretty(&json)? + "\n"
     } else {
-        println!(
-            "{}",
-            match &file.summary {
-                FileSummary::Gcode(s) => cli::analyze::summary(s, en),
-                FileSummary::Embroidery(s) => cli::analyze::embroidery_summary(s, en),
-            }
-        );
+        let mut text = match &file.summary {
+            FileSummary::Gcode(s) => cli::analyze::summary(s, en),
+            FileSummary::Embroidery(s) => cli::analyze::embroidery_summary(s, en),
+        } + "\n";
         if let FileSummary::Gcode(s) = &file.summary {
             let colon = if en { ":" } else { " :" };
-            println!(
-                "{}{colon} {}",
+            text += &format!(
+                "{}{colon} {}\n",
                 tr.t("jobs.limits"),
                 tr.limits_used(s.limits)
             );
         }
         if let Some(m) = &machine {
-            println!("{}", cli::analyze::fit_summary(&m.name, &misfits, en));
+            text += &cli::analyze::fit_summary(&m.name, &misfits, en);
+            text.push('\n');
         }
+        text
+    };
+    // `fabrique analyze f.gcode | head` closes the pipe early: that is not an error.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
     }
     Ok(if file.summary.issues().is_empty() && misfits.is_empty() {
         ExitCode::SUCCESS

@@ -404,3 +404,26 @@ async fn analyze_reads_a_file_and_checks_it_against_a_machine_of_the_lab() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn analyze_into_a_pipe_closed_early_ends_quietly() {
+    // `fabrique analyze file | head -1`: the reader goes away before the summary is written.
+    let dir = tempfile::tempdir().unwrap();
+    let visor = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../machines/tests/data/mk3_visor.gcode"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fabrique"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "analyze", visor])
+        .current_dir(dir.path())
+        .env_remove("FABRIQUE_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?} {err}", out.status);
+}
