@@ -187,8 +187,9 @@ impl Lab {
 
     // --- Badges -----------------------------------------------------------------------------
 
-    /// A trainer or a manager awards a badge; attendance alone never does. The badge lasts
-    /// the training's validity.
+    /// A trainer or a manager awards a badge; attendance alone never does; a trainer never
+    /// to themselves (a manager may: they answer for the lab). The badge lasts the
+    /// training's validity.
     pub async fn award_badge(
         &self,
         actor: &User,
@@ -198,6 +199,9 @@ impl Lab {
         now: i64,
     ) -> LabResult<Badge> {
         require(actor, Role::Trainer)?;
+        if member == actor.id && !actor.role.at_least(Role::Manager) {
+            return Err(LabError::SelfAward);
+        }
         let training = self.store().training(training).await?;
         let holder = self.store().user(member).await?;
         if holder.disabled {

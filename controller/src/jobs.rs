@@ -167,6 +167,23 @@ impl Lab {
             new.stored_name.clone(),
             new.file_name.clone(),
         );
+        // An embroidery design is read whole: only a few at once. G-code is read in constant
+        // memory and needs no bound.
+        let (path, file_name) = (jobs_dir.join(&new.stored_name), new.file_name.clone());
+        let is_design =
+            tokio::task::spawn_blocking(move || job_files::embroidery_format(&path, &file_name))
+                .await
+                .ok()
+                .flatten()
+                .is_some();
+        let _permit =
+            if is_design {
+                Some(self.designs.acquire().await.map_err(|e| {
+                    LabError::Store(StoreError::Corrupt(format!("design bound: {e}")))
+                })?)
+            } else {
+                None
+            };
         let read = tokio::task::spawn_blocking(move || {
             let read = job_files::read(&dir.join(&stored), &name, target.as_ref());
             if let Ok(file) = &read {
@@ -404,8 +421,35 @@ impl Lab {
         Ok(self.store().job(id).await?)
     }
 
+    /// The file to send for "download as DST" of an embroidery job `actor` may see: the
+    /// design itself when it is a DST, else its DST copy, written at the first download and
+    /// kept (within the bound on designs read at once). `None` when the job's file is not a
+    /// readable design, or is gone.
+    pub async fn dst_file(
+        &self,
+        actor: &User,
+        id: JobId,
+        jobs_dir: &Path,
+    ) -> LabResult<Option<std::path::PathBuf>> {
+        let job = self.job(actor, id).await?;
+        if job.file_deleted {
+            return Ok(None);
+        }
+        let _permit = self
+            .designs
+            .acquire()
+            .await
+            .map_err(|e| LabError::Store(StoreError::Corrupt(format!("design bound: {e}"))))?;
+        let dir = jobs_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            job_files::dst_file(&dir, &job.stored_name, &job.file_name)
+        })
+        .await
+        .map_err(|e| LabError::Store(StoreError::Corrupt(format!("DST copy: {e}"))))
+    }
+
     /// Removes the files of finished jobs older than `retention_days` (the job and its
-    /// history stay). Returns how many were removed.
+    /// history stay), with what is kept beside them. Returns how many were removed.
     pub async fn clean_job_files(
         &self,
         jobs_dir: &Path,
@@ -415,6 +459,9 @@ impl Lab {
         let before = now - i64::from(retention_days) * 86_400;
         let mut removed = 0;
         for (id, stored) in self.store().job_files_to_delete(before).await? {
+            for path in job_files::beside(jobs_dir, &stored) {
+                let _ = tokio::fs::remove_file(path).await;
+            }
             match tokio::fs::remove_file(jobs_dir.join(&stored)).await {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

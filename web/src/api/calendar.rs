@@ -509,11 +509,10 @@ pub struct BadgesQuery {
 pub async fn my_badges(
     State(state): State<AppState>,
     ctx: Ctx,
-    headers: axum::http::HeaderMap,
     Query(q): Query<BadgesQuery>,
 ) -> AppResult<Json<Vec<BadgeDto>>> {
     let user = ctx.user()?;
-    let base = crate::pages::base_url(&state, &headers);
+    let base = crate::pages::base_url(&state);
     let badges = state
         .lab
         .badges_of(user, q.member_id.map_or(user.id, UserId))
@@ -536,7 +535,6 @@ pub struct AwardBody {
 pub async fn award_badge(
     State(state): State<AppState>,
     ctx: Ctx,
-    headers: axum::http::HeaderMap,
     Json(b): Json<AwardBody>,
 ) -> AppResult<Response> {
     let user = ctx.user()?;
@@ -550,7 +548,7 @@ pub async fn award_badge(
             now(),
         )
         .await?;
-    let base = crate::pages::base_url(&state, &headers);
+    let base = crate::pages::base_url(&state);
     Ok((StatusCode::CREATED, Json(BadgeDto::new(&badge, &base))).into_response())
 }
 
@@ -565,7 +563,6 @@ pub struct RevokeBody {
 pub async fn revoke_badge(
     State(state): State<AppState>,
     ctx: Ctx,
-    headers: axum::http::HeaderMap,
     Path(id): Path<i64>,
     Json(b): Json<RevokeBody>,
 ) -> AppResult<Json<BadgeDto>> {
@@ -573,10 +570,7 @@ pub async fn revoke_badge(
         .lab
         .revoke_badge(ctx.user()?, BadgeId(id), &b.reason, now())
         .await?;
-    Ok(Json(BadgeDto::new(
-        &badge,
-        &crate::pages::base_url(&state, &headers),
-    )))
+    Ok(Json(BadgeDto::new(&badge, &crate::pages::base_url(&state))))
 }
 
 #[utoipa::path(get, path = "/api/v1/calendar-settings", tag = "bookings", responses((status = 200, description = "The lab's calendar settings")))]

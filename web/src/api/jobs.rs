@@ -6,7 +6,7 @@ use crate::ctx::Ctx;
 use crate::error::{AppError, AppResult};
 use crate::i18n::Tr;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -283,7 +283,6 @@ async fn version(ctx: Ctx) -> AppResult<Json<serde_json::Value>> {
 async fn files_local(
     State(state): State<AppState>,
     ctx: Ctx,
-    headers: HeaderMap,
     multipart: Multipart,
 ) -> AppResult<Response> {
     let user = ctx.user()?;
@@ -294,7 +293,7 @@ async fn files_local(
     )
     .await?;
     let job = crate::jobs::accept(&state, user, received, None).await?;
-    let base = crate::pages::base_url(&state, &headers);
+    let base = crate::pages::base_url(&state);
     let resource = format!("{base}/api/v1/jobs/{}", job.id.0);
     let body = serde_json::json!({
         "done": true,

@@ -10,7 +10,7 @@ use crate::pages::MachineFields;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use fabrique_controller::domain::account::{parse_email, parse_text};
 use fabrique_controller::domain::{
@@ -34,9 +34,16 @@ pub fn router(max_upload: usize) -> Router<AppState> {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/me", get(me).patch(update_me))
-        .route("/me/api-keys", post(create_api_key))
+        .route("/me/api-keys", get(my_api_keys).post(create_api_key))
+        .route("/me/api-keys/{key_id}", delete(revoke_my_api_key))
         .route("/members", get(list_members).post(create_member))
         .route("/members/{id}", get(get_member).patch(update_member))
+        .route("/members/{id}/api-keys", get(member_api_keys))
+        .route(
+            "/members/{id}/api-keys/{key_id}",
+            delete(revoke_member_api_key),
+        )
+        .route("/members/{id}/events", get(member_events))
         .route("/machines", get(list_machines).post(create_machine))
         .route("/machines/{id}", get(get_machine).put(update_machine))
         .route("/machines/{id}/state", post(set_machine_state))
@@ -48,7 +55,8 @@ pub fn router(max_upload: usize) -> Router<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fabrique API", version = "1", description = "Machines, members, jobs and solidarity campaigns of a community fablab."),
-    paths(login, logout, me, update_me, create_api_key, list_members, create_member, get_member, update_member,
+    paths(login, logout, me, update_me, create_api_key, my_api_keys, revoke_my_api_key,
+          member_api_keys, revoke_member_api_key, member_events, list_members, create_member, get_member, update_member,
           list_machines, create_machine, get_machine, update_machine, set_machine_state,
           calendar::create_booking, calendar::my_bookings, calendar::cancel_booking, calendar::check_in,
           calendar::create_block, calendar::machine_bookings, calendar::list_trainings, calendar::create_training,
@@ -58,7 +66,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
           campaigns::list_campaigns, campaigns::get_campaign, campaigns::list_requests, campaigns::my_pledges,
           campaigns::create_pledge, campaigns::my_batches, campaigns::declare_batch, campaigns::drop_batch),
     components(schemas(ErrorBody, ErrorDetail, LoginBody, MemberDto, NewMemberBody, MemberPatchBody, ApiKeyBody,
-                       ApiKeyCreated, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
+                       ApiKeyCreated, ApiKeyDto, AccountEventDto, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
                        calendar::BookingDto, calendar::BookingBody, calendar::BlockBody, calendar::TrainingDto,
                        calendar::TrainingBody, calendar::SessionDto, calendar::SessionBody, calendar::EnrolBody,
                        calendar::EnrolmentDto, calendar::AttendanceBody, calendar::BadgeDto, calendar::AwardBody,
@@ -228,7 +236,11 @@ pub struct MemberPatchBody {
     pub lang: Option<String>,
     pub disabled: Option<bool>,
     pub credential_kind: Option<String>,
+    /// The new password (10 characters or more) or PIN (6 digits or more).
     pub secret: Option<String>,
+    /// One's own current password or PIN: needed with `secret` on `/me`; a manager setting
+    /// someone else's leaves it out (and that revokes the member's API keys).
+    pub current_secret: Option<String>,
 }
 
 impl MemberPatchBody {
@@ -265,10 +277,19 @@ async fn update_me(
     Json(body): Json<MemberPatchBody>,
 ) -> AppResult<Json<MemberDto>> {
     let user = ctx.user()?;
-    let patch = body.parse(user)?;
-    Ok(Json(MemberDto::from(
-        &state.lab.update_user(user, user.id, patch, now()).await?,
-    )))
+    let current = body.current_secret.clone();
+    let mut patch = body.parse(user)?;
+    let updated = match patch.credential.take() {
+        Some((kind, new)) => {
+            let current = Secret::new(current.unwrap_or_default());
+            state
+                .lab
+                .change_own_secret(user, &current, kind, new, patch, now())
+                .await?
+        }
+        None => state.lab.update_user(user, user.id, patch, now()).await?,
+    };
+    Ok(Json(MemberDto::from(&updated)))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -296,6 +317,118 @@ async fn create_api_key(
         .create_api_key(ctx.user()?, &body.label, now())
         .await?;
     Ok((StatusCode::CREATED, Json(ApiKeyCreated { key })).into_response())
+}
+
+/// A personal API key as listed: never the key itself, only its first characters.
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyDto {
+    pub id: i64,
+    /// The key's first 10 characters, to recognise it.
+    pub prefix: String,
+    pub label: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, to the minute; absent when never used.
+    pub last_used_at: Option<i64>,
+}
+
+impl From<fabrique_controller::store::ApiKeyInfo> for ApiKeyDto {
+    fn from(k: fabrique_controller::store::ApiKeyInfo) -> Self {
+        Self {
+            id: k.id,
+            prefix: k.prefix,
+            label: k.label,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+        }
+    }
+}
+
+/// One line of an account's history.
+#[derive(Serialize, ToSchema)]
+pub struct AccountEventDto {
+    /// `secret_changed` (by the owner), `secret_reset` (by someone else: the API keys were
+    /// revoked), `api_key_created` or `api_key_revoked`.
+    pub kind: String,
+    /// The key's prefix and label, or `api_keys_revoked=N` for a reset.
+    pub detail: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// The username of who did it; absent for the command line.
+    pub by: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/me/api-keys", tag = "members",
+    responses((status = 200, body = Vec<ApiKeyDto>), (status = 401, body = ErrorBody)))]
+async fn my_api_keys(State(state): State<AppState>, ctx: Ctx) -> AppResult<Json<Vec<ApiKeyDto>>> {
+    let user = ctx.user()?;
+    let keys = state.lab.api_keys_of(user, user.id).await?;
+    Ok(Json(keys.into_iter().map(ApiKeyDto::from).collect()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/me/api-keys/{key_id}", tag = "members", params(("key_id" = i64, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_my_api_key(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(key_id): Path<i64>,
+) -> AppResult<StatusCode> {
+    let user = ctx.user()?;
+    state
+        .lab
+        .revoke_api_key(user, user.id, key_id, now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A member's API keys, for a manager (a lost phone, a slicer left on a shared PC).
+#[utoipa::path(get, path = "/api/v1/members/{id}/api-keys", tag = "members", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<ApiKeyDto>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn member_api_keys(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Json<Vec<ApiKeyDto>>> {
+    let keys = state.lab.api_keys_of(ctx.user()?, UserId(id)).await?;
+    Ok(Json(keys.into_iter().map(ApiKeyDto::from).collect()))
+}
+
+/// A manager revokes a member's key; the account's history records who did.
+#[utoipa::path(delete, path = "/api/v1/members/{id}/api-keys/{key_id}", tag = "members",
+    params(("id" = i64, Path), ("key_id" = i64, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_member_api_key(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((id, key_id)): Path<(i64, i64)>,
+) -> AppResult<StatusCode> {
+    state
+        .lab
+        .revoke_api_key(ctx.user()?, UserId(id), key_id, now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What was done to an account, newest first: for its owner and the managers.
+#[utoipa::path(get, path = "/api/v1/members/{id}/events", tag = "members", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<AccountEventDto>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn member_events(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Json<Vec<AccountEventDto>>> {
+    let events = state.lab.account_events(ctx.user()?, UserId(id)).await?;
+    Ok(Json(
+        events
+            .into_iter()
+            .map(|e| AccountEventDto {
+                kind: e.kind.as_str().into(),
+                detail: e.detail,
+                at: e.at,
+                by: e.actor_name,
+            })
+            .collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/members", tag = "members",
@@ -348,6 +481,9 @@ async fn update_member(
 ) -> AppResult<Json<MemberDto>> {
     let actor = ctx.user()?;
     let current = state.lab.user(actor, UserId(id)).await?;
+    if body.current_secret.is_some() {
+        return Err(Invalid::new("current_secret", "not_here").into());
+    }
     let patch = body.parse(&current)?;
     Ok(Json(MemberDto::from(
         &state
@@ -388,7 +524,8 @@ pub struct ProfileDto {
     pub stitches_per_minute: f64,
 }
 
-/// How Fabrique reaches the machine. The OctoPrint API key is never sent back.
+/// How Fabrique reaches the machine. The OctoPrint API key is never sent back; the port,
+/// speed and address only to managers (absent for everyone else).
 #[derive(Serialize, ToSchema)]
 pub struct ConnectionDto {
     /// `serial_marlin`, `serial_grbl`, `octoprint`, `moonraker` or `manual`.
@@ -412,6 +549,20 @@ pub struct MachineDto {
     /// `offline`, `idle`, `busy`, `paused`, `error`, `to_check`, `maintenance` or `disabled`.
     pub state: String,
     pub state_reason: String,
+}
+
+impl MachineDto {
+    /// The machine as `viewer` may see it: below a manager, without its serial port or its
+    /// print server's address (where the lab's network and machines are).
+    fn for_viewer(m: &Machine, viewer: &User) -> Self {
+        let mut dto = Self::from(m);
+        if !viewer.role.at_least(Role::Manager) {
+            dto.connection.serial_port = None;
+            dto.connection.baud = None;
+            dto.connection.url = None;
+        }
+        dto
+    }
 }
 
 impl From<&Machine> for MachineDto {
@@ -540,14 +691,14 @@ async fn list_machines(
     State(state): State<AppState>,
     ctx: Ctx,
 ) -> AppResult<Json<Vec<MachineDto>>> {
-    ctx.user()?;
+    let user = ctx.user()?;
     Ok(Json(
         state
             .lab
             .machines()
             .await?
             .iter()
-            .map(MachineDto::from)
+            .map(|m| MachineDto::for_viewer(m, user))
             .collect(),
     ))
 }
@@ -559,9 +710,10 @@ async fn get_machine(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Json<MachineDto>> {
-    ctx.user()?;
-    Ok(Json(MachineDto::from(
+    let user = ctx.user()?;
+    Ok(Json(MachineDto::for_viewer(
         &state.lab.machine(MachineId(id)).await?,
+        user,
     )))
 }
 

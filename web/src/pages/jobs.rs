@@ -220,27 +220,23 @@ async fn original(
         .into_response())
 }
 
-/// An embroidery job's design written as Tajima DST, which every machine reads.
+/// An embroidery job's design as Tajima DST, which every machine reads: the design itself
+/// when it is a DST, else its copy, written once and kept (`Lab::dst_file`), streamed.
 async fn as_dst(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
-    use fabrique_machines::files::embroidery::{self, Format};
-    let job = state.lab.job(ctx.user()?, JobId(id)).await?;
-    let path = state.config.jobs_dir().join(&job.stored_name);
-    let name = job.file_name.clone();
-    let dst = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
-        let bytes = std::fs::read(&path).ok()?;
-        let format = Format::detect(Some(&name), &bytes)?;
-        let design = embroidery::read_bytes(&bytes, format).ok()?;
-        let mut out = Vec::new();
-        embroidery::write_dst(&design, &mut out).ok()?;
-        Some(out)
-    })
-    .await
-    .map_err(|e| AppError::internal("dst", &e))?
-    .ok_or_else(AppError::not_found)?;
+    let user = ctx.user()?;
+    let job = state.lab.job(user, JobId(id)).await?;
+    let path = state
+        .lab
+        .dst_file(user, JobId(id), &state.config.jobs_dir())
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| AppError::not_found())?;
     let stem = job
         .file_name
         .rsplit_once('.')
@@ -252,8 +248,9 @@ async fn as_dst(
                 header::CONTENT_DISPOSITION,
                 crate::app::attachment(&format!("{stem}.dst")),
             ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ],
-        dst,
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
     )
         .into_response())
 }

@@ -42,6 +42,14 @@ pub struct MachineView {
     pub profile: Vec<(String, String)>,
 }
 
+/// Whether the reader sees serial ports and print-server addresses: a manager. They say
+/// where the lab's network and machines are, which members have no need of.
+pub fn sees_links(ctx: &Ctx) -> bool {
+    ctx.user
+        .as_ref()
+        .is_some_and(|u| u.role.at_least(fabrique_controller::domain::Role::Manager))
+}
+
 pub fn state_symbol(state: MachineState) -> &'static str {
     match state {
         MachineState::Idle => "✓",
@@ -64,8 +72,11 @@ fn number(value: f64) -> String {
 }
 
 impl MachineView {
-    pub fn new(tr: &Tr, m: &Machine) -> Self {
+    /// `links`: whether the reader may see where the machine is reached (its serial port,
+    /// its print server's address): managers only, as in the API.
+    pub fn new(tr: &Tr, m: &Machine, links: bool) -> Self {
         let connection = match &m.connection {
+            _ if !links => tr.word("connection", m.connection.kind().as_str()),
             Connection::SerialMarlin { port, baud } | Connection::SerialGrbl { port, baud } => {
                 format!(
                     "{} ({port}, {baud} bauds)",
@@ -140,7 +151,7 @@ pub async fn home(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response
     let machines = state.lab.machines().await?;
     let machines = machines
         .iter()
-        .map(|m| MachineView::new(&ctx.tr, m))
+        .map(|m| MachineView::new(&ctx.tr, m, sees_links(&ctx)))
         .collect();
     let p = Page::new(&ctx, "home.title", "home", "/");
     Ok(render(&HomePage { p, machines })?.into_response())
@@ -171,7 +182,7 @@ async fn machine_page(
     let states = options(&ctx.tr, "state", &settable);
     Ok(render(&MachinePage {
         p,
-        m: MachineView::new(&ctx.tr, &machine),
+        m: MachineView::new(&ctx.tr, &machine, sees_links(&ctx)),
         states,
     })?
     .into_response())
@@ -214,7 +225,7 @@ async fn admin_list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Respon
     let machines = state.lab.machines().await?;
     let machines = machines
         .iter()
-        .map(|m| MachineView::new(&ctx.tr, m))
+        .map(|m| MachineView::new(&ctx.tr, m, sees_links(&ctx)))
         .collect();
     let p = Page::new(
         &ctx,
