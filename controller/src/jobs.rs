@@ -111,6 +111,13 @@ fn review(job: &Job, machines: &[Machine], clearances: &Clearances) -> (JobState
     (JobState::Queued, String::new())
 }
 
+/// What [`Lab::sweep_job_files`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub files: usize,
+    pub bytes: u64,
+}
+
 impl Lab {
     /// What the rule needs to know of `owners`, as of `now`.
     pub async fn clearances(&self, owners: &[UserId], now: i64) -> LabResult<Clearances> {
@@ -419,6 +426,55 @@ impl Lab {
                 other => LabError::from(other),
             })?;
         Ok(self.store().job(id).await?)
+    }
+
+    /// Removes from `jobs_dir` what an interrupted write left there, before anything else
+    /// runs (`fabrique serve` calls it before it listens): uploads cut short (`*.part`), and
+    /// files no job and no campaign model refers to (a file renamed into place whose job was
+    /// never recorded, because Fabrique was killed between the two), with what is kept
+    /// beside them. Files of recorded jobs, and what is kept beside them, stay.
+    pub async fn sweep_job_files(&self, jobs_dir: &Path) -> LabResult<Swept> {
+        let referenced = self.store().referenced_job_files().await?;
+        let mut swept = Swept::default();
+        let mut entries = match tokio::fs::read_dir(jobs_dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(swept),
+            Err(e) => {
+                return Err(LabError::Store(StoreError::Corrupt(format!(
+                    "{}: {e}",
+                    jobs_dir.display()
+                ))));
+            }
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let Ok(meta) = entry.metadata().await else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let owner = job_files::BESIDE_ENDINGS
+                .iter()
+                .find_map(|ending| name.strip_suffix(ending))
+                .unwrap_or(&name);
+            let keep = !name.ends_with(".part") && referenced.contains(owner);
+            if keep {
+                continue;
+            }
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => {
+                    swept.files += 1;
+                    swept.bytes += meta.len();
+                }
+                Err(e) => {
+                    tracing::warn!(file = name, error = %e, "could not remove a left-over job file")
+                }
+            }
+        }
+        Ok(swept)
     }
 
     /// The file to send for "download as DST" of an embroidery job `actor` may see: the

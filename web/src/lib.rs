@@ -64,6 +64,15 @@ pub async fn state(lab: Lab, config: Config) -> anyhow::Result<AppState> {
              and slicer replies point at this address; set public_url to the lab's address"
         );
     }
+    // What a kill during an upload left in the jobs folder goes before anything runs.
+    let swept = lab.sweep_job_files(&config.jobs_dir()).await?;
+    if swept.files > 0 {
+        tracing::info!(
+            files = swept.files,
+            bytes = swept.bytes,
+            "removed job files left by an interrupted upload"
+        );
+    }
     let runtime = fabrique_controller::runtime::Runtime::start(
         lab.clone(),
         config.jobs_dir(),
