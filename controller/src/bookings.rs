@@ -150,6 +150,10 @@ impl Lab {
     ) -> LabResult<EnrolmentStatus> {
         if member != actor.id {
             require(actor, Role::Manager)?;
+            // An unknown member is not found, not a database error.
+            if self.store().user(member).await?.disabled {
+                return Err(Invalid::new("member", "account_disabled").into());
+            }
         }
         let s = self.store().session(session).await?;
         if s.starts_at.as_second() <= now {
@@ -300,6 +304,10 @@ impl Lab {
         let is_manager = actor.role.at_least(Role::Manager);
         if member != actor.id && !is_manager {
             return Err(LabError::Forbidden);
+        }
+        if member != actor.id {
+            // A booking for someone unknown is not found, not a database error.
+            self.store().user(member).await?;
         }
         let settings = self.calendar_settings().await?;
         self.store()

@@ -73,7 +73,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
                        calendar::RevokeBody, jobs::JobDto, jobs::WaitingDto, jobs::ApprovalDto, jobs::JobUpload, jobs::StartBody, campaigns::CountsDto, campaigns::LabCountsDto,
                        campaigns::CampaignDto, campaigns::ContactDto, campaigns::RequestDto, campaigns::PledgeDto,
                        campaigns::PledgeBody, campaigns::BatchDto, campaigns::BatchBody, campaigns::DropBody)),
-    modifiers(&ApiKeyScheme),
+    modifiers(&ApiKeyScheme, &CommonErrors),
     security(("api_key" = []), ("session" = [])),
 )]
 pub struct ApiDoc;
@@ -92,6 +92,97 @@ impl utoipa::Modify for ApiKeyScheme {
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(SESSION_COOKIE))),
         );
+    }
+}
+
+/// The errors any operation may answer besides its own, added where an operation does not
+/// already say them, so that a generated client knows every status it can get:
+/// - 400: a path or query parameter, or a body, that cannot be read at all;
+/// - 401: no account, or an `X-Api-Key` that is not (or no longer) valid — on any path;
+/// - 403: a role too low, or a session's request without its CSRF token (methods that
+///   change something);
+/// - 404: nothing at that identifier (of the path, or named in the body);
+/// - 413, 415, 422: a body too large, of another type, or whose fields break a rule
+///   (operations with a body; 422 also for parameters out of their range);
+/// - 429 with `Retry-After`: too many tries (login, one's own secret), or every password
+///   check taken.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let has_path_params = path.contains('{');
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.put, true),
+                (&mut item.post, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ];
+            for (operation, changes) in operations {
+                let Some(operation) = operation.as_mut() else {
+                    continue;
+                };
+                let has_body = operation.request_body.is_some();
+                let has_query = operation.parameters.as_ref().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    })
+                });
+                let mut add = vec![
+                    (
+                        "400",
+                        "The request cannot be read (a parameter or the body).",
+                    ),
+                    ("401", "No account, or the API key is not valid."),
+                ];
+                if changes {
+                    add.push((
+                        "403",
+                        "Not allowed for this account, or the CSRF token is missing.",
+                    ));
+                }
+                if has_path_params || has_body {
+                    add.push((
+                        "404",
+                        "Nothing at this identifier (of the path or the body).",
+                    ));
+                }
+                if has_body {
+                    add.push(("413", "The body is too large."));
+                    add.push(("415", "The body is not of the type this operation reads."));
+                }
+                if has_body || has_query || has_path_params {
+                    add.push(("422", "A value breaks a rule; `error.code` says which."));
+                }
+                let login_like = path.ends_with("/login") || path.ends_with("/me");
+                if login_like && changes {
+                    add.push((
+                        "429",
+                        "Too many tries, or every password check is taken: see Retry-After.",
+                    ));
+                }
+                for (status, description) in add {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 
