@@ -718,3 +718,56 @@ async fn the_dst_copy_of_a_design_is_written_once_and_kept_beside_it() {
     fabrique_controller::job_files::remove(&app.jobs_dir(), &job.stored_name).await;
     assert!(!copy.exists());
 }
+
+#[tokio::test]
+async fn the_openapi_document_says_every_error_and_the_rules_of_the_bodies() {
+    let app = spawn_app().await;
+    let doc: Value = client()
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if !["get", "put", "post", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            operations += 1;
+            let responses = op["responses"].as_object().unwrap();
+            for status in ["400", "401"] {
+                assert!(responses.contains_key(status), "{method} {path}: {status}");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["404", "413", "415", "422"] {
+                    assert!(responses.contains_key(status), "{method} {path}: {status}");
+                }
+            }
+            if method != "get" {
+                assert!(responses.contains_key("403"), "{method} {path}: 403");
+            }
+        }
+    }
+    assert!(operations > 40);
+    let login = &doc["paths"]["/api/v1/login"]["post"]["responses"];
+    assert!(login.get("429").is_some());
+    let schemas = &doc["components"]["schemas"];
+    let username = &schemas["NewMemberBody"]["properties"]["username"];
+    assert_eq!(username["pattern"], "^[a-z0-9._-]{3,32}$");
+    assert_eq!(username["maxLength"], 32);
+    assert_eq!(
+        schemas["RoleWord"]["enum"],
+        json!(["member", "trainer", "manager", "admin"])
+    );
+    assert_eq!(
+        schemas["PledgeBody"]["properties"]["quantity"]["minimum"],
+        1
+    );
+    assert_eq!(
+        schemas["SessionBody"]["properties"]["capacity"]["maximum"],
+        100
+    );
+}

@@ -97,12 +97,15 @@ impl BookingDto {
 pub struct BookingBody {
     pub machine_id: i64,
     /// RFC 3339, e.g. `2026-11-24T14:00:00+01:00`.
+    #[schema(format = DateTime)]
     pub start: String,
+    #[schema(format = DateTime)]
     pub end: String,
     /// Book a slot supervised by a trainer, for a member without the badge (if the lab allows it).
     #[serde(default)]
     pub supervised: bool,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub note: String,
     /// Managers book for anyone; members only for themselves.
     pub member_id: Option<i64>,
@@ -181,8 +184,12 @@ pub async fn check_in(
 #[serde(deny_unknown_fields)]
 pub struct BlockBody {
     pub machine_id: i64,
+    #[schema(format = DateTime)]
     pub start: String,
+    #[schema(format = DateTime)]
     pub end: String,
+    /// Why the machine is taken (a workshop, maintenance).
+    #[schema(min_length = 1, max_length = 200)]
     pub note: String,
 }
 
@@ -263,10 +270,14 @@ impl From<&Training> for TrainingDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingBody {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: String,
+    #[schema(minimum = 1, maximum = 120)]
     pub validity_months: u32,
+    #[schema(minimum = 1, maximum = 120)]
     pub lapse_months: Option<u32>,
     #[serde(default)]
     pub machine_ids: Vec<i64>,
@@ -342,8 +353,11 @@ impl From<&TrainingSession> for SessionDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionBody {
+    #[schema(format = DateTime)]
     pub start: String,
+    #[schema(format = DateTime)]
     pub end: String,
+    #[schema(minimum = 1, maximum = 100)]
     pub capacity: u32,
     #[serde(default)]
     pub location: String,
@@ -555,6 +569,7 @@ pub async fn award_badge(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
+    #[schema(min_length = 1, max_length = 300)]
     pub reason: String,
 }
 

@@ -66,7 +66,8 @@ pub fn router(max_upload: usize) -> Router<AppState> {
           campaigns::list_campaigns, campaigns::get_campaign, campaigns::list_requests, campaigns::my_pledges,
           campaigns::create_pledge, campaigns::my_batches, campaigns::declare_batch, campaigns::drop_batch),
     components(schemas(ErrorBody, ErrorDetail, LoginBody, MemberDto, NewMemberBody, MemberPatchBody, ApiKeyBody,
-                       ApiKeyCreated, ApiKeyDto, AccountEventDto, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
+                       ApiKeyCreated, ApiKeyDto, AccountEventDto, RoleWord, LangWord, CredentialWord,
+                       MachineKindWord, ConnectionWord, SettableStateWord, campaigns::PlaceWord, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
                        calendar::BookingDto, calendar::BookingBody, calendar::BlockBody, calendar::TrainingDto,
                        calendar::TrainingBody, calendar::SessionDto, calendar::SessionBody, calendar::EnrolBody,
                        calendar::EnrolmentDto, calendar::AttendanceBody, calendar::BadgeDto, calendar::AwardBody,
@@ -204,6 +205,75 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+// --- Closed sets of words, for the document ---------------------------------------------
+// The bodies carry these as strings (a word outside the set is a 422 with `invalid_input`);
+// these types only tell generated clients which words there are.
+
+/// A role.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RoleWord {
+    Member,
+    Trainer,
+    Manager,
+    Admin,
+}
+
+/// A language of the pages and messages.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum LangWord {
+    Fr,
+    En,
+}
+
+/// `password` (10 characters or more) or `pin` (6 to 12 digits).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum CredentialWord {
+    Password,
+    Pin,
+}
+
+/// A kind of machine.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum MachineKindWord {
+    FdmPrinter,
+    LaserCutter,
+    Embroidery,
+    CncMill,
+    VinylCutter,
+    Other,
+}
+
+/// How Fabrique reaches a machine.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ConnectionWord {
+    SerialMarlin,
+    SerialGrbl,
+    Octoprint,
+    Moonraker,
+    Manual,
+}
+
+/// A state a manager may put a machine in.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum SettableStateWord {
+    Idle,
+    ToCheck,
+    Maintenance,
+    Disabled,
+}
+
 // --- Members ----------------------------------------------------------------------------
 
 #[derive(Serialize, ToSchema)]
@@ -239,8 +309,10 @@ impl From<&User> for MemberDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    #[schema(max_length = 64)]
     pub username: String,
     /// The password, or the PIN of an account without e-mail.
+    #[schema(max_length = 1024)]
     pub password: String,
 }
 
@@ -295,16 +367,26 @@ async fn me(ctx: Ctx) -> AppResult<Json<MemberDto>> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMemberBody {
+    /// 3 to 32 lowercase letters, digits, `.`, `_` or `-`.
+    #[schema(pattern = "^[a-z0-9._-]{3,32}$", min_length = 3, max_length = 32)]
     pub username: String,
+    /// Empty: the username.
     #[serde(default)]
+    #[schema(max_length = 80)]
     pub display_name: String,
+    /// Empty for an account without e-mail (then a PIN is usual).
     #[serde(default)]
+    #[schema(max_length = 254)]
     pub email: String,
+    #[schema(value_type = RoleWord)]
     pub role: String,
     #[serde(default = "default_lang")]
+    #[schema(value_type = LangWord)]
     pub lang: String,
-    /// `password` (10 characters or more) or `pin` (6 digits or more).
+    #[schema(value_type = CredentialWord)]
     pub credential_kind: String,
+    /// A password of 10 characters or more, or a PIN of 6 to 12 digits.
+    #[schema(min_length = 6, max_length = 1024)]
     pub secret: String,
 }
 
@@ -320,17 +402,26 @@ fn word<T: std::str::FromStr>(field: &'static str, value: &str) -> Result<T, Inv
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct MemberPatchBody {
+    #[schema(min_length = 1, max_length = 80)]
     pub display_name: Option<String>,
     /// An empty string removes the e-mail address.
+    #[schema(max_length = 254)]
     pub email: Option<String>,
+    /// Only a manager, for the roles they manage; nobody changes their own.
+    #[schema(value_type = Option<RoleWord>)]
     pub role: Option<String>,
+    #[schema(value_type = Option<LangWord>)]
     pub lang: Option<String>,
+    /// Only a manager; nobody disables themselves.
     pub disabled: Option<bool>,
+    #[schema(value_type = Option<CredentialWord>)]
     pub credential_kind: Option<String>,
-    /// The new password (10 characters or more) or PIN (6 digits or more).
+    /// The new password (10 characters or more) or PIN (6 to 12 digits).
+    #[schema(min_length = 6, max_length = 1024)]
     pub secret: Option<String>,
     /// One's own current password or PIN: needed with `secret` on `/me`; a manager setting
     /// someone else's leaves it out (and that revokes the member's API keys).
+    #[schema(max_length = 1024)]
     pub current_secret: Option<String>,
 }
 
@@ -386,7 +477,9 @@ async fn update_me(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyBody {
+    /// What the key is for (`PrusaSlicer on the lab PC`); empty: `API`.
     #[serde(default)]
+    #[schema(max_length = 60)]
     pub label: String,
 }
 
@@ -700,6 +793,7 @@ impl From<&Machine> for MachineDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionBody {
+    #[schema(value_type = ConnectionWord)]
     pub kind: String,
     #[serde(default)]
     pub serial_port: String,
@@ -714,14 +808,18 @@ pub struct ConnectionBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachineBody {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
+    #[schema(value_type = MachineKindWord)]
     pub kind: String,
     pub connection: ConnectionBody,
     #[serde(default)]
     pub profile: ProfileDto,
     #[serde(default)]
+    #[schema(max_length = 120)]
     pub location: String,
     #[serde(default)]
+    #[schema(max_length = 120)]
     pub required_training: String,
 }
 
@@ -823,7 +921,7 @@ async fn create_machine(
 }
 
 #[utoipa::path(put, path = "/api/v1/machines/{id}", request_body = MachineBody, tag = "machines", params(("id" = i64, Path)),
-    responses((status = 200, body = MachineDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = MachineDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_machine(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -844,9 +942,10 @@ async fn update_machine(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateBody {
-    /// `idle`, `to_check`, `maintenance` or `disabled`.
+    #[schema(value_type = SettableStateWord)]
     pub state: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub reason: String,
 }
 
