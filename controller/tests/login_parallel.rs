@@ -137,3 +137,23 @@ async fn past_the_bound_on_checks_a_login_is_told_to_come_back_and_not_counted()
         .unwrap_err();
     assert!(matches!(err, LabError::Throttled { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn ended_windows_are_purged_and_the_next_guesses_count_afresh() {
+    let (lab, _dir) = fresh().await;
+    for i in 0..5 {
+        let err = lab
+            .login("ghost", &Secret::new("guess"), "10.4.0.1", 100 + i)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LabError::BadCredentials), "{err:?}");
+    }
+    // Within the window nothing is purged; after it, the name's and the address's rows go.
+    assert_eq!(lab.store().purge_login_throttle(99).await.unwrap(), 0);
+    assert_eq!(lab.store().purge_login_throttle(100).await.unwrap(), 2);
+    let err = lab
+        .login("ghost", &Secret::new("guess"), "10.4.0.1", 1_001)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LabError::BadCredentials), "{err:?}");
+}

@@ -498,6 +498,18 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the windows that ended before `before` (the hourly clean-up: guesses at names
+    /// that do not exist would otherwise stay).
+    pub async fn purge_login_throttle(&self, before: i64) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("DELETE FROM login_throttle WHERE window_start <= $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
     /// Forgets the failures of `key` (a username after a successful login), and every
     /// window that ended before `before`.
     pub async fn clear_login_throttle(&self, key: &str, before: i64) -> StoreResult<()> {
