@@ -572,7 +572,7 @@ async fn serial_ports_and_print_server_addresses_are_for_managers_only() {
     use fabrique_controller::domain::{Connection, MachineInput, MachineKind, MachineProfile};
     let app = spawn_app().await;
     let (manager, nadia) = app.signed_in("nadia", Role::Manager).await;
-    let (member, _) = app.signed_in("amina", Role::Member).await;
+    let (member, amina) = app.signed_in("amina", Role::Member).await;
     let (trainer, _) = app.signed_in("samir", Role::Trainer).await;
     let profile =
         MachineProfile::parse(["250", "210", "210"], "300", "120", "", "", "PLA").unwrap();
@@ -621,6 +621,41 @@ async fn serial_ports_and_print_server_addresses_are_for_managers_only() {
                 .0,
         );
     }
+    // A state reason may quote a print server's error, address and all.
+    for (id, reason) in [
+        (ids[0], "port /dev/ttyACM7 absent"),
+        (
+            ids[1],
+            "error sending request for url (http://10.0.3.14:7125/printer/info): refused by 10.0.3.14",
+        ),
+    ] {
+        app.lab
+            .store()
+            .set_machine_state(
+                fabrique_controller::domain::MachineId(id),
+                fabrique_controller::domain::MachineState::Maintenance,
+                reason,
+                now(),
+            )
+            .await
+            .unwrap();
+    }
+    // So may a job's note, which its owner reads.
+    let job = app
+        .submit_file(&amina, None, "cube.gcode", b"G28\nG1 X10 Y10\n")
+        .await;
+    app.lab
+        .store()
+        .change_job_state(
+            job.id,
+            job.state,
+            fabrique_controller::domain::job::JobState::Failed,
+            None,
+            "Moonraker injoignable : error sending request for url (http://10.0.3.14:7125/server/files/upload)",
+            now(),
+        )
+        .await
+        .unwrap();
     let secrets = ["/dev/ttyACM7", "10.0.3.14"];
     for (client, sees) in [(&member, false), (&trainer, false), (&manager, true)] {
         let list = client

@@ -177,17 +177,25 @@ pub async fn upload_job(
 /// A job as the API shows it, with why it waits.
 async fn dto(state: &AppState, ctx: &Ctx, job: &Job) -> AppResult<JobDto> {
     let waiting = state.lab.job_waiting(job, now()).await?;
-    Ok(JobDto::new(job, waiting.as_ref(), &ctx.tr))
+    let hidden = crate::pages::links_to_hide(state, ctx).await?;
+    let mut dto = JobDto::new(job, waiting.as_ref(), &ctx.tr);
+    dto.state_reason = crate::pages::without_any_links(&dto.state_reason, &hidden);
+    Ok(dto)
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<JobDto>)))]
 pub async fn list_jobs(State(state): State<AppState>, ctx: Ctx) -> AppResult<Json<Vec<JobDto>>> {
     let jobs = state.lab.jobs_for(ctx.user()?).await?;
     let waiting = state.lab.jobs_waiting(&jobs, now()).await?;
+    let hidden = crate::pages::links_to_hide(&state, &ctx).await?;
     Ok(Json(
         jobs.iter()
             .zip(&waiting)
-            .map(|(j, w)| JobDto::new(j, w.as_ref(), &ctx.tr))
+            .map(|(j, w)| {
+                let mut dto = JobDto::new(j, w.as_ref(), &ctx.tr);
+                dto.state_reason = crate::pages::without_any_links(&dto.state_reason, &hidden);
+                dto
+            })
             .collect(),
     ))
 }

@@ -744,6 +744,7 @@ impl MachineDto {
             dto.connection.serial_port = None;
             dto.connection.baud = None;
             dto.connection.url = None;
+            dto.state_reason = crate::pages::without_links(&m.state_reason, &m.connection);
         }
         dto
     }

@@ -284,11 +284,13 @@ async fn jobs_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRes
     let user = ctx.user()?;
     let jobs = state.lab.jobs_for(user).await?;
     let waiting = state.lab.jobs_waiting(&jobs, now()).await?;
+    let hidden = super::links_to_hide(state, ctx).await?;
     let jobs = jobs
         .iter()
         .zip(&waiting)
         .map(|(j, w)| {
             let mut row = row(&ctx.tr, j, user, &state.config.jobs_dir());
+            row.reason = super::without_any_links(&row.reason, &hidden);
             // A job that waits says why, in the rule's words.
             if let Some(w) = w {
                 row.reason = ctx.tr.waiting(w);
@@ -381,6 +383,7 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
     let user = ctx.user()?;
     let job = state.lab.job(user, JobId(id)).await?;
     let events = state.lab.job_events(user, job.id).await?;
+    let hidden = super::links_to_hide(&state, &ctx).await?;
     let tz = state.lab.calendar_settings().await?.tz();
     let history = events
         .iter()
@@ -393,7 +396,7 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
             let note = if e.note.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", e.note)
+                format!(" ({})", super::without_any_links(&e.note, &hidden))
             };
             format!(
                 "{when} · {} · {who}{note}",
@@ -419,6 +422,7 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
         lines
     });
     let mut j = row(tr, &job, user, &state.config.jobs_dir());
+    j.reason = super::without_any_links(&j.reason, &hidden);
     // A queued job also waits for a manager when an approval is what it lacks.
     j.can_approve |= user.role.at_least(Role::Manager)
         && job.state == JobState::Queued

@@ -24,7 +24,7 @@ use fabrique_controller::domain::{Lang, Role, Secret, User};
 use fabrique_controller::lab::now;
 use std::net::SocketAddr;
 
-pub use machines::{MachineFields, MachineView};
+pub use machines::{MachineFields, MachineView, links_to_hide, without_any_links, without_links};
 
 pub fn router(max_upload: usize) -> Router<AppState> {
     Router::new()
