@@ -550,3 +550,74 @@ pub fn waiting(job: &Job, machines: &[Machine], clearances: &Clearances) -> Opti
         .collect();
     fit::waiting(job, &considered)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::domain::{CredentialKind, Lang, NewUser, Secret};
+
+    /// An EXP design: pairs of signed bytes, in 0.1 mm.
+    fn exp_design(stitches: usize) -> Vec<u8> {
+        (0..stitches)
+            .flat_map(|i| [if i % 2 == 0 { 20 } else { 236 }, 5])
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn designs_wait_for_the_bound_and_g_code_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::testing::fresh_database_url(dir.path())
+            .await
+            .unwrap();
+        let lab = Lab::new(crate::Store::open(&url).await.unwrap()).unwrap();
+        let new = NewUser::parse(
+            "amina",
+            "",
+            "",
+            Role::Member,
+            Lang::Fr,
+            CredentialKind::Password,
+            Secret::new("long enough secret"),
+        )
+        .unwrap();
+        let amina = lab.create_user_unchecked(&new, 1).await.unwrap();
+        let jobs_dir = dir.path().join("jobs");
+        std::fs::create_dir_all(&jobs_dir).unwrap();
+        let job = |name: &str, bytes: &[u8]| {
+            let stored = format!("s-{name}");
+            std::fs::write(jobs_dir.join(&stored), bytes).unwrap();
+            NewJob {
+                owner: amina.id,
+                file_name: name.into(),
+                stored_name: stored,
+                size_bytes: i64::try_from(bytes.len()).unwrap(),
+                sha256: "0".repeat(64),
+                target_machine: None,
+                target_kind: None,
+            }
+        };
+        // Every slot for designs taken: a design waits, G-code goes through.
+        let held = lab
+            .designs
+            .acquire_many(u32::try_from(crate::lab::MAX_CONCURRENT_DESIGNS).unwrap())
+            .await
+            .unwrap();
+        let gcode = job("cube.gcode", b"G28\nG1 X10 Y10\n");
+        lab.submit_job(&amina, &gcode, &jobs_dir, 2).await.unwrap();
+        let design = job("coeur.exp", &exp_design(200));
+        let waiting = {
+            let (lab, amina, dir) = (lab.clone(), amina.clone(), jobs_dir.clone());
+            tokio::spawn(async move { lab.submit_job(&amina, &design, &dir, 3).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "the design waited for a slot");
+        drop(held);
+        let submitted = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(submitted.file_name, "coeur.exp");
+    }
+}
