@@ -150,6 +150,10 @@ impl Lab {
     ) -> LabResult<EnrolmentStatus> {
         if member != actor.id {
             require(actor, Role::Manager)?;
+            // An unknown member is not found, not a database error.
+            if self.store().user(member).await?.disabled {
+                return Err(Invalid::new("member", "account_disabled").into());
+            }
         }
         let s = self.store().session(session).await?;
         if s.starts_at.as_second() <= now {
@@ -187,8 +191,9 @@ impl Lab {
 
     // --- Badges -----------------------------------------------------------------------------
 
-    /// A trainer or a manager awards a badge; attendance alone never does. The badge lasts
-    /// the training's validity.
+    /// A trainer or a manager awards a badge; attendance alone never does; a trainer never
+    /// to themselves (a manager may: they answer for the lab). The badge lasts the
+    /// training's validity.
     pub async fn award_badge(
         &self,
         actor: &User,
@@ -198,6 +203,9 @@ impl Lab {
         now: i64,
     ) -> LabResult<Badge> {
         require(actor, Role::Trainer)?;
+        if member == actor.id && !actor.role.at_least(Role::Manager) {
+            return Err(LabError::SelfAward);
+        }
         let training = self.store().training(training).await?;
         let holder = self.store().user(member).await?;
         if holder.disabled {
@@ -296,6 +304,10 @@ impl Lab {
         let is_manager = actor.role.at_least(Role::Manager);
         if member != actor.id && !is_manager {
             return Err(LabError::Forbidden);
+        }
+        if member != actor.id {
+            // A booking for someone unknown is not found, not a database error.
+            self.store().user(member).await?;
         }
         let settings = self.calendar_settings().await?;
         self.store()

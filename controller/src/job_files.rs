@@ -3,7 +3,7 @@
 //! the weight, its hoops for the advice), and the preview and thumbnail kept beside it.
 
 use crate::domain::{Connection, Machine, MachineProfile};
-use fabrique_machines::files::embroidery::EmbroideryMachine;
+use fabrique_machines::files::embroidery::{self, EmbroideryMachine};
 use fabrique_machines::files::gcode::{Dialect, FirmwareLimits, Limits};
 use fabrique_machines::files::{self, JobFile, Unreadable};
 use std::path::{Path, PathBuf};
@@ -125,13 +125,72 @@ pub fn keep_pictures(jobs_dir: &Path, stored_name: &str, file: &JobFile) {
     }
 }
 
-/// Removes a job's file and its pictures (a job that could not be recorded).
-pub async fn remove(jobs_dir: &Path, stored_name: &str) {
-    for path in [
-        jobs_dir.join(stored_name),
+/// Where the DST copy of an embroidery design in another format is kept, beside it.
+pub fn dst_copy_path(jobs_dir: &Path, stored_name: &str) -> PathBuf {
+    jobs_dir.join(format!("{stored_name}.design.dst"))
+}
+
+/// The files kept beside a job's file: its preview, its thumbnail, its DST copy.
+pub fn beside(jobs_dir: &Path, stored_name: &str) -> [PathBuf; 3] {
+    [
         preview_path(jobs_dir, stored_name),
         thumbnail_path(jobs_dir, stored_name),
-    ] {
+        dst_copy_path(jobs_dir, stored_name),
+    ]
+}
+
+/// The endings of the files kept beside a job's file, for telling them apart in the folder.
+pub const BESIDE_ENDINGS: [&str; 3] = [".preview.svg", ".thumbnail.png", ".design.dst"];
+
+/// The embroidery format of a job's file, from its name and first bytes; `None` for
+/// anything else (G-code). Blocking.
+pub fn embroidery_format(path: &Path, file_name: &str) -> Option<embroidery::Format> {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    embroidery::Format::detect(Some(file_name), &head[..n])
+}
+
+/// The file to send for "download as DST": the design itself when it is a DST, else its
+/// DST copy, written once (under `.part`, then renamed) and kept beside it. `None` when the
+/// file is not an embroidery design or cannot be read. Blocking.
+pub fn dst_file(jobs_dir: &Path, stored_name: &str, file_name: &str) -> Option<PathBuf> {
+    let path = jobs_dir.join(stored_name);
+    let format = embroidery_format(&path, file_name)?;
+    if format == embroidery::Format::Dst {
+        return Some(path);
+    }
+    let copy = dst_copy_path(jobs_dir, stored_name);
+    if copy.exists() {
+        return Some(copy);
+    }
+    let write = || -> std::io::Result<()> {
+        let reader = std::io::BufReader::new(std::fs::File::open(&path)?);
+        let design =
+            embroidery::read(reader, format).map_err(|e| std::io::Error::other(e.message().en))?;
+        let part = jobs_dir.join(format!("{stored_name}.design.dst.part"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&part)?);
+        embroidery::write_dst(&design, &mut out)?;
+        std::io::Write::flush(&mut out)?;
+        drop(out);
+        std::fs::rename(&part, &copy)
+    };
+    match write() {
+        Ok(()) => Some(copy),
+        Err(e) => {
+            tracing::warn!(file = stored_name, error = %e, "could not write a DST copy");
+            None
+        }
+    }
+}
+
+/// Removes a job's file and what is kept beside it (a job that could not be recorded, or
+/// whose file is past its retention).
+pub async fn remove(jobs_dir: &Path, stored_name: &str) {
+    let [preview, thumbnail, dst] = beside(jobs_dir, stored_name);
+    for path in [jobs_dir.join(stored_name), preview, thumbnail, dst] {
         if let Err(e) = tokio::fs::remove_file(&path).await
             && e.kind() != std::io::ErrorKind::NotFound
         {

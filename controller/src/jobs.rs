@@ -111,6 +111,13 @@ fn review(job: &Job, machines: &[Machine], clearances: &Clearances) -> (JobState
     (JobState::Queued, String::new())
 }
 
+/// What [`Lab::sweep_job_files`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub files: usize,
+    pub bytes: u64,
+}
+
 impl Lab {
     /// What the rule needs to know of `owners`, as of `now`.
     pub async fn clearances(&self, owners: &[UserId], now: i64) -> LabResult<Clearances> {
@@ -167,6 +174,23 @@ impl Lab {
             new.stored_name.clone(),
             new.file_name.clone(),
         );
+        // An embroidery design is read whole: only a few at once. G-code is read in constant
+        // memory and needs no bound.
+        let (path, file_name) = (jobs_dir.join(&new.stored_name), new.file_name.clone());
+        let is_design =
+            tokio::task::spawn_blocking(move || job_files::embroidery_format(&path, &file_name))
+                .await
+                .ok()
+                .flatten()
+                .is_some();
+        let _permit =
+            if is_design {
+                Some(self.designs.acquire().await.map_err(|e| {
+                    LabError::Store(StoreError::Corrupt(format!("design bound: {e}")))
+                })?)
+            } else {
+                None
+            };
         let read = tokio::task::spawn_blocking(move || {
             let read = job_files::read(&dir.join(&stored), &name, target.as_ref());
             if let Ok(file) = &read {
@@ -404,8 +428,84 @@ impl Lab {
         Ok(self.store().job(id).await?)
     }
 
+    /// Removes from `jobs_dir` what an interrupted write left there, before anything else
+    /// runs (`fabrique serve` calls it before it listens): uploads cut short (`*.part`), and
+    /// files no job and no campaign model refers to (a file renamed into place whose job was
+    /// never recorded, because Fabrique was killed between the two), with what is kept
+    /// beside them. Files of recorded jobs, and what is kept beside them, stay.
+    pub async fn sweep_job_files(&self, jobs_dir: &Path) -> LabResult<Swept> {
+        let referenced = self.store().referenced_job_files().await?;
+        let mut swept = Swept::default();
+        let mut entries = match tokio::fs::read_dir(jobs_dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(swept),
+            Err(e) => {
+                return Err(LabError::Store(StoreError::Corrupt(format!(
+                    "{}: {e}",
+                    jobs_dir.display()
+                ))));
+            }
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let Ok(meta) = entry.metadata().await else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let owner = job_files::BESIDE_ENDINGS
+                .iter()
+                .find_map(|ending| name.strip_suffix(ending))
+                .unwrap_or(&name);
+            let keep = !name.ends_with(".part") && referenced.contains(owner);
+            if keep {
+                continue;
+            }
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => {
+                    swept.files += 1;
+                    swept.bytes += meta.len();
+                }
+                Err(e) => {
+                    tracing::warn!(file = name, error = %e, "could not remove a left-over job file")
+                }
+            }
+        }
+        Ok(swept)
+    }
+
+    /// The file to send for "download as DST" of an embroidery job `actor` may see: the
+    /// design itself when it is a DST, else its DST copy, written at the first download and
+    /// kept (within the bound on designs read at once). `None` when the job's file is not a
+    /// readable design, or is gone.
+    pub async fn dst_file(
+        &self,
+        actor: &User,
+        id: JobId,
+        jobs_dir: &Path,
+    ) -> LabResult<Option<std::path::PathBuf>> {
+        let job = self.job(actor, id).await?;
+        if job.file_deleted {
+            return Ok(None);
+        }
+        let _permit = self
+            .designs
+            .acquire()
+            .await
+            .map_err(|e| LabError::Store(StoreError::Corrupt(format!("design bound: {e}"))))?;
+        let dir = jobs_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            job_files::dst_file(&dir, &job.stored_name, &job.file_name)
+        })
+        .await
+        .map_err(|e| LabError::Store(StoreError::Corrupt(format!("DST copy: {e}"))))
+    }
+
     /// Removes the files of finished jobs older than `retention_days` (the job and its
-    /// history stay). Returns how many were removed.
+    /// history stay), with what is kept beside them. Returns how many were removed.
     pub async fn clean_job_files(
         &self,
         jobs_dir: &Path,
@@ -415,6 +515,9 @@ impl Lab {
         let before = now - i64::from(retention_days) * 86_400;
         let mut removed = 0;
         for (id, stored) in self.store().job_files_to_delete(before).await? {
+            for path in job_files::beside(jobs_dir, &stored) {
+                let _ = tokio::fs::remove_file(path).await;
+            }
             match tokio::fs::remove_file(jobs_dir.join(&stored)).await {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -446,4 +549,75 @@ pub fn waiting(job: &Job, machines: &[Machine], clearances: &Clearances) -> Opti
         .map(|m| (m, clearances.owner(job.owner, m.id)))
         .collect();
     fit::waiting(job, &considered)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::domain::{CredentialKind, Lang, NewUser, Secret};
+
+    /// An EXP design: pairs of signed bytes, in 0.1 mm.
+    fn exp_design(stitches: usize) -> Vec<u8> {
+        (0..stitches)
+            .flat_map(|i| [if i % 2 == 0 { 20 } else { 236 }, 5])
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn designs_wait_for_the_bound_and_g_code_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::testing::fresh_database_url(dir.path())
+            .await
+            .unwrap();
+        let lab = Lab::new(crate::Store::open(&url).await.unwrap()).unwrap();
+        let new = NewUser::parse(
+            "amina",
+            "",
+            "",
+            Role::Member,
+            Lang::Fr,
+            CredentialKind::Password,
+            Secret::new("long enough secret"),
+        )
+        .unwrap();
+        let amina = lab.create_user_unchecked(&new, 1).await.unwrap();
+        let jobs_dir = dir.path().join("jobs");
+        std::fs::create_dir_all(&jobs_dir).unwrap();
+        let job = |name: &str, bytes: &[u8]| {
+            let stored = format!("s-{name}");
+            std::fs::write(jobs_dir.join(&stored), bytes).unwrap();
+            NewJob {
+                owner: amina.id,
+                file_name: name.into(),
+                stored_name: stored,
+                size_bytes: i64::try_from(bytes.len()).unwrap(),
+                sha256: "0".repeat(64),
+                target_machine: None,
+                target_kind: None,
+            }
+        };
+        // Every slot for designs taken: a design waits, G-code goes through.
+        let held = lab
+            .designs
+            .acquire_many(u32::try_from(crate::lab::MAX_CONCURRENT_DESIGNS).unwrap())
+            .await
+            .unwrap();
+        let gcode = job("cube.gcode", b"G28\nG1 X10 Y10\n");
+        lab.submit_job(&amina, &gcode, &jobs_dir, 2).await.unwrap();
+        let design = job("coeur.exp", &exp_design(200));
+        let waiting = {
+            let (lab, amina, dir) = (lab.clone(), amina.clone(), jobs_dir.clone());
+            tokio::spawn(async move { lab.submit_job(&amina, &design, &dir, 3).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "the design waited for a slot");
+        drop(held);
+        let submitted = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(submitted.file_name, "coeur.exp");
+    }
 }

@@ -6,8 +6,8 @@ use crate::domain::{
     CredentialKind, Invalid, Lang, Machine, MachineId, MachineInput, MachineState, NewUser, Role,
     Secret, User, UserId, UserPatch, Username,
 };
-use crate::secrets::{self, HashError};
-use crate::store::{ApiKeyInfo, Store, StoreError, UserUpdate};
+use crate::secrets::{self, HashError, SecretChecks};
+use crate::store::{AccountEvent, ApiKeyInfo, Store, StoreError, UserUpdate};
 
 /// How long a session lasts without logging in again.
 pub const SESSION_DAYS: i64 = 14;
@@ -32,6 +32,17 @@ pub enum LabError {
     AccountDisabled,
     #[error("too many failed logins; retry in {retry_after_s} s")]
     Throttled { retry_after_s: i64 },
+    /// Every secret check is taken (a burst of logins): nothing was checked, come back.
+    #[error("too many logins at once; retry in {retry_after_s} s")]
+    Busy { retry_after_s: i64 },
+    /// One's own password or PIN is changed only with the current one.
+    #[error("the current secret is needed to change it")]
+    CurrentSecretRequired,
+    #[error("the current secret is wrong")]
+    CurrentSecretWrong,
+    /// A trainer awarding a badge to themselves: another trainer or a manager must.
+    #[error("a trainer cannot award themselves a badge")]
+    SelfAward,
     #[error("refused: {0}")]
     Refused(#[from] crate::domain::calendar::Refusal),
     /// The fit rule refuses a job on a machine, or its start.
@@ -80,7 +91,15 @@ pub struct Lab {
     dummy_hash: String,
     /// Which lab of the network this node is: the records it writes carry it.
     lab_id: LabId,
+    /// The bound on argon2 computations running at once.
+    checks: SecretChecks,
+    /// The bound on embroidery designs read at once (a design is read whole: a 32 MB DST
+    /// takes some 300 MB while it is read).
+    pub(crate) designs: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// How many embroidery designs are read (analysed, or copied as DST) at once.
+pub const MAX_CONCURRENT_DESIGNS: usize = 2;
 
 /// The lab the migrations create: a single-node install is this lab.
 pub const DEFAULT_LAB: LabId = LabId(1);
@@ -103,7 +122,15 @@ impl Lab {
             store,
             dummy_hash: secrets::hash_secret("not a real account")?,
             lab_id: DEFAULT_LAB,
+            checks: SecretChecks::default(),
+            designs: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_DESIGNS)),
         })
+    }
+
+    /// The same lab with another bound on secret checks (tests, a bigger server).
+    pub fn with_secret_checks(mut self, checks: SecretChecks) -> Self {
+        self.checks = checks;
+        self
     }
 
     /// This node as the lab named `name` (the `lab_name` setting), added to the network's
@@ -127,6 +154,10 @@ impl Lab {
 
     /// Checks a username and password or PIN, with throttling per username and per address,
     /// and opens a session.
+    ///
+    /// The failure is counted before argon2 runs (and given back when the secret was right),
+    /// so parallel guesses cannot all be checked against one count; the check itself waits
+    /// for one of the few argon2 slots ([`SecretChecks`]), or answers [`LabError::Busy`].
     pub async fn login(
         &self,
         username: &str,
@@ -134,42 +165,55 @@ impl Lab {
         ip: &str,
         now: i64,
     ) -> LabResult<NewSession> {
-        let key = username.trim().to_lowercase();
-        let (by_user, by_ip, oldest) = self
+        let name = username.trim().to_lowercase();
+        let user_key = throttle_user_key(&name);
+        let addr_key = throttle_address_key(ip);
+        let keys = [
+            (user_key.as_str(), MAX_FAILURES_PER_USER),
+            (addr_key.as_str(), MAX_FAILURES_PER_IP),
+        ];
+        let release = [user_key.as_str(), addr_key.as_str()];
+        if let Err(retry_after_s) = self
             .store
-            .login_failures_since(&key, ip, now - THROTTLE_WINDOW_S)
-            .await?;
-        if by_user >= MAX_FAILURES_PER_USER || by_ip >= MAX_FAILURES_PER_IP {
-            let retry_after_s = oldest
-                .map_or(THROTTLE_WINDOW_S, |t| t + THROTTLE_WINDOW_S - now)
-                .max(1);
+            .reserve_login_attempt(&keys, now, THROTTLE_WINDOW_S)
+            .await?
+        {
             return Err(LabError::Throttled { retry_after_s });
         }
-        let found = match Username::parse(&key) {
-            Ok(name) => self.store.user_for_login(&name).await?,
-            Err(_) => None,
+        let found = match Username::parse(&name) {
+            Ok(name) => self.store.user_for_login(&name).await,
+            Err(_) => Ok(None),
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                self.store.release_login_attempt(&release).await?;
+                return Err(e.into());
+            }
         };
         let (user, hash) = match found {
             Some((user, hash)) => (Some(user), hash),
             None => (None, self.dummy_hash.clone()),
         };
-        let secret = secret.expose().to_string();
-        let verified = tokio::task::spawn_blocking(move || secrets::verify_secret(&secret, &hash))
-            .await
-            .unwrap_or(false);
-        let user = match user {
-            Some(user) if verified => user,
-            _ => {
-                self.store.record_login_failure(&key, ip, now).await?;
-                return Err(LabError::BadCredentials);
-            }
+        let Ok(verified) = self.checks.verify(secret.expose(), &hash).await else {
+            self.store.release_login_attempt(&release).await?;
+            return Err(LabError::Busy { retry_after_s: 1 });
         };
+        let user = match user {
+            // The failure stays counted.
+            Some(user) if verified => user,
+            _ => return Err(LabError::BadCredentials),
+        };
+        // The right secret: the address gets its attempt back, the username starts afresh.
+        self.store
+            .release_login_attempt(&[addr_key.as_str()])
+            .await?;
+        self.store
+            .clear_login_throttle(&user_key, now - THROTTLE_WINDOW_S)
+            .await?;
         if user.disabled {
             return Err(LabError::AccountDisabled);
         }
-        self.store
-            .clear_login_failures(&key, now - THROTTLE_WINDOW_S)
-            .await?;
         let token = secrets::random_token()?;
         let expires_at = now + SESSION_DAYS * 86_400;
         self.store
@@ -207,10 +251,7 @@ impl Lab {
 
     /// Creates an account without an actor: for the command line and the demo.
     pub async fn create_user_unchecked(&self, new: &NewUser, now: i64) -> LabResult<User> {
-        let secret = new.secret.expose().to_string();
-        let hash = tokio::task::spawn_blocking(move || secrets::hash_secret(&secret))
-            .await
-            .map_err(|e| HashError::from_join(&e))??;
+        let hash = self.checks.hash(new.secret.expose()).await?;
         let id = self.store.insert_user(new, &hash, now).await?;
         Ok(self.store.user(id).await?)
     }
@@ -263,14 +304,25 @@ impl Lab {
                 return Err(LabError::Forbidden);
             }
         }
+        // One's own secret changes only with the current one, by `change_own_secret`.
+        if is_self && patch.credential.is_some() {
+            return Err(LabError::CurrentSecretRequired);
+        }
+        self.apply_update(actor, id, patch, now).await
+    }
+
+    /// Stores a change whose permissions were checked; hashes a new credential.
+    async fn apply_update(
+        &self,
+        actor: &User,
+        id: UserId,
+        patch: UserPatch,
+        now: i64,
+    ) -> LabResult<User> {
         let credential = match patch.credential {
             Some((kind, secret)) => {
                 secret.validate(kind)?;
-                let secret = secret.expose().to_string();
-                let hash = tokio::task::spawn_blocking(move || secrets::hash_secret(&secret))
-                    .await
-                    .map_err(|e| HashError::from_join(&e))??;
-                Some((kind, hash))
+                Some((kind, self.checks.hash(secret.expose()).await?))
             }
             None => None,
         };
@@ -281,6 +333,93 @@ impl Lab {
             lang: patch.lang,
             disabled: patch.disabled,
             credential,
+            credential_by: Some(actor.id),
+        };
+        Ok(self.store.update_user(id, &update, now).await?)
+    }
+
+    /// A person changes their own password or PIN (and with it the rest of `patch`, which
+    /// must not change their role or disable them): only with the current secret, checked
+    /// like a login (counted against the username's throttle, through the bound on checks),
+    /// so that an API key or a session left open is not enough to lock the owner out. The
+    /// other sessions end; the API keys stay (the owner made the change).
+    pub async fn change_own_secret(
+        &self,
+        actor: &User,
+        current: &Secret,
+        kind: CredentialKind,
+        new: Secret,
+        patch: UserPatch,
+        now: i64,
+    ) -> LabResult<User> {
+        if patch.disabled == Some(true) || patch.role.is_some_and(|r| r != actor.role) {
+            return Err(LabError::Forbidden);
+        }
+        new.validate(kind)?;
+        if current.is_empty() {
+            return Err(LabError::CurrentSecretRequired);
+        }
+        let user_key = throttle_user_key(actor.username.as_str());
+        if let Err(retry_after_s) = self
+            .store
+            .reserve_login_attempt(
+                &[(user_key.as_str(), MAX_FAILURES_PER_USER)],
+                now,
+                THROTTLE_WINDOW_S,
+            )
+            .await?
+        {
+            return Err(LabError::Throttled { retry_after_s });
+        }
+        let hash = match self.store.user_for_login(&actor.username).await {
+            Ok(found) => found.map(|(_, hash)| hash),
+            Err(e) => {
+                self.store
+                    .release_login_attempt(&[user_key.as_str()])
+                    .await?;
+                return Err(e.into());
+            }
+        }
+        .ok_or(LabError::NotFound)?;
+        let Ok(verified) = self.checks.verify(current.expose(), &hash).await else {
+            self.store
+                .release_login_attempt(&[user_key.as_str()])
+                .await?;
+            return Err(LabError::Busy { retry_after_s: 1 });
+        };
+        if !verified {
+            return Err(LabError::CurrentSecretWrong);
+        }
+        self.store
+            .clear_login_throttle(&user_key, now - THROTTLE_WINDOW_S)
+            .await?;
+        let patch = UserPatch {
+            credential: Some((kind, new)),
+            ..patch
+        };
+        self.apply_update(actor, actor.id, patch, now).await
+    }
+
+    /// Sets an account's password or PIN without an actor: the command line and the demo.
+    /// Recorded as a reset by nobody; like a manager's reset, it ends the account's sessions
+    /// and API keys.
+    pub async fn reset_secret_unchecked(
+        &self,
+        id: UserId,
+        kind: CredentialKind,
+        secret: Secret,
+        patch: UserPatch,
+        now: i64,
+    ) -> LabResult<User> {
+        secret.validate(kind)?;
+        let update = UserUpdate {
+            display_name: patch.display_name,
+            email: patch.email,
+            role: patch.role,
+            lang: patch.lang,
+            disabled: patch.disabled,
+            credential: Some((kind, self.checks.hash(secret.expose()).await?)),
+            credential_by: None,
         };
         Ok(self.store.update_user(id, &update, now).await?)
     }
@@ -317,8 +456,46 @@ impl Lab {
         Ok(self.store.list_api_keys(owner.id).await?)
     }
 
-    pub async fn revoke_api_key(&self, owner: &User, key_id: i64) -> LabResult<()> {
-        Ok(self.store.delete_api_key(owner.id, key_id).await?)
+    /// The account `id` if `actor` may manage its keys and record: its owner, or a manager
+    /// of its role.
+    async fn managed_account(&self, actor: &User, id: UserId) -> LabResult<User> {
+        let target = self.store.user(id).await?;
+        if actor.id != id {
+            require(actor, Role::Manager)?;
+            if !actor.role.can_manage(target.role) {
+                return Err(LabError::Forbidden);
+            }
+        }
+        Ok(target)
+    }
+
+    /// The API keys of an account, for its owner or a manager (never the keys themselves).
+    pub async fn api_keys_of(&self, actor: &User, owner: UserId) -> LabResult<Vec<ApiKeyInfo>> {
+        let owner = self.managed_account(actor, owner).await?;
+        Ok(self.store.list_api_keys(owner.id).await?)
+    }
+
+    /// Revokes a key of `owner`: by its owner, or by a manager (a lost phone, a slicer on a
+    /// shared PC); the account's record says who did.
+    pub async fn revoke_api_key(
+        &self,
+        actor: &User,
+        owner: UserId,
+        key_id: i64,
+        now: i64,
+    ) -> LabResult<()> {
+        let owner = self.managed_account(actor, owner).await?;
+        Ok(self
+            .store
+            .delete_api_key(owner.id, key_id, Some(actor.id), now)
+            .await?)
+    }
+
+    /// What was done to an account (credential changes and resets, keys made and revoked),
+    /// for its owner or a manager.
+    pub async fn account_events(&self, actor: &User, id: UserId) -> LabResult<Vec<AccountEvent>> {
+        let target = self.managed_account(actor, id).await?;
+        Ok(self.store.account_events(target.id).await?)
     }
 
     // --- Machines ---------------------------------------------------------------------------
@@ -385,9 +562,25 @@ impl Lab {
     }
 }
 
-impl HashError {
-    fn from_join(e: &tokio::task::JoinError) -> Self {
-        HashError::new(e.to_string())
+/// The throttle's key of a username (bounded: any text may be typed there).
+fn throttle_user_key(name: &str) -> String {
+    let name: String = name.chars().take(64).collect();
+    format!("user:{name}")
+}
+
+/// The throttle's key of an address: an IPv4 address, or the /64 network of an IPv6 one
+/// (one subscriber holds a whole /64, so counting single IPv6 addresses counts nothing).
+fn throttle_address_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("addr:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(std::net::IpAddr::V4(v4)) => format!("addr:{v4}"),
+        Err(_) => format!("addr:{}", ip.chars().take(64).collect::<String>()),
     }
 }
 
@@ -397,5 +590,25 @@ pub fn credential_kind_for(secret: &Secret) -> CredentialKind {
         CredentialKind::Pin
     } else {
         CredentialKind::Password
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_subscriber_is_counted_by_its_64_and_ipv4_by_its_address() {
+        assert_eq!(throttle_address_key("10.0.0.9"), "addr:10.0.0.9");
+        assert_eq!(
+            throttle_address_key("2a01:cb00:1:2:aaaa::1"),
+            throttle_address_key("2a01:cb00:1:2:bbbb::2")
+        );
+        assert_ne!(
+            throttle_address_key("2a01:cb00:1:2::1"),
+            throttle_address_key("2a01:cb00:1:3::1")
+        );
+        assert_eq!(throttle_address_key("::ffff:10.0.0.9"), "addr:10.0.0.9");
+        assert_eq!(throttle_user_key(&"x".repeat(500)).len(), 5 + 64);
     }
 }

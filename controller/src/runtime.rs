@@ -485,7 +485,8 @@ impl Runtime {
         Ok(plan)
     }
 
-    /// Removes old job files at start and every hour.
+    /// Removes old job files, ended login throttle windows and expired sessions, at start
+    /// and every hour.
     async fn clean_loop(&self, retention_days: u32) {
         loop {
             match self
@@ -496,6 +497,15 @@ impl Runtime {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(files = n, "removed old job files"),
                 Err(e) => tracing::error!(error = %e, "cleaning old job files failed"),
+            }
+            // Login throttle windows that ended, and sessions that expired.
+            let store = self.lab.store();
+            let window = crate::lab::THROTTLE_WINDOW_S;
+            if let Err(e) = store.purge_login_throttle(now() - window).await {
+                tracing::warn!(error = %e, "cleaning the login throttle failed");
+            }
+            if let Err(e) = store.delete_expired_sessions(now()).await {
+                tracing::warn!(error = %e, "cleaning expired sessions failed");
             }
             tokio::select! {
                 () = self.shutdown.cancelled() => return,

@@ -133,11 +133,38 @@ async fn login_opens_a_session_that_a_password_change_ends() {
             .is_none(),
         "expired"
     );
+    // One's own change needs the current secret, whatever else is in the patch.
     let patch = UserPatch {
         credential: Some((CredentialKind::Pin, Secret::new("246810"))),
         ..UserPatch::default()
     };
-    lab.update_user(&user, user.id, patch, 102).await.unwrap();
+    let err = lab
+        .update_user(&user, user.id, patch, 102)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LabError::CurrentSecretRequired), "{err:?}");
+    let err = lab
+        .change_own_secret(
+            &user,
+            &Secret::new("not the secret"),
+            CredentialKind::Pin,
+            Secret::new("246810"),
+            UserPatch::default(),
+            102,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LabError::CurrentSecretWrong), "{err:?}");
+    lab.change_own_secret(
+        &user,
+        &Secret::new("long enough secret"),
+        CredentialKind::Pin,
+        Secret::new("246810"),
+        UserPatch::default(),
+        102,
+    )
+    .await
+    .unwrap();
     assert!(
         lab.user_by_session(&session.token, 103)
             .await
@@ -311,8 +338,118 @@ async fn api_keys_are_found_by_hash_and_revocable() {
         Some(63)
     );
     assert!(key.starts_with(&keys[0].prefix));
-    lab.revoke_api_key(&user, keys[0].id).await.unwrap();
+    lab.revoke_api_key(&user, user.id, keys[0].id, 64)
+        .await
+        .unwrap();
     assert!(lab.user_by_api_key(&key, 4).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_reset_by_a_manager_revokes_the_keys_and_managers_revoke_keys_on_the_record() {
+    use fabrique_controller::store::AccountEventKind;
+    let (lab, _dir) = fresh().await;
+    let manager = lab
+        .create_user_unchecked(&new_user("nadia", Role::Manager), 1)
+        .await
+        .unwrap();
+    let trainer = lab
+        .create_user_unchecked(&new_user("samir", Role::Trainer), 1)
+        .await
+        .unwrap();
+    let member = lab
+        .create_user_unchecked(&new_user("josette", Role::Member), 1)
+        .await
+        .unwrap();
+    let other = lab
+        .create_user_unchecked(&new_user("paul", Role::Member), 1)
+        .await
+        .unwrap();
+    // Her own change keeps her slicer's key.
+    let cura = lab.create_api_key(&member, "Cura", 2).await.unwrap();
+    lab.change_own_secret(
+        &member,
+        &Secret::new("long enough secret"),
+        CredentialKind::Password,
+        Secret::new("another long secret"),
+        UserPatch::default(),
+        3,
+    )
+    .await
+    .unwrap();
+    assert!(lab.user_by_api_key(&cura, 4).await.unwrap().is_some());
+    // A manager's reset (she forgot it, or someone else learnt it) ends every key.
+    let prusa = lab.create_api_key(&member, "PrusaSlicer", 5).await.unwrap();
+    lab.update_user(
+        &manager,
+        member.id,
+        UserPatch {
+            credential: Some((CredentialKind::Pin, Secret::new("482913"))),
+            ..UserPatch::default()
+        },
+        6,
+    )
+    .await
+    .unwrap();
+    assert!(lab.user_by_api_key(&cura, 7).await.unwrap().is_none());
+    assert!(lab.user_by_api_key(&prusa, 7).await.unwrap().is_none());
+
+    // Managers see a member's keys and revoke one; nobody else does.
+    let orca = lab.create_api_key(&member, "OrcaSlicer", 8).await.unwrap();
+    let keys = lab.api_keys_of(&manager, member.id).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(orca.starts_with(&keys[0].prefix));
+    for intruder in [&trainer, &other] {
+        assert!(matches!(
+            lab.api_keys_of(intruder, member.id).await.unwrap_err(),
+            LabError::Forbidden
+        ));
+        assert!(matches!(
+            lab.revoke_api_key(intruder, member.id, keys[0].id, 9)
+                .await
+                .unwrap_err(),
+            LabError::Forbidden
+        ));
+    }
+    // A key id of someone else is not found under this member.
+    let paul_key = lab.create_api_key(&other, "Cura", 8).await.unwrap();
+    let paul_id = lab.list_api_keys(&other).await.unwrap()[0].id;
+    assert!(matches!(
+        lab.revoke_api_key(&manager, member.id, paul_id, 9)
+            .await
+            .unwrap_err(),
+        LabError::NotFound
+    ));
+    assert!(lab.user_by_api_key(&paul_key, 9).await.unwrap().is_some());
+    lab.revoke_api_key(&manager, member.id, keys[0].id, 10)
+        .await
+        .unwrap();
+    assert!(lab.user_by_api_key(&orca, 11).await.unwrap().is_none());
+
+    // The record says who did what, newest first.
+    let events = lab.account_events(&manager, member.id).await.unwrap();
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.actor_name.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (AccountEventKind::ApiKeyRevoked, "nadia"),
+            (AccountEventKind::ApiKeyCreated, "josette"),
+            (AccountEventKind::SecretReset, "nadia"),
+            (AccountEventKind::ApiKeyCreated, "josette"),
+            (AccountEventKind::SecretChanged, "josette"),
+            (AccountEventKind::ApiKeyCreated, "josette"),
+        ]
+    );
+    assert_eq!(events[2].detail, "api_keys_revoked=2");
+    assert!(events[0].detail.ends_with("OrcaSlicer"));
+    // She reads her own record; another member does not.
+    assert_eq!(
+        lab.account_events(&member, member.id).await.unwrap().len(),
+        6
+    );
+    assert!(lab.account_events(&other, member.id).await.is_err());
 }
 
 #[tokio::test]

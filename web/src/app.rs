@@ -238,6 +238,22 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
     if let Some(error) = error {
         response = render_error(&state, &ctx.tr, api, &path, error);
     }
+    // No page of Fabrique is ever shown inside another site's frame (clickjacking a
+    // "Démarrer" or a badge award); no response is sniffed as another type; secret links
+    // (a request's follow page, a calendar feed) are not sent on as a referrer.
+    let headers = response.headers_mut();
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("frame-ancestors 'none'"));
+    headers
+        .entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("same-origin"));
     if existing_csrf.is_none()
         && !ctx.by_api_key
         && let Ok(value) = HeaderValue::from_str(&ctx.cookie(CSRF_COOKIE, &csrf, 400 * 86_400))
@@ -249,15 +265,17 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
 
 fn render_error(state: &AppState, tr: &Tr, api: bool, path: &str, error: AppError) -> Response {
     let message = error.text(tr);
-    if api {
+    let mut response = if api {
         let body = serde_json::json!({ "error": { "code": error.code, "message": message } });
-        return (error.status, Json(body)).into_response();
-    }
-    if error.status == StatusCode::UNAUTHORIZED {
+        (error.status, Json(body)).into_response()
+    } else if error.status == StatusCode::UNAUTHORIZED {
         let target = format!("/login?next={}", urlencode(path));
         return Redirect::to(&target).into_response();
-    }
-    pages::error_page(state, tr, error.status, &message)
+    } else {
+        pages::error_page(state, tr, error.status, &message)
+    };
+    error.add_headers(&mut response);
+    response
 }
 
 /// A `Content-Disposition` for a download named by a person: an ASCII `filename` for old

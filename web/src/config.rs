@@ -333,6 +333,22 @@ impl Config {
         self.data_dir.join("jobs")
     }
 
+    /// The address links for people elsewhere are built from (badge credentials, calendar
+    /// feeds, a request's follow link, the OctoPrint `refs` a slicer keeps): `public_url`,
+    /// never the request's `Host` header, which the sender chooses. Without `public_url`,
+    /// `http://` and the listen address, with `localhost` for an address of every interface
+    /// (`0.0.0.0`, `::`): right on the workshop PC itself, wrong anywhere else, and said
+    /// at start-up.
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None if self.listen.ip().is_unspecified() => {
+                format!("http://localhost:{}", self.listen.port())
+            }
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     pub fn secure_cookies(&self) -> bool {
         self.public_url
             .as_deref()
@@ -343,6 +359,18 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_are_built_from_public_url_or_the_listen_address() {
+        let mut config = Config::default();
+        assert_eq!(config.public_base(), "http://localhost:8080");
+        config.listen = "192.168.1.20:8000".parse().unwrap();
+        assert_eq!(config.public_base(), "http://192.168.1.20:8000");
+        config.listen = "[::]:8080".parse().unwrap();
+        assert_eq!(config.public_base(), "http://localhost:8080");
+        config.public_url = Some("https://fablab.example.org".into());
+        assert_eq!(config.public_base(), "https://fablab.example.org");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

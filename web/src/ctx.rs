@@ -72,11 +72,95 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// A path to go back to after logging in or switching language: only paths of this site.
+/// A path to go back to after logging in or switching language: only a path of this site,
+/// else `/`. The one check of every `next` (login, `/lang`, the forms that send people
+/// back where they were).
+///
+/// Accepted: a single `/` then anything but a second `/` or a `\`; no backslash, control
+/// character or whitespace anywhere, typed or percent-encoded. Browsers drop tabs and line
+/// breaks from a `Location` and read `\` as `/`, so `/%09/evil.example` or `/\evil.example`
+/// would leave the site (`//evil.example` is a host).
 pub fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next
-    } else {
-        "/"
+    if is_local_path(next) { next } else { "/" }
+}
+
+fn is_local_path(next: &str) -> bool {
+    fn clean(path: &[u8]) -> bool {
+        path.first() == Some(&b'/')
+            && !matches!(path.get(1), Some(b'/' | b'\\'))
+            && !path.iter().any(|&b| b == b'\\' || b.is_ascii_control())
+    }
+    let raw = next.as_bytes();
+    if !clean(raw) || next.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return false;
+    }
+    clean(&percent_decoded(raw))
+}
+
+/// `%XX` sequences replaced by their byte; anything else kept as it is.
+fn percent_decoded(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            raw[i],
+            raw.get(i + 1).copied().and_then(hex),
+            raw.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed() {
+        for ok in [
+            "/",
+            "/account",
+            "/bookings?week=2026-12-07",
+            "/jobs/3#x",
+            "/a%20b",
+            "/caf%C3%A9",
+        ] {
+            assert_eq!(safe_next(ok), ok);
+        }
+        for bad in [
+            "",
+            "account",
+            "//evil.example",
+            "/\\evil.example",
+            "/%5Cevil.example",
+            "/%5cevil.example",
+            "/%2F/evil.example",
+            "/%2f/evil.example",
+            "/%09/evil.example",
+            "/\t/evil.example",
+            "/%0a/evil.example",
+            "/%0D/evil.example",
+            "/\r\n/evil.example",
+            "/\u{0}",
+            "/%00",
+            "/%7F",
+            "/ /evil.example",
+            "/\u{2028}/evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "\\\\evil.example",
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad:?}");
+        }
     }
 }

@@ -21,6 +21,8 @@ pub struct AppError {
     /// A refusal of the fit rule, whose words (machine kinds, states, findings) are
     /// translated too.
     pub refusal: Option<Box<Refusal>>,
+    /// Seconds after which trying again makes sense (`Retry-After` on a 429).
+    pub retry_after_s: Option<i64>,
 }
 
 impl AppError {
@@ -31,6 +33,18 @@ impl AppError {
             key: key.to_string(),
             args: Vec::new(),
             refusal: None,
+            retry_after_s: None,
+        }
+    }
+
+    /// Adds the `Retry-After` header this error asks for, if any.
+    pub fn add_headers(&self, response: &mut Response) {
+        if let Some(seconds) = self.retry_after_s
+            && let Ok(value) = axum::http::HeaderValue::from_str(&seconds.max(1).to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
         }
     }
 
@@ -136,12 +150,36 @@ impl From<LabError> for AppError {
                 "account_disabled",
                 "login.account_disabled",
             ),
-            LabError::Throttled { retry_after_s } => AppError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                "login.throttled",
-            )
-            .arg("minutes", (retry_after_s + 59) / 60),
+            LabError::Throttled { retry_after_s } => {
+                let mut error = AppError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "login.throttled",
+                )
+                .arg("minutes", (retry_after_s + 59) / 60);
+                error.retry_after_s = Some(retry_after_s);
+                error
+            }
+            LabError::Busy { retry_after_s } => {
+                let mut error = AppError::new(StatusCode::TOO_MANY_REQUESTS, "busy", "login.busy");
+                error.retry_after_s = Some(retry_after_s);
+                error
+            }
+            LabError::CurrentSecretRequired => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "current_secret_required",
+                "account.current_required",
+            ),
+            LabError::SelfAward => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "self_award",
+                "badge.self_award",
+            ),
+            LabError::CurrentSecretWrong => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "current_secret_wrong",
+                "account.current_wrong",
+            ),
             LabError::Refused(refusal) => {
                 let status = match refusal.code() {
                     "badge_required" | "supervision_not_allowed" => StatusCode::FORBIDDEN,

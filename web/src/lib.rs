@@ -57,6 +57,22 @@ pub async fn state(lab: Lab, config: Config) -> anyhow::Result<AppState> {
         .await?;
     let catalog =
         i18n::Catalog::embedded().map_err(|e| anyhow::anyhow!("message catalogue: {e}"))?;
+    if config.public_url.is_none() {
+        tracing::warn!(
+            links = %config.public_base(),
+            "public_url is not set: links in badge credentials, calendar feeds, follow links \
+             and slicer replies point at this address; set public_url to the lab's address"
+        );
+    }
+    // What a kill during an upload left in the jobs folder goes before anything runs.
+    let swept = lab.sweep_job_files(&config.jobs_dir()).await?;
+    if swept.files > 0 {
+        tracing::info!(
+            files = swept.files,
+            bytes = swept.bytes,
+            "removed job files left by an interrupted upload"
+        );
+    }
     let runtime = fabrique_controller::runtime::Runtime::start(
         lab.clone(),
         config.jobs_dir(),

@@ -48,6 +48,56 @@ pub struct ApiKeyInfo {
     pub last_used_at: Option<i64>,
 }
 
+/// What can happen to an account that its owner and the managers may look back on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountEventKind {
+    /// The owner changed their own password or PIN.
+    SecretChanged,
+    /// Someone else (a manager) set a new password or PIN; the API keys were revoked.
+    SecretReset,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+}
+
+impl AccountEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SecretChanged => "secret_changed",
+            Self::SecretReset => "secret_reset",
+            Self::ApiKeyCreated => "api_key_created",
+            Self::ApiKeyRevoked => "api_key_revoked",
+        }
+    }
+}
+
+impl std::str::FromStr for AccountEventKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        [
+            Self::SecretChanged,
+            Self::SecretReset,
+            Self::ApiKeyCreated,
+            Self::ApiKeyRevoked,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or(())
+    }
+}
+
+/// One line of an account's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountEvent {
+    pub kind: AccountEventKind,
+    /// The key's prefix and label for key events, how many keys a reset revoked.
+    pub detail: String,
+    pub at: i64,
+    /// Who did it; `None` for the command line.
+    pub actor: Option<UserId>,
+    pub actor_name: Option<String>,
+}
+
 /// A stored change to an account; the credential arrives already hashed.
 #[derive(Debug, Clone, Default)]
 pub struct UserUpdate {
@@ -57,6 +107,9 @@ pub struct UserUpdate {
     pub lang: Option<crate::domain::Lang>,
     pub disabled: Option<bool>,
     pub credential: Option<(CredentialKind, String)>,
+    /// With a credential: who set it. Someone else than the owner (a manager's reset) also
+    /// revokes the owner's API keys, so that a key taken with the old secret dies with it.
+    pub credential_by: Option<UserId>,
 }
 
 impl Store {
@@ -196,6 +249,23 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             end_sessions = true;
+            let by_owner = update.credential_by == Some(id);
+            let detail = if by_owner {
+                String::new()
+            } else {
+                let revoked = sqlx::query("DELETE FROM api_keys WHERE user_id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                format!("api_keys_revoked={revoked}")
+            };
+            let kind = if by_owner {
+                AccountEventKind::SecretChanged
+            } else {
+                AccountEventKind::SecretReset
+            };
+            insert_event(&mut tx, id, update.credential_by, kind, &detail, now).await?;
         }
         if end_sessions {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1")
@@ -272,6 +342,7 @@ impl Store {
         label: &str,
         now: i64,
     ) -> StoreResult<i64> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO api_keys (user_id, key_hash, prefix, label, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
@@ -280,9 +351,20 @@ impl Store {
         .bind(prefix)
         .bind(label)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(conflict("api_key"))?;
+        let detail = format!("{prefix} {label}");
+        insert_event(
+            &mut tx,
+            user,
+            Some(user),
+            AccountEventKind::ApiKeyCreated,
+            &detail,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(row.try_get("id")?)
     }
 
@@ -330,70 +412,157 @@ impl Store {
             .collect()
     }
 
-    pub async fn delete_api_key(&self, user: UserId, key_id: i64) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM api_keys WHERE id = $1 AND user_id = $2")
-            .bind(key_id)
-            .bind(user.0)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
-    }
-
-    pub async fn record_login_failure(
+    /// Revokes the key `key_id` of `user`, recording that `actor` did (`None`: the command
+    /// line), in one transaction.
+    pub async fn delete_api_key(
         &self,
-        username: &str,
-        ip: &str,
+        user: UserId,
+        key_id: i64,
+        actor: Option<UserId>,
         now: i64,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO login_failures (username, ip, at) VALUES ($1, $2, $3)")
-            .bind(username)
-            .bind(ip)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING prefix, label",
+        )
+        .bind(key_id)
+        .bind(user.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let prefix: String = row.try_get("prefix")?;
+        let label: String = row.try_get("label")?;
+        insert_event(
+            &mut tx,
+            user,
+            actor,
+            AccountEventKind::ApiKeyRevoked,
+            &format!("{prefix} {label}"),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Failed logins since `since`: for this username, and from this address; with the time
-    /// of the oldest one counted, to say when the next try is allowed.
-    pub async fn login_failures_since(
+    /// Counts one more failed login on each of `keys` (a username, an address) within
+    /// `window_s`, before the secret is checked, in one transaction: parallel guesses wait
+    /// on the rows' locks and each sees the others' counts. When a key is already at its
+    /// limit nothing is counted and the answer is `Err(seconds until its window ends)`.
+    pub async fn reserve_login_attempt(
         &self,
-        username: &str,
-        ip: &str,
-        since: i64,
-    ) -> StoreResult<(i64, i64, Option<i64>)> {
-        let by_user = sqlx::query("SELECT COUNT(*) AS n, MIN(at) AS first FROM login_failures WHERE username = $1 AND at > $2")
-            .bind(username)
-            .bind(since)
-            .fetch_one(&self.pool)
+        keys: &[(&str, i64)],
+        now: i64,
+        window_s: i64,
+    ) -> StoreResult<Result<(), i64>> {
+        let mut tx = self.pool.begin().await?;
+        for (key, limit) in keys {
+            let row = sqlx::query(
+                "INSERT INTO login_throttle (key, window_start, failures) VALUES ($1, $2, 1) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 window_start = CASE WHEN login_throttle.window_start <= $3 THEN $2 \
+                                ELSE login_throttle.window_start END, \
+                 failures = CASE WHEN login_throttle.window_start <= $3 THEN 1 \
+                            ELSE login_throttle.failures + 1 END \
+                 RETURNING window_start, failures",
+            )
+            .bind(*key)
+            .bind(now)
+            .bind(now - window_s)
+            .fetch_one(&mut *tx)
             .await?;
-        let by_ip = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(at) AS first FROM login_failures WHERE ip = $1 AND at > $2",
-        )
-        .bind(ip)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
-        let first_user: Option<i64> = by_user.try_get("first")?;
-        let first_ip: Option<i64> = by_ip.try_get("first")?;
-        Ok((
-            by_user.try_get("n")?,
-            by_ip.try_get("n")?,
-            first_user.into_iter().chain(first_ip).min(),
-        ))
+            let failures: i64 = row.try_get("failures")?;
+            if failures > *limit {
+                let window_start: i64 = row.try_get("window_start")?;
+                tx.rollback().await?;
+                return Ok(Err((window_start + window_s - now).max(1)));
+            }
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
     }
 
-    /// Forgets the failures of a username after a successful login, and old failures of all.
-    pub async fn clear_login_failures(&self, username: &str, before: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE username = $1 OR at <= $2")
-            .bind(username)
+    /// Gives back an attempt reserved by [`Store::reserve_login_attempt`] that was not a
+    /// failure (the secret was right, or it could not be checked).
+    pub async fn release_login_attempt(&self, keys: &[&str]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for key in keys {
+            sqlx::query(
+                "UPDATE login_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
+            )
+            .bind(*key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets the windows that ended before `before` (the hourly clean-up: guesses at names
+    /// that do not exist would otherwise stay).
+    pub async fn purge_login_throttle(&self, before: i64) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("DELETE FROM login_throttle WHERE window_start <= $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    /// Forgets the failures of `key` (a username after a successful login), and every
+    /// window that ended before `before`.
+    pub async fn clear_login_throttle(&self, key: &str, before: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_throttle WHERE key = $1 OR window_start <= $2")
+            .bind(key)
             .bind(before)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
+
+    /// What was done to an account, newest first, with who did it.
+    pub async fn account_events(&self, user: UserId) -> StoreResult<Vec<AccountEvent>> {
+        let rows = sqlx::query(
+            "SELECT e.kind, e.detail, e.at, e.actor_id, a.username AS actor_name \
+             FROM account_events e LEFT JOIN users a ON a.id = e.actor_id \
+             WHERE e.user_id = $1 ORDER BY e.at DESC, e.id DESC",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AccountEvent {
+                    kind: parse_word("kind", &r.try_get::<String, _>("kind")?)?,
+                    detail: r.try_get("detail")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get::<Option<i64>, _>("actor_id")?.map(UserId),
+                    actor_name: r.try_get("actor_name")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Records what was done to an account, and by whom, in the transaction that did it.
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user: UserId,
+    actor: Option<UserId>,
+    kind: AccountEventKind,
+    detail: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO account_events (user_id, actor_id, kind, detail, at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(user.0)
+    .bind(actor.map(|a| a.0))
+    .bind(kind.as_str())
+    .bind(detail)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -375,6 +375,18 @@ impl Store {
     }
 
     /// Finished jobs whose file is older than `before` and still on disk: for the clean-up.
+    /// Every file name a job or a campaign model refers to, for the sweep at start.
+    pub async fn referenced_job_files(&self) -> StoreResult<std::collections::HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT stored_name FROM jobs UNION SELECT stored_name FROM campaign_files",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("stored_name")?))
+            .collect()
+    }
+
     pub async fn job_files_to_delete(&self, before: i64) -> StoreResult<Vec<(JobId, String)>> {
         let rows = sqlx::query(
             "SELECT id, stored_name FROM jobs WHERE file_deleted_at IS NULL AND created_at < $1 \

@@ -10,7 +10,7 @@ mod calendar;
 mod campaigns;
 mod jobs;
 pub use crate::domain::job::NewJob;
-pub use accounts::{ApiKeyInfo, UserUpdate};
+pub use accounts::{AccountEvent, AccountEventKind, ApiKeyInfo, UserUpdate};
 pub use calendar::NewBooking;
 pub use campaigns::NewPrint;
 mod machines;

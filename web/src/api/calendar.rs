@@ -97,12 +97,15 @@ impl BookingDto {
 pub struct BookingBody {
     pub machine_id: i64,
     /// RFC 3339, e.g. `2026-11-24T14:00:00+01:00`.
+    #[schema(format = DateTime)]
     pub start: String,
+    #[schema(format = DateTime)]
     pub end: String,
     /// Book a slot supervised by a trainer, for a member without the badge (if the lab allows it).
     #[serde(default)]
     pub supervised: bool,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub note: String,
     /// Managers book for anyone; members only for themselves.
     pub member_id: Option<i64>,
@@ -181,8 +184,12 @@ pub async fn check_in(
 #[serde(deny_unknown_fields)]
 pub struct BlockBody {
     pub machine_id: i64,
+    #[schema(format = DateTime)]
     pub start: String,
+    #[schema(format = DateTime)]
     pub end: String,
+    /// Why the machine is taken (a workshop, maintenance).
+    #[schema(min_length = 1, max_length = 200)]
     pub note: String,
 }
 
@@ -263,10 +270,14 @@ impl From<&Training> for TrainingDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingBody {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: String,
+    #[schema(minimum = 1, maximum = 120)]
     pub validity_months: u32,
+    #[schema(minimum = 1, maximum = 120)]
     pub lapse_months: Option<u32>,
     #[serde(default)]
     pub machine_ids: Vec<i64>,
@@ -342,8 +353,11 @@ impl From<&TrainingSession> for SessionDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionBody {
+    #[schema(format = DateTime)]
     pub start: String,
+    #[schema(format = DateTime)]
     pub end: String,
+    #[schema(minimum = 1, maximum = 100)]
     pub capacity: u32,
     #[serde(default)]
     pub location: String,
@@ -509,11 +523,10 @@ pub struct BadgesQuery {
 pub async fn my_badges(
     State(state): State<AppState>,
     ctx: Ctx,
-    headers: axum::http::HeaderMap,
     Query(q): Query<BadgesQuery>,
 ) -> AppResult<Json<Vec<BadgeDto>>> {
     let user = ctx.user()?;
-    let base = crate::pages::base_url(&state, &headers);
+    let base = crate::pages::base_url(&state);
     let badges = state
         .lab
         .badges_of(user, q.member_id.map_or(user.id, UserId))
@@ -536,7 +549,6 @@ pub struct AwardBody {
 pub async fn award_badge(
     State(state): State<AppState>,
     ctx: Ctx,
-    headers: axum::http::HeaderMap,
     Json(b): Json<AwardBody>,
 ) -> AppResult<Response> {
     let user = ctx.user()?;
@@ -550,13 +562,14 @@ pub async fn award_badge(
             now(),
         )
         .await?;
-    let base = crate::pages::base_url(&state, &headers);
+    let base = crate::pages::base_url(&state);
     Ok((StatusCode::CREATED, Json(BadgeDto::new(&badge, &base))).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
+    #[schema(min_length = 1, max_length = 300)]
     pub reason: String,
 }
 
@@ -565,7 +578,6 @@ pub struct RevokeBody {
 pub async fn revoke_badge(
     State(state): State<AppState>,
     ctx: Ctx,
-    headers: axum::http::HeaderMap,
     Path(id): Path<i64>,
     Json(b): Json<RevokeBody>,
 ) -> AppResult<Json<BadgeDto>> {
@@ -573,10 +585,7 @@ pub async fn revoke_badge(
         .lab
         .revoke_badge(ctx.user()?, BadgeId(id), &b.reason, now())
         .await?;
-    Ok(Json(BadgeDto::new(
-        &badge,
-        &crate::pages::base_url(&state, &headers),
-    )))
+    Ok(Json(BadgeDto::new(&badge, &crate::pages::base_url(&state))))
 }
 
 #[utoipa::path(get, path = "/api/v1/calendar-settings", tag = "bookings", responses((status = 200, description = "The lab's calendar settings")))]

@@ -253,11 +253,22 @@ impl From<&Pledge> for PledgeDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PledgeBody {
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
-    /// Local date, `YYYY-MM-DD`.
+    /// Local date, `YYYY-MM-DD`, today or later.
+    #[schema(format = Date)]
     pub due_by: String,
-    /// `home` or `lab`.
+    #[schema(value_type = PlaceWord)]
     pub place: String,
+}
+
+/// Where a maker makes their parts.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum PlaceWord {
+    Home,
+    Lab,
 }
 
 /// The signed-in maker's pledges to this campaign.

@@ -6,7 +6,7 @@ use crate::ctx::Ctx;
 use crate::error::{AppError, AppResult};
 use crate::i18n::Tr;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -177,17 +177,25 @@ pub async fn upload_job(
 /// A job as the API shows it, with why it waits.
 async fn dto(state: &AppState, ctx: &Ctx, job: &Job) -> AppResult<JobDto> {
     let waiting = state.lab.job_waiting(job, now()).await?;
-    Ok(JobDto::new(job, waiting.as_ref(), &ctx.tr))
+    let hidden = crate::pages::links_to_hide(state, ctx).await?;
+    let mut dto = JobDto::new(job, waiting.as_ref(), &ctx.tr);
+    dto.state_reason = crate::pages::without_any_links(&dto.state_reason, &hidden);
+    Ok(dto)
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", responses((status = 200, body = Vec<JobDto>)))]
 pub async fn list_jobs(State(state): State<AppState>, ctx: Ctx) -> AppResult<Json<Vec<JobDto>>> {
     let jobs = state.lab.jobs_for(ctx.user()?).await?;
     let waiting = state.lab.jobs_waiting(&jobs, now()).await?;
+    let hidden = crate::pages::links_to_hide(&state, &ctx).await?;
     Ok(Json(
         jobs.iter()
             .zip(&waiting)
-            .map(|(j, w)| JobDto::new(j, w.as_ref(), &ctx.tr))
+            .map(|(j, w)| {
+                let mut dto = JobDto::new(j, w.as_ref(), &ctx.tr);
+                dto.state_reason = crate::pages::without_any_links(&dto.state_reason, &hidden);
+                dto
+            })
             .collect(),
     ))
 }
@@ -283,7 +291,6 @@ async fn version(ctx: Ctx) -> AppResult<Json<serde_json::Value>> {
 async fn files_local(
     State(state): State<AppState>,
     ctx: Ctx,
-    headers: HeaderMap,
     multipart: Multipart,
 ) -> AppResult<Response> {
     let user = ctx.user()?;
@@ -294,7 +301,7 @@ async fn files_local(
     )
     .await?;
     let job = crate::jobs::accept(&state, user, received, None).await?;
-    let base = crate::pages::base_url(&state, &headers);
+    let base = crate::pages::base_url(&state);
     let resource = format!("{base}/api/v1/jobs/{}", job.id.0);
     let body = serde_json::json!({
         "done": true,

@@ -10,7 +10,7 @@ use crate::pages::MachineFields;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use fabrique_controller::domain::account::{parse_email, parse_text};
 use fabrique_controller::domain::machine::JunctionRule;
@@ -35,9 +35,16 @@ pub fn router(max_upload: usize) -> Router<AppState> {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/me", get(me).patch(update_me))
-        .route("/me/api-keys", post(create_api_key))
+        .route("/me/api-keys", get(my_api_keys).post(create_api_key))
+        .route("/me/api-keys/{key_id}", delete(revoke_my_api_key))
         .route("/members", get(list_members).post(create_member))
         .route("/members/{id}", get(get_member).patch(update_member))
+        .route("/members/{id}/api-keys", get(member_api_keys))
+        .route(
+            "/members/{id}/api-keys/{key_id}",
+            delete(revoke_member_api_key),
+        )
+        .route("/members/{id}/events", get(member_events))
         .route("/machines", get(list_machines).post(create_machine))
         .route("/machines/{id}", get(get_machine).put(update_machine))
         .route("/machines/{id}/state", post(set_machine_state))
@@ -49,7 +56,8 @@ pub fn router(max_upload: usize) -> Router<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fabrique API", version = "1", description = "Machines, members, jobs and solidarity campaigns of a community fablab."),
-    paths(login, logout, me, update_me, create_api_key, list_members, create_member, get_member, update_member,
+    paths(login, logout, me, update_me, create_api_key, my_api_keys, revoke_my_api_key,
+          member_api_keys, revoke_member_api_key, member_events, list_members, create_member, get_member, update_member,
           list_machines, create_machine, get_machine, update_machine, set_machine_state,
           calendar::create_booking, calendar::my_bookings, calendar::cancel_booking, calendar::check_in,
           calendar::create_block, calendar::machine_bookings, calendar::list_trainings, calendar::create_training,
@@ -59,14 +67,15 @@ pub fn router(max_upload: usize) -> Router<AppState> {
           campaigns::list_campaigns, campaigns::get_campaign, campaigns::list_requests, campaigns::my_pledges,
           campaigns::create_pledge, campaigns::my_batches, campaigns::declare_batch, campaigns::drop_batch),
     components(schemas(ErrorBody, ErrorDetail, LoginBody, MemberDto, NewMemberBody, MemberPatchBody, ApiKeyBody,
-                       ApiKeyCreated, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
+                       ApiKeyCreated, ApiKeyDto, AccountEventDto, RoleWord, LangWord, CredentialWord,
+                       MachineKindWord, ConnectionWord, SettableStateWord, campaigns::PlaceWord, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
                        calendar::BookingDto, calendar::BookingBody, calendar::BlockBody, calendar::TrainingDto,
                        calendar::TrainingBody, calendar::SessionDto, calendar::SessionBody, calendar::EnrolBody,
                        calendar::EnrolmentDto, calendar::AttendanceBody, calendar::BadgeDto, calendar::AwardBody,
                        calendar::RevokeBody, jobs::JobDto, jobs::WaitingDto, jobs::ApprovalDto, jobs::JobUpload, jobs::StartBody, campaigns::CountsDto, campaigns::LabCountsDto,
                        campaigns::CampaignDto, campaigns::ContactDto, campaigns::RequestDto, campaigns::PledgeDto,
                        campaigns::PledgeBody, campaigns::BatchDto, campaigns::BatchBody, campaigns::DropBody)),
-    modifiers(&ApiKeyScheme),
+    modifiers(&ApiKeyScheme, &CommonErrors),
     security(("api_key" = []), ("session" = [])),
 )]
 pub struct ApiDoc;
@@ -88,6 +97,97 @@ impl utoipa::Modify for ApiKeyScheme {
     }
 }
 
+/// The errors any operation may answer besides its own, added where an operation does not
+/// already say them, so that a generated client knows every status it can get:
+/// - 400: a path or query parameter, or a body, that cannot be read at all;
+/// - 401: no account, or an `X-Api-Key` that is not (or no longer) valid — on any path;
+/// - 403: a role too low, or a session's request without its CSRF token (methods that
+///   change something);
+/// - 404: nothing at that identifier (of the path, or named in the body);
+/// - 413, 415, 422: a body too large, of another type, or whose fields break a rule
+///   (operations with a body; 422 also for parameters out of their range);
+/// - 429 with `Retry-After`: too many tries (login, one's own secret), or every password
+///   check taken.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let has_path_params = path.contains('{');
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.put, true),
+                (&mut item.post, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ];
+            for (operation, changes) in operations {
+                let Some(operation) = operation.as_mut() else {
+                    continue;
+                };
+                let has_body = operation.request_body.is_some();
+                let has_query = operation.parameters.as_ref().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    })
+                });
+                let mut add = vec![
+                    (
+                        "400",
+                        "The request cannot be read (a parameter or the body).",
+                    ),
+                    ("401", "No account, or the API key is not valid."),
+                ];
+                if changes {
+                    add.push((
+                        "403",
+                        "Not allowed for this account, or the CSRF token is missing.",
+                    ));
+                }
+                if has_path_params || has_body {
+                    add.push((
+                        "404",
+                        "Nothing at this identifier (of the path or the body).",
+                    ));
+                }
+                if has_body {
+                    add.push(("413", "The body is too large."));
+                    add.push(("415", "The body is not of the type this operation reads."));
+                }
+                if has_body || has_query || has_path_params {
+                    add.push(("422", "A value breaks a rule; `error.code` says which."));
+                }
+                let login_like = path.ends_with("/login") || path.ends_with("/me");
+                if login_like && changes {
+                    add.push((
+                        "429",
+                        "Too many tries, or every password check is taken: see Retry-After.",
+                    ));
+                }
+                for (status, description) in add {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
+}
+
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
@@ -104,6 +204,75 @@ pub struct ErrorDetail {
     pub code: String,
     /// What happened and what to do, in the person's language.
     pub message: String,
+}
+
+// --- Closed sets of words, for the document ---------------------------------------------
+// The bodies carry these as strings (a word outside the set is a 422 with `invalid_input`);
+// these types only tell generated clients which words there are.
+
+/// A role.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RoleWord {
+    Member,
+    Trainer,
+    Manager,
+    Admin,
+}
+
+/// A language of the pages and messages.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum LangWord {
+    Fr,
+    En,
+}
+
+/// `password` (10 characters or more) or `pin` (6 to 12 digits).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum CredentialWord {
+    Password,
+    Pin,
+}
+
+/// A kind of machine.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum MachineKindWord {
+    FdmPrinter,
+    LaserCutter,
+    Embroidery,
+    CncMill,
+    VinylCutter,
+    Other,
+}
+
+/// How Fabrique reaches a machine.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ConnectionWord {
+    SerialMarlin,
+    SerialGrbl,
+    Octoprint,
+    Moonraker,
+    Manual,
+}
+
+/// A state a manager may put a machine in.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum SettableStateWord {
+    Idle,
+    ToCheck,
+    Maintenance,
+    Disabled,
 }
 
 // --- Members ----------------------------------------------------------------------------
@@ -141,8 +310,10 @@ impl From<&User> for MemberDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    #[schema(max_length = 64)]
     pub username: String,
     /// The password, or the PIN of an account without e-mail.
+    #[schema(max_length = 1024)]
     pub password: String,
 }
 
@@ -197,16 +368,26 @@ async fn me(ctx: Ctx) -> AppResult<Json<MemberDto>> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMemberBody {
+    /// 3 to 32 lowercase letters, digits, `.`, `_` or `-`.
+    #[schema(pattern = "^[a-z0-9._-]{3,32}$", min_length = 3, max_length = 32)]
     pub username: String,
+    /// Empty: the username.
     #[serde(default)]
+    #[schema(max_length = 80)]
     pub display_name: String,
+    /// Empty for an account without e-mail (then a PIN is usual).
     #[serde(default)]
+    #[schema(max_length = 254)]
     pub email: String,
+    #[schema(value_type = RoleWord)]
     pub role: String,
     #[serde(default = "default_lang")]
+    #[schema(value_type = LangWord)]
     pub lang: String,
-    /// `password` (10 characters or more) or `pin` (6 digits or more).
+    #[schema(value_type = CredentialWord)]
     pub credential_kind: String,
+    /// A password of 10 characters or more, or a PIN of 6 to 12 digits.
+    #[schema(min_length = 6, max_length = 1024)]
     pub secret: String,
 }
 
@@ -222,14 +403,27 @@ fn word<T: std::str::FromStr>(field: &'static str, value: &str) -> Result<T, Inv
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct MemberPatchBody {
+    #[schema(min_length = 1, max_length = 80)]
     pub display_name: Option<String>,
     /// An empty string removes the e-mail address.
+    #[schema(max_length = 254)]
     pub email: Option<String>,
+    /// Only a manager, for the roles they manage; nobody changes their own.
+    #[schema(value_type = Option<RoleWord>)]
     pub role: Option<String>,
+    #[schema(value_type = Option<LangWord>)]
     pub lang: Option<String>,
+    /// Only a manager; nobody disables themselves.
     pub disabled: Option<bool>,
+    #[schema(value_type = Option<CredentialWord>)]
     pub credential_kind: Option<String>,
+    /// The new password (10 characters or more) or PIN (6 to 12 digits).
+    #[schema(min_length = 6, max_length = 1024)]
     pub secret: Option<String>,
+    /// One's own current password or PIN: needed with `secret` on `/me`; a manager setting
+    /// someone else's leaves it out (and that revokes the member's API keys).
+    #[schema(max_length = 1024)]
+    pub current_secret: Option<String>,
 }
 
 impl MemberPatchBody {
@@ -266,16 +460,27 @@ async fn update_me(
     Json(body): Json<MemberPatchBody>,
 ) -> AppResult<Json<MemberDto>> {
     let user = ctx.user()?;
-    let patch = body.parse(user)?;
-    Ok(Json(MemberDto::from(
-        &state.lab.update_user(user, user.id, patch, now()).await?,
-    )))
+    let current = body.current_secret.clone();
+    let mut patch = body.parse(user)?;
+    let updated = match patch.credential.take() {
+        Some((kind, new)) => {
+            let current = Secret::new(current.unwrap_or_default());
+            state
+                .lab
+                .change_own_secret(user, &current, kind, new, patch, now())
+                .await?
+        }
+        None => state.lab.update_user(user, user.id, patch, now()).await?,
+    };
+    Ok(Json(MemberDto::from(&updated)))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyBody {
+    /// What the key is for (`PrusaSlicer on the lab PC`); empty: `API`.
     #[serde(default)]
+    #[schema(max_length = 60)]
     pub label: String,
 }
 
@@ -297,6 +502,118 @@ async fn create_api_key(
         .create_api_key(ctx.user()?, &body.label, now())
         .await?;
     Ok((StatusCode::CREATED, Json(ApiKeyCreated { key })).into_response())
+}
+
+/// A personal API key as listed: never the key itself, only its first characters.
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyDto {
+    pub id: i64,
+    /// The key's first 10 characters, to recognise it.
+    pub prefix: String,
+    pub label: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, to the minute; absent when never used.
+    pub last_used_at: Option<i64>,
+}
+
+impl From<fabrique_controller::store::ApiKeyInfo> for ApiKeyDto {
+    fn from(k: fabrique_controller::store::ApiKeyInfo) -> Self {
+        Self {
+            id: k.id,
+            prefix: k.prefix,
+            label: k.label,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+        }
+    }
+}
+
+/// One line of an account's history.
+#[derive(Serialize, ToSchema)]
+pub struct AccountEventDto {
+    /// `secret_changed` (by the owner), `secret_reset` (by someone else: the API keys were
+    /// revoked), `api_key_created` or `api_key_revoked`.
+    pub kind: String,
+    /// The key's prefix and label, or `api_keys_revoked=N` for a reset.
+    pub detail: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// The username of who did it; absent for the command line.
+    pub by: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/me/api-keys", tag = "members",
+    responses((status = 200, body = Vec<ApiKeyDto>), (status = 401, body = ErrorBody)))]
+async fn my_api_keys(State(state): State<AppState>, ctx: Ctx) -> AppResult<Json<Vec<ApiKeyDto>>> {
+    let user = ctx.user()?;
+    let keys = state.lab.api_keys_of(user, user.id).await?;
+    Ok(Json(keys.into_iter().map(ApiKeyDto::from).collect()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/me/api-keys/{key_id}", tag = "members", params(("key_id" = i64, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_my_api_key(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(key_id): Path<i64>,
+) -> AppResult<StatusCode> {
+    let user = ctx.user()?;
+    state
+        .lab
+        .revoke_api_key(user, user.id, key_id, now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A member's API keys, for a manager (a lost phone, a slicer left on a shared PC).
+#[utoipa::path(get, path = "/api/v1/members/{id}/api-keys", tag = "members", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<ApiKeyDto>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn member_api_keys(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Json<Vec<ApiKeyDto>>> {
+    let keys = state.lab.api_keys_of(ctx.user()?, UserId(id)).await?;
+    Ok(Json(keys.into_iter().map(ApiKeyDto::from).collect()))
+}
+
+/// A manager revokes a member's key; the account's history records who did.
+#[utoipa::path(delete, path = "/api/v1/members/{id}/api-keys/{key_id}", tag = "members",
+    params(("id" = i64, Path), ("key_id" = i64, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_member_api_key(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((id, key_id)): Path<(i64, i64)>,
+) -> AppResult<StatusCode> {
+    state
+        .lab
+        .revoke_api_key(ctx.user()?, UserId(id), key_id, now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What was done to an account, newest first: for its owner and the managers.
+#[utoipa::path(get, path = "/api/v1/members/{id}/events", tag = "members", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<AccountEventDto>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn member_events(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Json<Vec<AccountEventDto>>> {
+    let events = state.lab.account_events(ctx.user()?, UserId(id)).await?;
+    Ok(Json(
+        events
+            .into_iter()
+            .map(|e| AccountEventDto {
+                kind: e.kind.as_str().into(),
+                detail: e.detail,
+                at: e.at,
+                by: e.actor_name,
+            })
+            .collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/members", tag = "members",
@@ -349,6 +666,9 @@ async fn update_member(
 ) -> AppResult<Json<MemberDto>> {
     let actor = ctx.user()?;
     let current = state.lab.user(actor, UserId(id)).await?;
+    if body.current_secret.is_some() {
+        return Err(Invalid::new("current_secret", "not_here").into());
+    }
     let patch = body.parse(&current)?;
     Ok(Json(MemberDto::from(
         &state
@@ -397,7 +717,8 @@ pub struct ProfileDto {
     pub silent_mode: bool,
 }
 
-/// How Fabrique reaches the machine. The OctoPrint API key is never sent back.
+/// How Fabrique reaches the machine. The OctoPrint API key is never sent back; the port,
+/// speed and address only to managers (absent for everyone else).
 #[derive(Serialize, ToSchema)]
 pub struct ConnectionDto {
     /// `serial_marlin`, `serial_grbl`, `octoprint`, `moonraker` or `manual`.
@@ -421,6 +742,21 @@ pub struct MachineDto {
     /// `offline`, `idle`, `busy`, `paused`, `error`, `to_check`, `maintenance` or `disabled`.
     pub state: String,
     pub state_reason: String,
+}
+
+impl MachineDto {
+    /// The machine as `viewer` may see it: below a manager, without its serial port or its
+    /// print server's address (where the lab's network and machines are).
+    fn for_viewer(m: &Machine, viewer: &User) -> Self {
+        let mut dto = Self::from(m);
+        if !viewer.role.at_least(Role::Manager) {
+            dto.connection.serial_port = None;
+            dto.connection.baud = None;
+            dto.connection.url = None;
+            dto.state_reason = crate::pages::without_links(&m.state_reason, &m.connection);
+        }
+        dto
+    }
 }
 
 impl From<&Machine> for MachineDto {
@@ -469,6 +805,7 @@ impl From<&Machine> for MachineDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionBody {
+    #[schema(value_type = ConnectionWord)]
     pub kind: String,
     #[serde(default)]
     pub serial_port: String,
@@ -483,14 +820,18 @@ pub struct ConnectionBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachineBody {
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
+    #[schema(value_type = MachineKindWord)]
     pub kind: String,
     pub connection: ConnectionBody,
     #[serde(default)]
     pub profile: ProfileDto,
     #[serde(default)]
+    #[schema(max_length = 120)]
     pub location: String,
     #[serde(default)]
+    #[schema(max_length = 120)]
     pub required_training: String,
 }
 
@@ -556,14 +897,14 @@ async fn list_machines(
     State(state): State<AppState>,
     ctx: Ctx,
 ) -> AppResult<Json<Vec<MachineDto>>> {
-    ctx.user()?;
+    let user = ctx.user()?;
     Ok(Json(
         state
             .lab
             .machines()
             .await?
             .iter()
-            .map(MachineDto::from)
+            .map(|m| MachineDto::for_viewer(m, user))
             .collect(),
     ))
 }
@@ -575,9 +916,10 @@ async fn get_machine(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Json<MachineDto>> {
-    ctx.user()?;
-    Ok(Json(MachineDto::from(
+    let user = ctx.user()?;
+    Ok(Json(MachineDto::for_viewer(
         &state.lab.machine(MachineId(id)).await?,
+        user,
     )))
 }
 
@@ -596,7 +938,7 @@ async fn create_machine(
 }
 
 #[utoipa::path(put, path = "/api/v1/machines/{id}", request_body = MachineBody, tag = "machines", params(("id" = i64, Path)),
-    responses((status = 200, body = MachineDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = MachineDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_machine(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -617,9 +959,10 @@ async fn update_machine(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateBody {
-    /// `idle`, `to_check`, `maintenance` or `disabled`.
+    #[schema(value_type = SettableStateWord)]
     pub state: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub reason: String,
 }
 

@@ -12,7 +12,6 @@ use axum::{Form, Router};
 use fabrique_controller::domain::account::{parse_email, parse_text};
 use fabrique_controller::domain::{Invalid, Lang, Secret, User, UserPatch};
 use fabrique_controller::lab::now;
-use fabrique_controller::secrets::verify_secret;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,7 +39,7 @@ struct AccountPage {
     error: Option<String>,
 }
 
-fn date(at: i64) -> String {
+pub fn date(at: i64) -> String {
     jiff::Timestamp::from_second(at)
         .map(|t| t.strftime("%d/%m/%Y").to_string())
         .unwrap_or_default()
@@ -138,44 +137,34 @@ struct SecretForm {
     new_secret: String,
 }
 
-/// Changing one's password or PIN asks for the current one first. A PIN account keeps a PIN;
-/// ending all other sessions is done by the store.
+/// Changing one's password or PIN asks for the current one first (`Lab::change_own_secret`,
+/// shared with `PATCH /api/v1/me`). A PIN account keeps a PIN; the store ends every session.
 async fn change_secret(
     State(state): State<AppState>,
     ctx: Ctx,
     Form(form): Form<SecretForm>,
 ) -> AppResult<Response> {
     let user = ctx.user()?;
-    let stored = state
+    let result = state
         .lab
-        .store()
-        .user_for_login(&user.username)
+        .change_own_secret(
+            user,
+            &Secret::new(form.current),
+            user.credential_kind,
+            Secret::new(form.new_secret),
+            UserPatch::default(),
+            now(),
+        )
         .await
-        .map_err(|e| AppError::internal("store", &e))?;
-    let current_ok = stored.is_some_and(|(_, hash)| verify_secret(&form.current, &hash));
-    let result = if current_ok {
-        let patch = UserPatch {
-            credential: Some((user.credential_kind, Secret::new(form.new_secret))),
-            ..UserPatch::default()
-        };
-        state
-            .lab
-            .update_user(user, user.id, patch, now())
-            .await
-            .map_err(AppError::from)
-    } else {
-        Err(AppError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_credentials",
-            "account.current_wrong",
-        ))
-    };
+        .map_err(AppError::from);
     match result {
         // The store ended every session of the account: sign in again with the new secret.
         Ok(_) => Ok(Redirect::to("/login?next=/account").into_response()),
         Err(e) if e.status.is_client_error() => {
             let page = page(&state, &ctx, user, None, Some(message(&ctx.tr, &e))).await?;
-            Ok(render_with_status(e.status, &page))
+            let mut response = render_with_status(e.status, &page);
+            e.add_headers(&mut response);
+            Ok(response)
         }
         Err(e) => Err(e),
     }
@@ -212,6 +201,6 @@ async fn revoke_key(
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
     let user = ctx.user()?;
-    state.lab.revoke_api_key(user, id).await?;
+    state.lab.revoke_api_key(user, user.id, id, now()).await?;
     Ok(Redirect::to("/account").into_response())
 }

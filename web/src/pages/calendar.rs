@@ -8,7 +8,7 @@ use crate::error::{AppError, AppResult};
 use crate::i18n::Tr;
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -443,13 +443,9 @@ async fn my_bookings(State(state): State<AppState>, ctx: Ctx) -> AppResult<Respo
     bookings_page(&state, &ctx, None).await
 }
 
-async fn new_feed(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    headers: HeaderMap,
-) -> AppResult<Response> {
+async fn new_feed(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
     let token = state.lab.new_calendar_token(ctx.user()?).await?;
-    let url = format!("{}/calendar/member/{token}.ics", base_url(&state, &headers));
+    let url = format!("{}/calendar/member/{token}.ics", base_url(&state));
     bookings_page(&state, &ctx, Some(url)).await
 }
 
@@ -708,14 +704,13 @@ async fn public_badge(
 /// The Open Badges 3.0 credential. A revoked badge answers 410 Gone.
 async fn credential(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(token): Path<String>,
 ) -> AppResult<Response> {
     let badge = state.lab.public_badge(&token).await?;
     if badge.revoked_at.is_some() {
         return Err(AppError::new(StatusCode::GONE, "revoked", "badge.revoked"));
     }
-    let body = badge.open_badge(&base_url(&state, &headers), "Fabrique");
+    let body = badge.open_badge(&base_url(&state), "Fabrique");
     Ok((
         [(header::CONTENT_TYPE, "application/ld+json")],
         body.to_string(),

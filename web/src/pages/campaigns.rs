@@ -11,7 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::i18n::Tr;
 use askama::Template;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -377,7 +377,6 @@ async fn send_request(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ctx: Ctx,
-    headers: HeaderMap,
     Path(id): Path<i64>,
     Form(f): Form<RequestFields>,
 ) -> AppResult<Response> {
@@ -414,7 +413,7 @@ async fn send_request(
                 p,
                 sent: ctx.tr.f("request.sent", &[("campaign", &c.title)]),
                 c: CampaignView::new(&ctx.tr, &c),
-                follow_url: format!("{}/requests/{token}", base_url(&state, &headers)),
+                follow_url: format!("{}/requests/{token}", base_url(&state)),
             };
             Ok(render_with_status(StatusCode::CREATED, &page))
         }

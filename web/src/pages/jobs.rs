@@ -246,27 +246,23 @@ async fn original(
         .into_response())
 }
 
-/// An embroidery job's design written as Tajima DST, which every machine reads.
+/// An embroidery job's design as Tajima DST, which every machine reads: the design itself
+/// when it is a DST, else its copy, written once and kept (`Lab::dst_file`), streamed.
 async fn as_dst(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
-    use fabrique_machines::files::embroidery::{self, Format};
-    let job = state.lab.job(ctx.user()?, JobId(id)).await?;
-    let path = state.config.jobs_dir().join(&job.stored_name);
-    let name = job.file_name.clone();
-    let dst = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
-        let bytes = std::fs::read(&path).ok()?;
-        let format = Format::detect(Some(&name), &bytes)?;
-        let design = embroidery::read_bytes(&bytes, format).ok()?;
-        let mut out = Vec::new();
-        embroidery::write_dst(&design, &mut out).ok()?;
-        Some(out)
-    })
-    .await
-    .map_err(|e| AppError::internal("dst", &e))?
-    .ok_or_else(AppError::not_found)?;
+    let user = ctx.user()?;
+    let job = state.lab.job(user, JobId(id)).await?;
+    let path = state
+        .lab
+        .dst_file(user, JobId(id), &state.config.jobs_dir())
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| AppError::not_found())?;
     let stem = job
         .file_name
         .rsplit_once('.')
@@ -278,8 +274,9 @@ async fn as_dst(
                 header::CONTENT_DISPOSITION,
                 crate::app::attachment(&format!("{stem}.dst")),
             ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ],
-        dst,
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
     )
         .into_response())
 }
@@ -313,11 +310,13 @@ async fn jobs_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRes
     let user = ctx.user()?;
     let jobs = state.lab.jobs_for(user).await?;
     let waiting = state.lab.jobs_waiting(&jobs, now()).await?;
+    let hidden = super::links_to_hide(state, ctx).await?;
     let jobs = jobs
         .iter()
         .zip(&waiting)
         .map(|(j, w)| {
             let mut row = row(&ctx.tr, j, user, &state.config.jobs_dir());
+            row.reason = super::without_any_links(&row.reason, &hidden);
             // A job that waits says why, in the rule's words.
             if let Some(w) = w {
                 row.reason = ctx.tr.waiting(w);
@@ -410,6 +409,7 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
     let user = ctx.user()?;
     let job = state.lab.job(user, JobId(id)).await?;
     let events = state.lab.job_events(user, job.id).await?;
+    let hidden = super::links_to_hide(&state, &ctx).await?;
     let tz = state.lab.calendar_settings().await?.tz();
     let history = events
         .iter()
@@ -422,7 +422,7 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
             let note = if e.note.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", e.note)
+                format!(" ({})", super::without_any_links(&e.note, &hidden))
             };
             format!(
                 "{when} · {} · {who}{note}",
@@ -448,6 +448,7 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
         lines
     });
     let mut j = row(tr, &job, user, &state.config.jobs_dir());
+    j.reason = super::without_any_links(&j.reason, &hidden);
     // A queued job also waits for a manager when an approval is what it lacks.
     j.can_approve |= user.role.at_least(Role::Manager)
         && job.state == JobState::Queued

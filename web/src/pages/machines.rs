@@ -42,6 +42,63 @@ pub struct MachineView {
     pub profile: Vec<(String, String)>,
 }
 
+/// `text` (a machine's state reason, which may quote a print server's error) without the
+/// machine's serial port, print-server address or host, for readers who do not see them.
+pub fn without_links(text: &str, connection: &Connection) -> String {
+    let mut hidden: Vec<String> = Vec::new();
+    match connection {
+        Connection::SerialMarlin { port, .. } | Connection::SerialGrbl { port, .. } => {
+            hidden.push(port.clone());
+        }
+        Connection::OctoPrint { url, .. } | Connection::Moonraker { url } => {
+            hidden.push(url.clone());
+            let authority = url
+                .split_once("://")
+                .map_or(url.as_str(), |(_, rest)| rest)
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or("");
+            hidden.push(authority.to_string());
+            let host = authority
+                .rsplit_once(':')
+                .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+                .map_or(authority, |(host, _)| host);
+            hidden.push(host.to_string());
+        }
+        Connection::Manual => {}
+    }
+    hidden.sort_by_key(|h| std::cmp::Reverse(h.len()));
+    hidden
+        .iter()
+        .filter(|h| !h.is_empty())
+        .fold(text.to_string(), |text, h| text.replace(h.as_str(), "…"))
+}
+
+/// `text` (a job's note) without the links of any of `machines`. Empty `machines`: as it is.
+pub fn without_any_links(text: &str, machines: &[Machine]) -> String {
+    machines.iter().fold(text.to_string(), |text, m| {
+        without_links(&text, &m.connection)
+    })
+}
+
+/// The machines whose links must be taken out of what `ctx`'s reader sees: all of them for
+/// a reader below a manager, none for a manager.
+pub async fn links_to_hide(state: &AppState, ctx: &Ctx) -> AppResult<Vec<Machine>> {
+    if sees_links(ctx) {
+        Ok(Vec::new())
+    } else {
+        Ok(state.lab.machines().await?)
+    }
+}
+
+/// Whether the reader sees serial ports and print-server addresses: a manager. They say
+/// where the lab's network and machines are, which members have no need of.
+pub fn sees_links(ctx: &Ctx) -> bool {
+    ctx.user
+        .as_ref()
+        .is_some_and(|u| u.role.at_least(fabrique_controller::domain::Role::Manager))
+}
+
 pub fn state_symbol(state: MachineState) -> &'static str {
     match state {
         MachineState::Idle => "✓",
@@ -64,8 +121,11 @@ fn number(value: f64) -> String {
 }
 
 impl MachineView {
-    pub fn new(tr: &Tr, m: &Machine) -> Self {
+    /// `links`: whether the reader may see where the machine is reached (its serial port,
+    /// its print server's address): managers only, as in the API.
+    pub fn new(tr: &Tr, m: &Machine, links: bool) -> Self {
         let connection = match &m.connection {
+            _ if !links => tr.word("connection", m.connection.kind().as_str()),
             Connection::SerialMarlin { port, baud } | Connection::SerialGrbl { port, baud } => {
                 format!(
                     "{} ({port}, {baud} bauds)",
@@ -122,7 +182,11 @@ impl MachineView {
             state: m.state.as_str().to_string(),
             state_label: tr.word("state", m.state.as_str()),
             state_symbol: state_symbol(m.state),
-            reason: m.state_reason.clone(),
+            reason: if links {
+                m.state_reason.clone()
+            } else {
+                without_links(&m.state_reason, &m.connection)
+            },
             profile,
         }
     }
@@ -140,7 +204,7 @@ pub async fn home(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response
     let machines = state.lab.machines().await?;
     let machines = machines
         .iter()
-        .map(|m| MachineView::new(&ctx.tr, m))
+        .map(|m| MachineView::new(&ctx.tr, m, sees_links(&ctx)))
         .collect();
     let p = Page::new(&ctx, "home.title", "home", "/");
     Ok(render(&HomePage { p, machines })?.into_response())
@@ -171,7 +235,7 @@ async fn machine_page(
     let states = options(&ctx.tr, "state", &settable);
     Ok(render(&MachinePage {
         p,
-        m: MachineView::new(&ctx.tr, &machine),
+        m: MachineView::new(&ctx.tr, &machine, sees_links(&ctx)),
         states,
     })?
     .into_response())
@@ -214,7 +278,7 @@ async fn admin_list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Respon
     let machines = state.lab.machines().await?;
     let machines = machines
         .iter()
-        .map(|m| MachineView::new(&ctx.tr, m))
+        .map(|m| MachineView::new(&ctx.tr, m, sees_links(&ctx)))
         .collect();
     let p = Page::new(
         &ctx,

@@ -1,6 +1,7 @@
 //! Managers create, edit and disable members, including PIN accounts for people without
 //! e-mail.
 
+use super::account::{KeyRow, date};
 use super::{Page, message, options, render, render_with_status};
 use crate::app::AppState;
 use crate::ctx::Ctx;
@@ -9,7 +10,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Form, Router};
 use fabrique_controller::domain::account::{parse_email, parse_text};
 use fabrique_controller::domain::{
@@ -22,6 +23,73 @@ pub fn router() -> Router<AppState> {
         .route("/members", get(list).post(create))
         .route("/members/new", get(new_form).post(create))
         .route("/members/{id}", get(edit_form).post(update))
+        .route("/members/{id}/api-keys/{key}/delete", post(revoke_key))
+}
+
+/// One line of an account's history.
+pub struct EventRow {
+    pub when: String,
+    pub what: String,
+    pub who: String,
+}
+
+/// The keys and the history of the account `id`, as its edit page shows them.
+async fn keys_and_events(
+    state: &AppState,
+    ctx: &Ctx,
+    actor: &User,
+    id: UserId,
+) -> AppResult<(Vec<KeyRow>, Vec<EventRow>)> {
+    let keys = state
+        .lab
+        .api_keys_of(actor, id)
+        .await?
+        .into_iter()
+        .map(|k| KeyRow {
+            id: k.id,
+            label: k.label,
+            prefix: k.prefix,
+            last_used: k
+                .last_used_at
+                .map_or_else(|| ctx.tr.t("account.key_never").to_string(), date),
+        })
+        .collect();
+    let events = state
+        .lab
+        .account_events(actor, id)
+        .await?
+        .into_iter()
+        .map(|e| {
+            let key = format!("account_event.{}", e.kind.as_str());
+            let count = e
+                .detail
+                .strip_prefix("api_keys_revoked=")
+                .unwrap_or("0")
+                .to_string();
+            EventRow {
+                when: date(e.at),
+                what: ctx.tr.f(&key, &[("count", &count), ("key", &e.detail)]),
+                who: e
+                    .actor_name
+                    .unwrap_or_else(|| ctx.tr.t("member.by_cli").to_string()),
+            }
+        })
+        .collect();
+    Ok((keys, events))
+}
+
+/// A manager revokes one of a member's API keys (recorded in the account's history).
+async fn revoke_key(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((id, key)): Path<(i64, i64)>,
+) -> AppResult<Response> {
+    let actor = ctx.require(Role::Manager)?;
+    state
+        .lab
+        .revoke_api_key(actor, UserId(id), key, now())
+        .await?;
+    Ok(Redirect::to(&format!("/members/{id}")).into_response())
 }
 
 pub struct MemberRow {
@@ -149,6 +217,10 @@ struct MemberForm {
     is_new: bool,
     f: MemberFields,
     roles: Vec<(String, String)>,
+    /// The account's API keys and history (empty on the new-member form).
+    keys: Vec<KeyRow>,
+    events: Vec<EventRow>,
+    user_id: i64,
 }
 
 fn member_form(
@@ -177,6 +249,9 @@ fn member_form(
         f,
         roles: options(&ctx.tr, "role", &roles),
         p,
+        keys: Vec::new(),
+        events: Vec::new(),
+        user_id: 0,
     }
 }
 
@@ -252,7 +327,7 @@ async fn edit_form(
     if !actor.role.can_manage(user.role) && actor.id != user.id {
         return Err(AppError::forbidden());
     }
-    let form = member_form(
+    let mut form = member_form(
         &ctx,
         actor,
         false,
@@ -260,6 +335,8 @@ async fn edit_form(
         MemberFields::from_user(&user),
         None,
     );
+    (form.keys, form.events) = keys_and_events(&state, &ctx, actor, user.id).await?;
+    form.user_id = id;
     Ok(render(&form)?.into_response())
 }
 

@@ -1,7 +1,7 @@
 //! Server-rendered pages. Every form works without JavaScript; every string comes from the
 //! catalogue; a refused form is shown again with what was typed and the reason.
 
-mod account;
+pub(crate) mod account;
 mod board;
 mod calendar;
 mod campaigns;
@@ -24,7 +24,7 @@ use fabrique_controller::domain::{Lang, Role, Secret, User};
 use fabrique_controller::lab::now;
 use std::net::SocketAddr;
 
-pub use machines::{MachineFields, MachineView};
+pub use machines::{MachineFields, MachineView, links_to_hide, without_any_links, without_links};
 
 pub fn router(max_upload: usize) -> Router<AppState> {
     Router::new()
@@ -214,7 +214,9 @@ async fn login(
                 username: form.username,
                 next: form.next,
             };
-            render_with_status(error.status, &page)
+            let mut response = render_with_status(error.status, &page);
+            error.add_headers(&mut response);
+            response
         }
     }
 }
@@ -280,22 +282,8 @@ pub fn message(tr: &Tr, error: &AppError) -> String {
     text
 }
 
-/// The address people reach Fabrique at: the configured public URL, or the request's host.
-pub fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
-    if let Some(url) = &state.config.public_url {
-        return url.clone();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = if headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes() == b"https")
-    {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{host}")
+/// The address people reach Fabrique at, for links sent elsewhere: `public_url`, never the
+/// request's `Host` header ([`crate::config::Config::public_base`]).
+pub fn base_url(state: &AppState) -> String {
+    state.config.public_base()
 }

@@ -58,6 +58,10 @@ async fn spawn_node(dir: tempfile::TempDir, database_url: String, mut layer: Lay
     let lab = Lab::new(store).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    // The settings say where the server listens, as `fabrique serve` would.
+    if layer.listen.is_none() {
+        layer.listen = Some(listener.local_addr().unwrap().to_string());
+    }
     let config = Config::build(&[("test", layer)]).unwrap();
     let state = fabrique_web::state(lab, config).await.unwrap();
     let lab = state.lab.clone();
