@@ -68,7 +68,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
           campaigns::create_pledge, campaigns::my_batches, campaigns::declare_batch, campaigns::drop_batch),
     components(schemas(ErrorBody, ErrorDetail, LoginBody, MemberDto, NewMemberBody, MemberPatchBody, ApiKeyBody,
                        ApiKeyCreated, ApiKeyDto, AccountEventDto, RoleWord, LangWord, CredentialWord,
-                       MachineKindWord, ConnectionWord, SettableStateWord, campaigns::PlaceWord, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
+                       MachineKindWord, ConnectionWord, JunctionRuleWord, SettableStateWord, campaigns::PlaceWord, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
                        calendar::BookingDto, calendar::BookingBody, calendar::BlockBody, calendar::TrainingDto,
                        calendar::TrainingBody, calendar::SessionDto, calendar::SessionBody, calendar::EnrolBody,
                        calendar::EnrolmentDto, calendar::AttendanceBody, calendar::BadgeDto, calendar::AwardBody,
@@ -250,6 +250,15 @@ pub enum MachineKindWord {
     CncMill,
     VinylCutter,
     Other,
+}
+
+/// Which of `M205 X/Y` and `M205 J` a Marlin firmware takes.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum JunctionRuleWord {
+    ClassicJerk,
+    JunctionDeviation,
 }
 
 /// How Fabrique reaches a machine.
@@ -710,7 +719,7 @@ pub struct ProfileDto {
     /// Which of `M205 X/Y` and `M205 J` a Marlin firmware takes: `classic_jerk`,
     /// `junction_deviation`, or null when not known.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<JunctionRuleWord>)]
     pub junction_rule: Option<JunctionRule>,
     /// The printer runs in silent (stealth) mode: the slicer's silent-mode limits apply.
     #[serde(default)]
