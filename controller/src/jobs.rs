@@ -183,14 +183,11 @@ impl Lab {
                 .ok()
                 .flatten()
                 .is_some();
-        let _permit =
-            if is_design {
-                Some(self.designs.acquire().await.map_err(|e| {
-                    LabError::Store(StoreError::Corrupt(format!("design bound: {e}")))
-                })?)
-            } else {
-                None
-            };
+        let _permit = if is_design {
+            Some(self.design_slot().await?)
+        } else {
+            None
+        };
         let read = tokio::task::spawn_blocking(move || {
             let read = job_files::read(&dir.join(&stored), &name, target.as_ref());
             if let Ok(file) = &read {
@@ -477,6 +474,14 @@ impl Lab {
         Ok(swept)
     }
 
+    /// One of the few slots for reading an embroidery design whole, waited for.
+    async fn design_slot(&self) -> LabResult<tokio::sync::SemaphorePermit<'_>> {
+        self.designs
+            .acquire()
+            .await
+            .map_err(|e| LabError::Store(StoreError::Corrupt(format!("design bound: {e}"))))
+    }
+
     /// The file to send for "download as DST" of an embroidery job `actor` may see: the
     /// design itself when it is a DST, else its DST copy, written at the first download and
     /// kept (within the bound on designs read at once). `None` when the job's file is not a
@@ -491,11 +496,7 @@ impl Lab {
         if job.file_deleted {
             return Ok(None);
         }
-        let _permit = self
-            .designs
-            .acquire()
-            .await
-            .map_err(|e| LabError::Store(StoreError::Corrupt(format!("design bound: {e}"))))?;
+        let _permit = self.design_slot().await?;
         let dir = jobs_dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
             job_files::dst_file(&dir, &job.stored_name, &job.file_name)

@@ -172,36 +172,9 @@ impl Lab {
             (user_key.as_str(), MAX_FAILURES_PER_USER),
             (addr_key.as_str(), MAX_FAILURES_PER_IP),
         ];
-        let release = [user_key.as_str(), addr_key.as_str()];
-        if let Err(retry_after_s) = self
-            .store
-            .reserve_login_attempt(&keys, now, THROTTLE_WINDOW_S)
-            .await?
-        {
-            return Err(LabError::Throttled { retry_after_s });
-        }
-        let found = match Username::parse(&name) {
-            Ok(name) => self.store.user_for_login(&name).await,
-            Err(_) => Ok(None),
-        };
-        let found = match found {
-            Ok(found) => found,
-            Err(e) => {
-                self.store.release_login_attempt(&release).await?;
-                return Err(e.into());
-            }
-        };
-        let (user, hash) = match found {
-            Some((user, hash)) => (Some(user), hash),
-            None => (None, self.dummy_hash.clone()),
-        };
-        let Ok(verified) = self.checks.verify(secret.expose(), &hash).await else {
-            self.store.release_login_attempt(&release).await?;
-            return Err(LabError::Busy { retry_after_s: 1 });
-        };
-        let user = match user {
+        let user = match self.try_secret(&keys, &name, secret, now).await? {
             // The failure stays counted.
-            Some(user) if verified => user,
+            (Some(user), true) => user,
             _ => return Err(LabError::BadCredentials),
         };
         // The right secret: the address gets its attempt back, the username starts afresh.
@@ -224,6 +197,48 @@ impl Lab {
             user,
             expires_at,
         })
+    }
+
+    /// Counts one try against each of `keys` before argon2 runs (parallel guesses cannot all
+    /// be checked against one count), then checks `secret` against the account `name`'s hash
+    /// (a dummy hash when there is no such account, so that both take as long) through the
+    /// bound on checks. The try is given back when nothing could be checked. Returns the
+    /// account, if any, and whether the secret was its own.
+    async fn try_secret(
+        &self,
+        keys: &[(&str, i64)],
+        name: &str,
+        secret: &Secret,
+        now: i64,
+    ) -> LabResult<(Option<User>, bool)> {
+        if let Err(retry_after_s) = self
+            .store
+            .reserve_login_attempt(keys, now, THROTTLE_WINDOW_S)
+            .await?
+        {
+            return Err(LabError::Throttled { retry_after_s });
+        }
+        let release: Vec<&str> = keys.iter().map(|(key, _)| *key).collect();
+        let found = match Username::parse(name) {
+            Ok(name) => self.store.user_for_login(&name).await,
+            Err(_) => Ok(None),
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                self.store.release_login_attempt(&release).await?;
+                return Err(e.into());
+            }
+        };
+        let (user, hash) = match found {
+            Some((user, hash)) => (Some(user), hash),
+            None => (None, self.dummy_hash.clone()),
+        };
+        let Ok(verified) = self.checks.verify(secret.expose(), &hash).await else {
+            self.store.release_login_attempt(&release).await?;
+            return Err(LabError::Busy { retry_after_s: 1 });
+        };
+        Ok((user, verified))
     }
 
     pub async fn user_by_session(&self, token: &str, now: i64) -> LabResult<Option<User>> {
@@ -308,13 +323,14 @@ impl Lab {
         if is_self && patch.credential.is_some() {
             return Err(LabError::CurrentSecretRequired);
         }
-        self.apply_update(actor, id, patch, now).await
+        self.apply_update(Some(actor.id), id, patch, now).await
     }
 
-    /// Stores a change whose permissions were checked; hashes a new credential.
+    /// Stores a change whose permissions were checked; hashes a new credential, recorded as
+    /// set by `by` (`None`: the command line or the demo).
     async fn apply_update(
         &self,
-        actor: &User,
+        by: Option<UserId>,
         id: UserId,
         patch: UserPatch,
         now: i64,
@@ -333,7 +349,7 @@ impl Lab {
             lang: patch.lang,
             disabled: patch.disabled,
             credential,
-            credential_by: Some(actor.id),
+            credential_by: by,
         };
         Ok(self.store.update_user(id, &update, now).await?)
     }
@@ -360,35 +376,14 @@ impl Lab {
             return Err(LabError::CurrentSecretRequired);
         }
         let user_key = throttle_user_key(actor.username.as_str());
-        if let Err(retry_after_s) = self
-            .store
-            .reserve_login_attempt(
-                &[(user_key.as_str(), MAX_FAILURES_PER_USER)],
-                now,
-                THROTTLE_WINDOW_S,
-            )
+        let keys = [(user_key.as_str(), MAX_FAILURES_PER_USER)];
+        match self
+            .try_secret(&keys, actor.username.as_str(), current, now)
             .await?
         {
-            return Err(LabError::Throttled { retry_after_s });
-        }
-        let hash = match self.store.user_for_login(&actor.username).await {
-            Ok(found) => found.map(|(_, hash)| hash),
-            Err(e) => {
-                self.store
-                    .release_login_attempt(&[user_key.as_str()])
-                    .await?;
-                return Err(e.into());
-            }
-        }
-        .ok_or(LabError::NotFound)?;
-        let Ok(verified) = self.checks.verify(current.expose(), &hash).await else {
-            self.store
-                .release_login_attempt(&[user_key.as_str()])
-                .await?;
-            return Err(LabError::Busy { retry_after_s: 1 });
-        };
-        if !verified {
-            return Err(LabError::CurrentSecretWrong);
+            (None, _) => return Err(LabError::NotFound),
+            (Some(_), false) => return Err(LabError::CurrentSecretWrong),
+            (Some(_), true) => {}
         }
         self.store
             .clear_login_throttle(&user_key, now - THROTTLE_WINDOW_S)
@@ -397,7 +392,8 @@ impl Lab {
             credential: Some((kind, new)),
             ..patch
         };
-        self.apply_update(actor, actor.id, patch, now).await
+        self.apply_update(Some(actor.id), actor.id, patch, now)
+            .await
     }
 
     /// Sets an account's password or PIN without an actor: the command line and the demo.
@@ -411,17 +407,11 @@ impl Lab {
         patch: UserPatch,
         now: i64,
     ) -> LabResult<User> {
-        secret.validate(kind)?;
-        let update = UserUpdate {
-            display_name: patch.display_name,
-            email: patch.email,
-            role: patch.role,
-            lang: patch.lang,
-            disabled: patch.disabled,
-            credential: Some((kind, self.checks.hash(secret.expose()).await?)),
-            credential_by: None,
+        let patch = UserPatch {
+            credential: Some((kind, secret)),
+            ..patch
         };
-        Ok(self.store.update_user(id, &update, now).await?)
+        self.apply_update(None, id, patch, now).await
     }
 
     pub async fn set_lang(&self, actor: &User, lang: Lang, now: i64) -> LabResult<User> {

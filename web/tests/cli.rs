@@ -1,25 +1,21 @@
 //! The `fabrique` command: migrate, user add, user api-key, and settings errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::process::command;
 use fabrique_controller::testing::fresh_database_url;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 /// Runs `fabrique` on a fresh database (SQLite in `dir`, or PostgreSQL in CI).
 fn fabrique(dir: &std::path::Path, database_url: &str, args: &[&str], stdin: &str) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fabrique"));
-    command
-        .args(["--data-dir", dir.to_str().unwrap()])
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FABRIQUE_DATABASE_URL")
+    let mut child = command(dir, database_url, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if database_url.starts_with("postgres") {
-        command.env("FABRIQUE_DATABASE_URL", database_url);
-    }
-    let mut child = command.spawn().unwrap();
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child
         .stdin
         .take()
@@ -413,10 +409,7 @@ fn analyze_into_a_pipe_closed_early_ends_quietly() {
         env!("CARGO_MANIFEST_DIR"),
         "/../machines/tests/data/mk3_visor.gcode"
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fabrique"))
-        .args(["--data-dir", dir.path().to_str().unwrap(), "analyze", visor])
-        .current_dir(dir.path())
-        .env_remove("FABRIQUE_DATABASE_URL")
+    let mut child = command(dir.path(), "", &["analyze", visor])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -3,23 +3,19 @@
 //! that were recorded keep their files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::process::{Server, command};
 use fabrique_controller::testing::fresh_database_url;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `fabrique ARGS`, logging only warnings.
 fn fabrique(dir: &Path, url: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fabrique"));
-    command
-        .args(["--data-dir", dir.to_str().unwrap()])
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FABRIQUE_DATABASE_URL")
-        .env("FABRIQUE_LOG", "warn");
-    if url.starts_with("postgres") {
-        command.env("FABRIQUE_DATABASE_URL", url);
-    }
+    let mut command = command(dir, url, args);
+    command.env("FABRIQUE_LOG", "warn");
     command
 }
 
@@ -43,23 +39,6 @@ fn run(dir: &Path, url: &str, args: &[&str], stdin: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// A running `fabrique serve`, killed (SIGKILL) and reaped when dropped, even by a failing
-/// assertion.
-struct Server(Child);
-
-impl Server {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A server on a free port, answering `/healthz`.

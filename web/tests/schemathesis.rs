@@ -3,37 +3,23 @@
 //! status the document does not list for an operation, fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::process::{Server, command};
 use fabrique_controller::testing::fresh_database_url;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long schemathesis may generate requests, and the most it may take in all.
 const BUDGET_S: u64 = 90;
 const HARD_LIMIT: Duration = Duration::from_secs(300);
 
+/// `fabrique ARGS`, logging only warnings.
 fn fabrique(dir: &Path, url: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fabrique"));
+    let mut command = command(dir, url, args);
+    command.env("FABRIQUE_LOG", "warn");
     command
-        .args(["--data-dir", dir.to_str().unwrap()])
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FABRIQUE_DATABASE_URL")
-        .env("FABRIQUE_LOG", "warn");
-    if url.starts_with("postgres") {
-        command.env("FABRIQUE_DATABASE_URL", url);
-    }
-    command
-}
-
-/// The server, killed and reaped however the test ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,41 +48,16 @@ pub struct ApiKeyInfo {
     pub last_used_at: Option<i64>,
 }
 
-/// What can happen to an account that its owner and the managers may look back on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountEventKind {
-    /// The owner changed their own password or PIN.
-    SecretChanged,
-    /// Someone else (a manager) set a new password or PIN; the API keys were revoked.
-    SecretReset,
-    ApiKeyCreated,
-    ApiKeyRevoked,
-}
-
-impl AccountEventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SecretChanged => "secret_changed",
-            Self::SecretReset => "secret_reset",
-            Self::ApiKeyCreated => "api_key_created",
-            Self::ApiKeyRevoked => "api_key_revoked",
-        }
-    }
-}
-
-impl std::str::FromStr for AccountEventKind {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        [
-            Self::SecretChanged,
-            Self::SecretReset,
-            Self::ApiKeyCreated,
-            Self::ApiKeyRevoked,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or(())
+crate::domain::text_enum! {
+    /// What can happen to an account that its owner and the managers may look back on:
+    /// the owner changed their own password or PIN (`SecretChanged`), someone else (a
+    /// manager) set a new one and the API keys were revoked (`SecretReset`), a key was made
+    /// or revoked.
+    AccountEventKind {
+        SecretChanged = "secret_changed",
+        SecretReset = "secret_reset",
+        ApiKeyCreated = "api_key_created",
+        ApiKeyRevoked = "api_key_revoked",
     }
 }
 

@@ -2,6 +2,8 @@
 //! PostgreSQL database when FABRIQUE_TEST_POSTGRES_URL is set).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod process;
+
 use fabrique_controller::domain::job::{Job, NewJob};
 use fabrique_controller::domain::{
     CredentialKind, Lang, Machine, MachineId, MachineInput, MachineState, NewUser, Role, Secret,
