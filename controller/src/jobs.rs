@@ -252,6 +252,12 @@ impl Lab {
         Ok(self.store().jobs(owner, 200).await?)
     }
 
+    /// The actor's own jobs, whatever their role (a manager's slicer lists the manager's
+    /// files, not the lab's), newest first.
+    pub async fn own_jobs(&self, actor: &User) -> LabResult<Vec<Job>> {
+        Ok(self.store().jobs(Some(actor.id), 200).await?)
+    }
+
     /// Why a job waiting in the queue (or for approval) may not run on any machine yet, in
     /// the rule's words; `None` when some machine of the lab may run it.
     pub async fn job_waiting(&self, job: &Job, now: i64) -> LabResult<Option<Waiting>> {

@@ -1,7 +1,8 @@
-//! Requests per second of the two calls a slicer makes, `GET /api/version` and
-//! `POST /api/files/local`, on Fabrique and on a real OctoPrint (`pip install octoprint`)
-//! started on the same machine, with the same requests from the same client: 8 connections
-//! for 5 s per call. Prints figures; asserts nothing on time.
+//! Requests per second of the calls a slicer makes, `GET /api/version`,
+//! `POST /api/files/local` and the monitor's `GET /api/job` (asked after the uploads, so the
+//! maker has jobs to look through), on Fabrique and on a real OctoPrint (`pip install
+//! octoprint`) started on the same machine, with the same requests from the same client: 8
+//! connections for 5 s per call. Prints figures; asserts nothing on time.
 //!
 //! `cargo bench -p fabrique-web --bench slicer_api`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,15 +32,15 @@ fn gcode() -> Vec<u8> {
 }
 
 /// Runs `CONNECTIONS` clients for `RUN` and returns (requests per second, failures).
-async fn load(base: &str, key: &str, upload: Option<&[u8]>) -> (f64, u64) {
+async fn load(base: &str, key: &str, path: &str, upload: Option<&[u8]>) -> (f64, u64) {
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..CONNECTIONS {
         let (ok, failed) = (ok.clone(), failed.clone());
-        let (base, key, upload) = (
-            base.to_string(),
+        let (url, key, upload) = (
+            format!("{base}{path}"),
             key.to_string(),
             upload.map(<[u8]>::to_vec),
         );
@@ -49,7 +50,7 @@ async fn load(base: &str, key: &str, upload: Option<&[u8]>) -> (f64, u64) {
             while started.elapsed() < RUN {
                 n += 1;
                 let request = match &upload {
-                    None => client.get(format!("{base}/api/version")),
+                    None => client.get(&url),
                     Some(bytes) => {
                         let part = reqwest::multipart::Part::bytes(bytes.clone())
                             .file_name(format!("bench-{worker}-{n}.gcode"))
@@ -59,9 +60,7 @@ async fn load(base: &str, key: &str, upload: Option<&[u8]>) -> (f64, u64) {
                             .text("print", "false")
                             .text("path", "")
                             .part("file", part);
-                        client
-                            .post(format!("{base}/api/files/local"))
-                            .multipart(form)
+                        client.post(&url).multipart(form)
                     }
                 };
                 match request.header("X-Api-Key", &key).send().await {
@@ -130,14 +129,15 @@ async fn main() {
         file.len()
     );
     let calls = [
-        ("GET /api/version", None),
-        ("POST /api/files/local", Some(file.as_slice())),
+        ("GET /api/version", "/api/version", None),
+        ("POST /api/files/local", "/api/files/local", Some(file.as_slice())),
+        ("GET /api/job", "/api/job", None),
     ];
     // Fabrique first, OctoPrint not yet started, so that neither pays for the other's
     // background work (OctoPrint's virtual printer and file analysis keep a core busy).
     let mut ours = Vec::new();
-    for (name, upload) in calls {
-        let (rate, failures) = load(&fabrique, &key, upload).await;
+    for (name, path, upload) in calls {
+        let (rate, failures) = load(&fabrique, &key, path, upload).await;
         println!("Fabrique {name}: {rate:.0} r/s");
         ours.push((rate, failures));
     }
@@ -154,8 +154,8 @@ async fn main() {
         "{:<28} {:>12} {:>12} {:>8}",
         "call", "Fabrique", "OctoPrint", "ratio"
     );
-    for ((name, upload), (ours, our_failures)) in calls.into_iter().zip(ours) {
-        let (theirs, their_failures) = load(&octoprint_url, API_KEY, upload).await;
+    for ((name, path, upload), (ours, our_failures)) in calls.into_iter().zip(ours) {
+        let (theirs, their_failures) = load(&octoprint_url, API_KEY, path, upload).await;
         println!(
             "{name:<28} {ours:>8.0} r/s {theirs:>8.0} r/s {:>7.1}x",
             ours / theirs.max(f64::MIN_POSITIVE)

@@ -33,7 +33,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::router(max_upload))
         .nest("/api/v1", api::router(max_upload))
-        .merge(api::octoprint_router(max_upload))
+        .merge(api::octoprint::router(max_upload))
         .route("/healthz", get(healthz))
         .route("/static/app.css", get(stylesheet))
         .route("/static/board.js", get(board_script))
@@ -75,7 +75,7 @@ async fn board_script() -> impl IntoResponse {
 }
 
 fn is_api(path: &str) -> bool {
-    path.starts_with("/api/") || path == "/healthz"
+    path.starts_with("/api/") || path == "/healthz" || api::octoprint::is_octoprint_path(path)
 }
 
 /// Runs around every request:
@@ -265,7 +265,11 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
 
 fn render_error(state: &AppState, tr: &Tr, api: bool, path: &str, error: AppError) -> Response {
     let message = error.text(tr);
-    let mut response = if api {
+    let mut response = if api::octoprint::is_octoprint_path(path) {
+        // OctoPrint's own shape, which its clients show as they get it.
+        let body = serde_json::json!({ "error": message });
+        (error.status, Json(body)).into_response()
+    } else if api {
         let body = serde_json::json!({ "error": { "code": error.code, "message": message } });
         (error.status, Json(body)).into_response()
     } else if error.status == StatusCode::UNAUTHORIZED {
@@ -291,17 +295,21 @@ pub fn attachment(name: &str) -> String {
             }
         })
         .collect();
-    let exact: String = name
-        .bytes()
+    let exact = percent_encoded(name, b"!#$&+-.^_`|~");
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}")
+}
+
+/// `text` as UTF-8 bytes, each `%XX` but ASCII letters, digits and the bytes in `keep`.
+pub fn percent_encoded(text: &str, keep: &[u8]) -> String {
+    text.bytes()
         .map(|b| {
-            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            if b.is_ascii_alphanumeric() || keep.contains(&b) {
                 char::from(b).to_string()
             } else {
                 format!("%{b:02X}")
             }
         })
-        .collect();
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}")
+        .collect()
 }
 
 pub fn urlencode(text: &str) -> String {

@@ -33,6 +33,9 @@ pub struct Config {
     pub daily_backups_kept: u32,
     /// The hour of the day (the lab's time zone) the daily backup is made.
     pub backup_hour: u8,
+    /// Announce the lab and its printers on the network by mDNS, for slicers to find
+    /// (only when listening beyond 127.0.0.1).
+    pub announce: bool,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             backup_dir: None,
             daily_backups_kept: 7,
             backup_hour: 3,
+            announce: true,
         }
     }
 }
@@ -72,6 +76,7 @@ impl fmt::Debug for Config {
             .field("backup_dir", &self.backup_dir)
             .field("daily_backups_kept", &self.daily_backups_kept)
             .field("backup_hour", &self.backup_hour)
+            .field("announce", &self.announce)
             .finish()
     }
 }
@@ -115,6 +120,7 @@ pub struct Layer {
     pub backup_dir: Option<PathBuf>,
     pub daily_backups_kept: Option<u32>,
     pub backup_hour: Option<u8>,
+    pub announce: Option<bool>,
 }
 
 const ENV_NAMES: &[&str] = &[
@@ -130,6 +136,7 @@ const ENV_NAMES: &[&str] = &[
     "BACKUP_DIR",
     "DAILY_BACKUPS_KEPT",
     "BACKUP_HOUR",
+    "ANNOUNCE",
 ];
 
 fn env_number<T: std::str::FromStr>(
@@ -195,6 +202,18 @@ impl Layer {
             backup_dir: vars.get("BACKUP_DIR").map(PathBuf::from),
             daily_backups_kept: env_number(&vars, "DAILY_BACKUPS_KEPT")?,
             backup_hour: env_number(&vars, "BACKUP_HOUR")?,
+            announce: match vars.get("ANNOUNCE").map(|v| v.trim().to_ascii_lowercase()) {
+                None => None,
+                Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Some(true),
+                Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Some(false),
+                Some(v) => {
+                    return Err(ConfigError {
+                        name: String::from("announce"),
+                        source_name: String::from("FABRIQUE_ANNOUNCE"),
+                        reason: format!("`{v}` is not true or false"),
+                    });
+                }
+            },
         })
     }
 }
@@ -304,6 +323,9 @@ impl Config {
                 }
                 config.backup_hour = hour;
             }
+            if let Some(announce) = layer.announce {
+                config.announce = announce;
+            }
             if let Some(log) = &layer.log {
                 tracing_subscriber::EnvFilter::try_new(log)
                     .map_err(|e| err("log", format!("`{log}` is not a log filter: {e}")))?;
@@ -397,6 +419,17 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.max_body_kb, 256);
         assert_eq!(c.lab_name, "Fablab");
+        assert!(c.announce);
+    }
+
+    #[test]
+    fn announcing_on_the_network_is_turned_off_in_the_file_or_the_environment() {
+        let file: Layer = toml::from_str("announce = false").unwrap();
+        assert!(!Config::build(&[("fabrique.toml", file)]).unwrap().announce);
+        let vars = Layer::from_env(env(&[("FABRIQUE_ANNOUNCE", "off")])).unwrap();
+        assert!(!Config::build(&[("env", vars)]).unwrap().announce);
+        let e = Layer::from_env(env(&[("FABRIQUE_ANNOUNCE", "peut-être")])).unwrap_err();
+        assert_eq!(e.name, "announce");
     }
 
     #[test]

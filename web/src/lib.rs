@@ -9,7 +9,9 @@
 //!   OpenAPI document).
 //! - [`i18n`]: the French and English catalogue every visible string comes from.
 //! - [`demo`]: the small lab `fabrique serve --demo` seeds.
+//! - [`announce`]: the lab and its printers announced on the network (mDNS), for slicers.
 
+pub mod announce;
 pub mod api;
 pub mod app;
 pub mod backups;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod i18n;
 pub mod jobs;
 pub mod pages;
+pub mod ufp;
 pub mod upload;
 
 use app::AppState;

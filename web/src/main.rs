@@ -291,6 +291,13 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<ExitCode> {
         fabrique_web::demo::seed_campaign(&lab, &config).await?;
         runtime.wake();
     }
+    let announcing = tokio_util::sync::CancellationToken::new();
+    fabrique_web::announce::start(
+        lab.clone(),
+        &config,
+        address.port(),
+        announcing.clone(),
+    );
     let backups = tokio_util::sync::CancellationToken::new();
     tokio::spawn(fabrique_web::backups::daily(
         lab.clone(),
@@ -302,6 +309,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<ExitCode> {
     };
     fabrique_web::serve(listener, state, shutdown).await?;
     backups.cancel();
+    announcing.cancel();
     // Every running job is cancelled through its driver, which leaves the machine safe.
     runtime.shutdown(std::time::Duration::from_secs(20)).await;
     simulators.cancel();

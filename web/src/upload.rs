@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
 /// File endings Fabrique reads: G-code for printers, lasers and mills; embroidery formats.
-pub const ACCEPTED: &[&str] = &["gcode", "gco", "g", "nc", "ngc", "dst", "pes", "exp", "jef"];
+/// Cura's `.ufp` package arrives as the G-code inside it.
+pub const ACCEPTED: &[&str] = &[
+    "gcode", "gco", "g", "nc", "ngc", "dst", "pes", "exp", "jef", "ufp",
+];
 
 #[derive(Debug)]
 pub struct Received {
@@ -145,14 +148,19 @@ pub async fn receive(
         (Ok(()), Some((file_name, stored_name, path, size_bytes, sha256)))
             if !sha256.is_empty() =>
         {
-            Ok(Received {
+            let received = Received {
                 file_name,
                 stored_name,
                 path,
                 size_bytes,
                 sha256,
                 fields,
-            })
+            };
+            if received.stored_name.ends_with(".ufp") {
+                unpacked(received, dir, max_bytes).await
+            } else {
+                Ok(received)
+            }
         }
         (Ok(()), _) => Err(bad(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -167,4 +175,44 @@ pub async fn receive(
             Err(e)
         }
     }
+}
+
+/// A `.ufp` package received: its G-code becomes the file, the package goes.
+async fn unpacked(received: Received, dir: &Path, max_bytes: u64) -> Result<Received, AppError> {
+    let package = received.path.clone();
+    let stem = received
+        .stored_name
+        .trim_end_matches(".ufp")
+        .to_string();
+    let folder = dir.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || {
+        crate::ufp::unpack(&package, &folder, &stem, max_bytes)
+    })
+    .await
+    .map_err(|e| AppError::internal("ufp", &e))?;
+    let _ = tokio::fs::remove_file(&received.path).await;
+    let unpacked = result.map_err(|e| match e {
+        crate::ufp::UfpError::Broken => {
+            bad(StatusCode::UNPROCESSABLE_ENTITY, "ufp_broken", "upload.ufp_broken")
+        }
+        crate::ufp::UfpError::TooLarge => bad(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            "upload.too_large",
+        )
+        .arg("mb", max_bytes / 1_048_576),
+        crate::ufp::UfpError::Io(e) => AppError::internal("ufp", &e),
+    })?;
+    let stem = received
+        .file_name
+        .rsplit_once('.')
+        .map_or(received.file_name.as_str(), |(stem, _)| stem);
+    Ok(Received {
+        file_name: format!("{stem}.gcode"),
+        path: dir.join(&unpacked.stored_name),
+        stored_name: unpacked.stored_name,
+        size_bytes: i64::try_from(unpacked.size_bytes).unwrap_or(i64::MAX),
+        sha256: unpacked.sha256,
+        fields: received.fields,
+    })
 }

@@ -1,4 +1,4 @@
-//! Jobs in the JSON API, and the subset of OctoPrint's API that slicers call to send a file.
+//! Jobs in the JSON API.
 
 use super::ErrorBody;
 use crate::app::AppState;
@@ -6,7 +6,7 @@ use crate::ctx::Ctx;
 use crate::error::{AppError, AppResult};
 use crate::i18n::Tr;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,16 +30,6 @@ pub fn router(max_upload: usize) -> Router<AppState> {
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/requeue", post(requeue_job))
         .route("/jobs/{id}/start", post(start_job))
-}
-
-/// `GET /api/version` and `POST /api/files/local`, as OctoPrint answers them, so that
-/// PrusaSlicer's, Cura's and OrcaSlicer's "send to OctoPrint" drops a file into the maker's
-/// queue. Authenticated by the maker's personal API key in `X-Api-Key`.
-pub fn octoprint_router(max_upload: usize) -> Router<AppState> {
-    Router::new().route("/api/version", get(version)).route(
-        "/api/files/local",
-        post(files_local).layer(DefaultBodyLimit::max(max_upload)),
-    )
 }
 
 #[derive(Serialize, ToSchema)]
@@ -274,47 +264,4 @@ pub async fn start_job(
         .map_err(AppError::from)?;
     let job = state.lab.job(user, JobId(id)).await?;
     Ok(Json(dto(&state, &ctx, &job).await?))
-}
-
-/// PrusaSlicer checks that `text` starts with "OctoPrint" and that `api` is present.
-async fn version(ctx: Ctx) -> AppResult<Json<serde_json::Value>> {
-    ctx.user()?;
-    Ok(Json(serde_json::json!({
-        "api": "0.1",
-        "server": "1.10.3",
-        "text": format!("OctoPrint 1.10.3 (Fabrique {})", env!("CARGO_PKG_VERSION")),
-    })))
-}
-
-/// OctoPrint's upload: form fields `file`, and optionally `path`, `select`, `print`. The
-/// file joins the maker's queue whatever `print` says: the lab's plan decides when it runs.
-async fn files_local(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    multipart: Multipart,
-) -> AppResult<Response> {
-    let user = ctx.user()?;
-    let received = crate::upload::receive(
-        multipart,
-        &state.config.jobs_dir(),
-        state.config.max_upload_mb * 1_048_576,
-    )
-    .await?;
-    let job = crate::jobs::accept(&state, user, received, None).await?;
-    let base = crate::pages::base_url(&state);
-    let resource = format!("{base}/api/v1/jobs/{}", job.id.0);
-    let body = serde_json::json!({
-        "done": true,
-        "files": { "local": {
-            "name": job.file_name,
-            "path": job.file_name,
-            "origin": "local",
-            "refs": { "resource": resource, "download": format!("{base}/jobs/{}", job.id.0) }
-        }}
-    });
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(value) = resource.parse() {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
 }

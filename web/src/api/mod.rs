@@ -26,8 +26,8 @@ use utoipa::{OpenApi, ToSchema};
 mod calendar;
 mod campaigns;
 mod jobs;
+pub mod octoprint;
 pub use calendar::parse_time;
-pub use jobs::octoprint_router;
 
 pub fn router(max_upload: usize) -> Router<AppState> {
     Router::new()

@@ -216,6 +216,8 @@ struct MachinePage {
     p: Page,
     m: MachineView,
     states: Vec<(String, String)>,
+    /// A printer's OctoPrint address, for a maker's slicer.
+    slicer_address: Option<String>,
 }
 
 async fn machine_page(
@@ -233,10 +235,19 @@ async fn machine_page(
         .filter(|s| s.settable_by_manager())
         .collect();
     let states = options(&ctx.tr, "state", &settable);
+    let slicer_address = (machine.kind == fabrique_controller::domain::MachineKind::FdmPrinter)
+        .then(|| {
+            format!(
+                "{}/octoprint/{}/",
+                super::base_url(&state),
+                crate::api::octoprint::printer_key(&machine)
+            )
+        });
     Ok(render(&MachinePage {
         p,
         m: MachineView::new(&ctx.tr, &machine, sees_links(&ctx)),
         states,
+        slicer_address,
     })?
     .into_response())
 }
