@@ -124,10 +124,11 @@ async fn upload(app: &TestApp, key: &str, path: &str, form: Form) -> Value {
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     if path == "/api/files/local" {
-        let id = body["files"]["local"]["refs"]["resource"]
+        // OctoPrint's name of the file: the job's number, then its name.
+        let id = body["files"]["local"]["name"]
             .as_str()
             .unwrap()
-            .rsplit('/')
+            .split('-')
             .next()
             .unwrap()
             .to_string();

@@ -88,11 +88,16 @@ async fn a_slicer_sends_a_file_the_way_prusaslicer_does() {
     let location = response.headers()["location"].to_str().unwrap().to_string();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["done"], true);
-    assert_eq!(body["files"]["local"]["name"], "mk3_keychain.gcode");
+    assert_eq!(body["files"]["local"]["display"], "mk3_keychain.gcode");
+    let name = body["files"]["local"]["name"].as_str().unwrap();
+    let (id, rest) = name.split_once('-').unwrap();
+    assert_eq!(rest, "mk3_keychain.gcode");
+    // The Location is the file's OctoPrint address, as Cura reads it.
+    assert_eq!(location, app.url(&format!("/api/files/local/{name}")));
 
     // The job is in the maker's queue, analysed.
     let job: Value = client()
-        .get(&location)
+        .get(app.url(&format!("/api/v1/jobs/{id}")))
         .header("x-api-key", &key)
         .send()
         .await

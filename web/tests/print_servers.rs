@@ -100,7 +100,8 @@ async fn send(app: &TestApp, key: &str, bytes: Vec<u8>) -> JobId {
         .json()
         .await
         .unwrap();
-    JobId(job["id"].as_i64().unwrap())
+    // OctoPrint's file entry, with Fabrique's job number.
+    JobId(job["fabrique"]["job"].as_i64().unwrap())
 }
 
 async fn job_reaches(app: &TestApp, job: JobId, state: JobState, limit: Duration) {

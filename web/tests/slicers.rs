@@ -153,7 +153,8 @@ print(json.dumps(out))
     assert_eq!(entry["fabrique"]["state"], "queued");
     assert!(entry["gcodeAnalysis"]["estimatedPrintTime"].as_i64().unwrap() > 60);
     assert!(entry["gcodeAnalysis"]["filament"]["tool0"]["length"].as_f64().unwrap() > 100.0);
-    assert_eq!(out["info"]["name"], entry["name"]);
+    assert_eq!(out["info"]["name"], entry["name"], "{}", out["info"]);
+    assert_eq!(out["info"]["display"], "visière.gcode");
     let download = client()
         .get(entry["refs"]["download"].as_str().unwrap())
         .header("x-api-key", &lab.key)
@@ -162,16 +163,13 @@ print(json.dumps(out))
         .unwrap();
     assert_eq!(download.status(), 200);
     assert_eq!(download.bytes().await.unwrap().as_ref(), GCODE);
-    let resource: Value = client()
-        .get(entry["refs"]["resource"].as_str().unwrap())
-        .header("x-api-key", &lab.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(resource["name"], entry["name"]);
+    // The resource is the file's own address (the file is deleted below, at the end of the
+    // Python program, so it is read there: `info`).
+    assert_eq!(
+        entry["refs"]["resource"],
+        lab.app
+            .url(&format!("/api/files/local/{id}-visi%C3%A8re.gcode"))
+    );
 
     // The job: the maker's, waiting, with no progress; not "Printing".
     assert_eq!(out["job"]["job"]["file"]["display"], "visière.gcode");

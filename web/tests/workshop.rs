@@ -136,8 +136,20 @@ async fn a_file_from_a_slicer_is_planned_streamed_and_done() {
         Duration::from_secs(120),
     )
     .await;
-    let job: Value = client()
+    // The Location is OctoPrint's file entry; the job itself is in Fabrique's API.
+    let file: Value = client()
         .get(&location)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(file["fabrique"]["state"], "done", "{file}");
+    assert_eq!(file["prints"]["last"]["success"], true, "{file}");
+    let job: Value = client()
+        .get(app.url(&format!("/api/v1/jobs/{}", file["fabrique"]["job"])))
         .header("x-api-key", &key)
         .send()
         .await
