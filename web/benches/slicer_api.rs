@@ -130,7 +130,11 @@ async fn main() {
     );
     let calls = [
         ("GET /api/version", "/api/version", None),
-        ("POST /api/files/local", "/api/files/local", Some(file.as_slice())),
+        (
+            "POST /api/files/local",
+            "/api/files/local",
+            Some(file.as_slice()),
+        ),
         ("GET /api/job", "/api/job", None),
     ];
     // Fabrique first, OctoPrint not yet started, so that neither pays for the other's

@@ -36,7 +36,10 @@ fn services(lab_name: &str, machines: &[Machine]) -> Vec<Service> {
         path: "/".into(),
         model: lab_name.into(),
     }];
-    for m in machines.iter().filter(|m| m.kind == MachineKind::FdmPrinter) {
+    for m in machines
+        .iter()
+        .filter(|m| m.kind == MachineKind::FdmPrinter)
+    {
         all.push(Service {
             name: instance_name(&format!("{} ({lab_name})", m.name)),
             path: format!("/octoprint/{}/", octoprint::printer_key(m)),
@@ -181,7 +184,10 @@ mod tests {
 
     #[test]
     fn a_host_label_is_letters_digits_and_dashes() {
-        assert_eq!(host_label("Fablab du Centre social"), "fablab-du-centre-social");
+        assert_eq!(
+            host_label("Fablab du Centre social"),
+            "fablab-du-centre-social"
+        );
         assert_eq!(host_label("  "), "lab");
     }
 }

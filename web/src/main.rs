@@ -292,12 +292,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<ExitCode> {
         runtime.wake();
     }
     let announcing = tokio_util::sync::CancellationToken::new();
-    fabrique_web::announce::start(
-        lab.clone(),
-        &config,
-        address.port(),
-        announcing.clone(),
-    );
+    fabrique_web::announce::start(lab.clone(), &config, address.port(), announcing.clone());
     let backups = tokio_util::sync::CancellationToken::new();
     tokio::spawn(fabrique_web::backups::daily(
         lab.clone(),

@@ -50,8 +50,7 @@ pub fn unpack(path: &Path, dir: &Path, stem: &str, max_bytes: u64) -> Result<Unp
         Ok((size_bytes, sha256, thumbnail)) => {
             std::fs::rename(&partial, dir.join(&stored_name))?;
             if let Some(png) = thumbnail
-                && let Err(e) =
-                    std::fs::write(job_files::thumbnail_path(dir, &stored_name), png)
+                && let Err(e) = std::fs::write(job_files::thumbnail_path(dir, &stored_name), png)
             {
                 tracing::warn!(error = %e, "could not keep a package's picture");
             }
@@ -74,8 +73,8 @@ fn write_gcode(
     max_bytes: u64,
 ) -> Result<(u64, String, Option<Vec<u8>>), UfpError> {
     let file = std::fs::File::open(path)?;
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|_| UfpError::Broken)?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|_| UfpError::Broken)?;
     let names: Vec<String> = archive
         .file_names()
         .map(|name| name.map(|n| n.into_owned()))

@@ -180,10 +180,7 @@ pub async fn receive(
 /// A `.ufp` package received: its G-code becomes the file, the package goes.
 async fn unpacked(received: Received, dir: &Path, max_bytes: u64) -> Result<Received, AppError> {
     let package = received.path.clone();
-    let stem = received
-        .stored_name
-        .trim_end_matches(".ufp")
-        .to_string();
+    let stem = received.stored_name.trim_end_matches(".ufp").to_string();
     let folder = dir.to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
         crate::ufp::unpack(&package, &folder, &stem, max_bytes)
@@ -192,9 +189,11 @@ async fn unpacked(received: Received, dir: &Path, max_bytes: u64) -> Result<Rece
     .map_err(|e| AppError::internal("ufp", &e))?;
     let _ = tokio::fs::remove_file(&received.path).await;
     let unpacked = result.map_err(|e| match e {
-        crate::ufp::UfpError::Broken => {
-            bad(StatusCode::UNPROCESSABLE_ENTITY, "ufp_broken", "upload.ufp_broken")
-        }
+        crate::ufp::UfpError::Broken => bad(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ufp_broken",
+            "upload.ufp_broken",
+        ),
         crate::ufp::UfpError::TooLarge => bad(
             StatusCode::PAYLOAD_TOO_LARGE,
             "file_too_large",

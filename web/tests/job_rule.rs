@@ -49,32 +49,11 @@ async fn lab() -> Lab {
         .await
         .unwrap();
     let stop = CancellationToken::new();
-    let printer = VirtualPrinter::new(SimConfig {
+    let config = SimConfig {
         time_scale: 0.0,
         ..SimConfig::default()
-    });
-    let link = app.dir.path().join("prusa");
-    let (served, at, cancel) = (printer.clone(), link.clone(), stop.clone());
-    tokio::spawn(async move { served.run_at_path(&at, cancel).await });
-    while !link.exists() {
-        tokio::task::yield_now().await;
-    }
-    let profile =
-        MachineProfile::parse(["250", "210", "210"], "300", "120", "", "", "PLA").unwrap();
-    let input = MachineInput::new(
-        "Prusa MK3S",
-        MachineKind::FdmPrinter,
-        Connection::SerialMarlin {
-            port: link.display().to_string(),
-            baud: 115_200,
-        },
-        profile,
-        "Atelier",
-        "",
-    )
-    .unwrap();
-    let prusa = app.add_idle_machine(&manager, &input).await;
-    app.runtime.refresh(prusa.id).await;
+    };
+    let (prusa, printer) = app.add_virtual_marlin(&manager, config, &stop).await;
     Lab {
         app,
         manager,

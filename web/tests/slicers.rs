@@ -19,8 +19,8 @@ use fabrique_controller::testing::fresh_database_url;
 use fabrique_controller::{Lab, Store};
 use serde_json::{Value, json};
 use std::process::Stdio;
-use tokio::process::Command;
 use std::time::{Duration, Instant};
+use tokio::process::Command;
 
 const GCODE: &[u8] = include_bytes!("data/mk3_keychain.gcode");
 
@@ -45,11 +45,7 @@ async fn slicers() -> Slicers {
     let app = spawn_app().await;
     let manager = app.add_user("nadia", Role::Manager).await;
     let maker = app.add_user("amina", Role::Member).await;
-    let key = app
-        .lab
-        .create_api_key(&maker, "Cura", now())
-        .await
-        .unwrap();
+    let key = app.lab.create_api_key(&maker, "Cura", now()).await.unwrap();
     let prusa = app
         .add_idle_machine(&manager, &input("Prusa MK3S", MachineKind::FdmPrinter))
         .await;
@@ -151,8 +147,18 @@ print(json.dumps(out))
     assert_eq!(entry["type"], "machinecode");
     assert_eq!(entry["size"], GCODE.len());
     assert_eq!(entry["fabrique"]["state"], "queued");
-    assert!(entry["gcodeAnalysis"]["estimatedPrintTime"].as_i64().unwrap() > 60);
-    assert!(entry["gcodeAnalysis"]["filament"]["tool0"]["length"].as_f64().unwrap() > 100.0);
+    assert!(
+        entry["gcodeAnalysis"]["estimatedPrintTime"]
+            .as_i64()
+            .unwrap()
+            > 60
+    );
+    assert!(
+        entry["gcodeAnalysis"]["filament"]["tool0"]["length"]
+            .as_f64()
+            .unwrap()
+            > 100.0
+    );
     assert_eq!(out["info"]["name"], entry["name"], "{}", out["info"]);
     assert_eq!(out["info"]["display"], "visière.gcode");
     let download = client()
@@ -185,14 +191,20 @@ print(json.dumps(out))
     let profiles = out["profiles"]["profiles"].as_object().unwrap();
     assert!(profiles.contains_key(&format!("{}-prusa-mk3s", lab.prusa.id.0)));
     assert!(profiles.contains_key(&format!("{}-ender-3-pro", lab.ender.id.0)));
-    assert!(!profiles.keys().any(|k| k.contains("laser")), "{profiles:?}");
+    assert!(
+        !profiles.keys().any(|k| k.contains("laser")),
+        "{profiles:?}"
+    );
     assert_eq!(profiles["_default"]["current"], true);
 
     // What a member may not do on a shared printer: 403, in OctoPrint's shape, in words.
     for attempt in ["gcode", "cancel", "connect"] {
         let said = out[attempt].as_str().unwrap();
         assert!(said.contains("(403)"), "{attempt}: {said}");
-        assert!(said.contains("\"error\": \"") || said.contains("\"error\":\""), "{said}");
+        assert!(
+            said.contains("\"error\": \"") || said.contains("\"error\":\""),
+            "{said}"
+        );
         assert!(said.contains("atelier"), "{attempt}: {said}");
     }
 
@@ -280,11 +292,11 @@ async fn octoprint_client_sends_to_one_printer_at_its_own_address() {
 
 /// A PNG of 1×1 pixel.
 const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
-    0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
-    0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8,
-    0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00,
-    0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
 /// A package laid out as Cura's UFPWriter (libCharon's OPC writer) lays it out, written by
@@ -454,7 +466,10 @@ async fn curas_octoprint_plugin_connects_monitors_and_sends_a_package() {
             .unwrap();
         assert_eq!(response.status(), 403, "{target}");
         let said: Value = response.json().await.unwrap();
-        assert!(said["error"].as_str().unwrap().contains("atelier"), "{said}");
+        assert!(
+            said["error"].as_str().unwrap().contains("atelier"),
+            "{said}"
+        );
     }
 }
 
@@ -510,7 +525,12 @@ print("null")
 }
 
 /// The real `fabrique serve` on every interface, for the network to see it.
-async fn serve_on_the_network(dir: &std::path::Path, url: &str, lab_name: &str, env: &[(&str, &str)]) -> (Server, u16) {
+async fn serve_on_the_network(
+    dir: &std::path::Path,
+    url: &str,
+    lab_name: &str,
+    env: &[(&str, &str)],
+) -> (Server, u16) {
     let port = std::net::TcpListener::bind("0.0.0.0:0")
         .unwrap()
         .local_addr()
@@ -559,7 +579,11 @@ async fn lab_with_a_printer(dir: &std::path::Path, lab_name: &str) -> (String, M
     .unwrap();
     let manager = lab.create_user_unchecked(&new, now()).await.unwrap();
     let printer = lab
-        .create_machine(&manager, &input("Prusa MK4", MachineKind::FdmPrinter), now())
+        .create_machine(
+            &manager,
+            &input("Prusa MK4", MachineKind::FdmPrinter),
+            now(),
+        )
         .await
         .unwrap();
     lab.store().close().await;
@@ -569,7 +593,10 @@ async fn lab_with_a_printer(dir: &std::path::Path, lab_name: &str) -> (String, M
 #[tokio::test]
 async fn zeroconf_finds_the_lab_and_each_printer_unless_told_not_to() {
     let unique = std::process::id();
-    let (shown, hidden) = (format!("Fablab Nord {unique}"), format!("Fablab Sud {unique}"));
+    let (shown, hidden) = (
+        format!("Fablab Nord {unique}"),
+        format!("Fablab Sud {unique}"),
+    );
     let (dir_shown, dir_hidden) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (url, printer) = lab_with_a_printer(dir_shown.path(), &shown).await;
     let (_server, port) = serve_on_the_network(dir_shown.path(), &url, &shown, &[]).await;
@@ -629,7 +656,12 @@ print(json.dumps(found))
     assert_eq!(lab_entry["port"], port);
     assert_eq!(lab_entry["txt"]["path"], "/");
     assert_eq!(lab_entry["txt"]["api"], "0.1");
-    assert!(lab_entry["txt"]["version"].as_str().unwrap().starts_with('1'));
+    assert!(
+        lab_entry["txt"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with('1')
+    );
     assert!(!lab_entry["addresses"].as_array().unwrap().is_empty());
     let printer_entry = octoprint
         .iter()
@@ -650,8 +682,131 @@ print(json.dumps(found))
     ))
     .await
     .unwrap();
-    assert_eq!(version.status(), 401, "an address that answers, asking for a key");
+    assert_eq!(
+        version.status(),
+        401,
+        "an address that answers, asking for a key"
+    );
 
-    assert!(ours(&hidden, "_octoprint._tcp.local.").is_empty(), "{found:?}");
+    assert!(
+        ours(&hidden, "_octoprint._tcp.local.").is_empty(),
+        "{found:?}"
+    );
     assert!(ours(&hidden, "_http._tcp.local.").is_empty(), "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sees_printing_only_while_the_makers_job_prints_with_the_boards_temperatures() {
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let key = app.lab.create_api_key(&maker, "Cura", now()).await.unwrap();
+    let settings = fabrique_controller::domain::calendar::CalendarSettings {
+        printers_unattended: true,
+        ..Default::default()
+    };
+    app.lab
+        .set_calendar_settings(&manager, &settings)
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    // Twenty times faster than real time: the dwell below lasts about 3 s.
+    let config = fabrique_machines::sim::marlin::SimConfig {
+        time_scale: 0.05,
+        ..Default::default()
+    };
+    let (prusa, _printer) = app.add_virtual_marlin(&manager, config, &stop).await;
+    let api = app.url(&format!("/octoprint/{}/api/", prusa.id.0));
+    let get = async |target: &str| -> Value {
+        client()
+            .get(format!("{api}{target}"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let idle = get("job").await;
+    assert_eq!(idle["state"], "Operational", "{idle}");
+    assert_eq!(idle["job"]["file"]["name"], Value::Null);
+
+    let gcode =
+        b"M104 S205\nM140 S60\nG28\nG1 Z0.2 F3000\nG1 X50 Y50 E2 F1200\nG4 S60\nG1 X60 Y60 E3\n";
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(gcode.to_vec()).file_name("chauffe.gcode"),
+    );
+    let sent = client()
+        .post(format!("{api}files/local"))
+        .header("x-api-key", &key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 201);
+    app.runtime.wake();
+
+    // While it prints: "Printing", the file, the time it has run; the board's heaters with
+    // the targets the file set.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (job, printer) = loop {
+        let job = get("job").await;
+        let printer = get("printer").await;
+        if job["state"] == "Printing" && printer["temperature"]["bed"]["target"] == 60.0 {
+            break (job, printer);
+        }
+        assert!(Instant::now() < deadline, "never printing: {job} {printer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["job"]["file"]["display"], "chauffe.gcode");
+    assert_eq!(job["fabrique"]["state"], "running");
+    assert!(job["progress"]["completion"].as_f64().unwrap() < 100.0);
+    assert!(job["progress"]["printTime"].is_i64(), "{job}");
+    assert_eq!(printer["state"]["flags"]["printing"], true);
+    assert_eq!(
+        printer["temperature"]["tool0"]["target"], 205.0,
+        "{printer}"
+    );
+    assert!(printer["temperature"]["tool0"]["actual"].is_number());
+
+    // Someone else looking at this printer sees it busy, but no job of theirs printing.
+    let other = app.add_user("bilal", Role::Member).await;
+    let other_key = app.lab.create_api_key(&other, "Cura", now()).await.unwrap();
+    let theirs: Value = client()
+        .get(format!("{api}job"))
+        .header("x-api-key", &other_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["state"], "Operational", "{theirs}");
+    assert_eq!(
+        theirs["job"]["file"]["name"],
+        Value::Null,
+        "no one else's file"
+    );
+
+    // Done only when the printer finished it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let job = get("job").await;
+        if job["fabrique"]["state"] == "done" {
+            break job;
+        }
+        assert_ne!(job["fabrique"]["state"], "failed", "{job}");
+        assert!(Instant::now() < deadline, "never done: {job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["state"], "Operational", "{done}");
+    assert_eq!(done["progress"]["completion"], 100.0);
+    let files = get("files").await;
+    assert_eq!(
+        files["files"][0]["prints"]["last"]["success"], true,
+        "{files}"
+    );
+    stop.cancel();
 }

@@ -14,7 +14,7 @@ use fabrique_controller::domain::{
 use fabrique_controller::lab::now;
 use fabrique_controller::runtime::Runtime;
 use fabrique_controller::scheduler::Unplaced;
-use fabrique_machines::sim::marlin::{SimConfig, VirtualPrinter};
+use fabrique_machines::sim::marlin::SimConfig;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use std::time::Duration;
@@ -82,34 +82,11 @@ async fn a_file_from_a_slicer_is_planned_streamed_and_done() {
         .unwrap();
 
     let cancel = CancellationToken::new();
-    let printer = VirtualPrinter::new(SimConfig {
+    let config = SimConfig {
         time_scale: 0.0,
         ..SimConfig::default()
-    });
-    let link = app.dir.path().join("prusa");
-    let served = printer.clone();
-    let (serve_link, serve_cancel) = (link.clone(), cancel.clone());
-    tokio::spawn(async move { served.run_at_path(&serve_link, serve_cancel).await });
-    while !link.exists() {
-        tokio::task::yield_now().await;
-    }
-    let profile =
-        MachineProfile::parse(["250", "210", "210"], "300", "120", "", "", "PLA").unwrap();
-    let connection = Connection::SerialMarlin {
-        port: link.display().to_string(),
-        baud: 115_200,
     };
-    let input = MachineInput::new(
-        "Prusa MK3S",
-        MachineKind::FdmPrinter,
-        connection,
-        profile,
-        "Atelier",
-        "",
-    )
-    .unwrap();
-    let machine = app.add_idle_machine(&manager, &input).await;
-    app.runtime.refresh(machine.id).await;
+    let (machine, printer) = app.add_virtual_marlin(&manager, config, &cancel).await;
 
     // PrusaSlicer's "send to OctoPrint".
     let form = Form::new().text("print", "true").text("path", "").part(

@@ -216,7 +216,9 @@ async fn version(ctx: Ctx, _scope: Scope) -> AppResult<Json<Value>> {
 
 async fn server(ctx: Ctx, _scope: Scope) -> AppResult<Json<Value>> {
     ctx.user()?;
-    Ok(Json(json!({ "version": OCTOPRINT_VERSION, "safemode": null })))
+    Ok(Json(
+        json!({ "version": OCTOPRINT_VERSION, "safemode": null }),
+    ))
 }
 
 /// OctoPrint's groups and permissions of an account: what Fabrique lets it do here.
@@ -360,11 +362,19 @@ fn state_text(state: MachineState) -> &'static str {
 
 /// The serial link is the lab's: the answer says which state it is in, with no port to
 /// choose.
-async fn connection(State(state): State<AppState>, ctx: Ctx, scope: Scope) -> AppResult<Json<Value>> {
+async fn connection(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    scope: Scope,
+) -> AppResult<Json<Value>> {
     ctx.user()?;
     let (text, profile, name) = match &scope.machine {
         Some(m) => (state_text(m.state), printer_key(m), m.name.clone()),
-        None => ("Operational", "_default".into(), state.config.lab_name.clone()),
+        None => (
+            "Operational",
+            "_default".into(),
+            state.config.lab_name.clone(),
+        ),
     };
     Ok(Json(json!({
         "current": { "state": text, "port": null, "baudrate": null, "printerProfile": profile },
@@ -490,7 +500,13 @@ async fn file_command(
     let job = own_job(&state, user, &path_name(&params)).await?;
     let command: FileCommand = serde_json::from_slice(&body)
         .or_else(|_| serde_urlencoded::from_bytes(&body))
-        .map_err(|_| AppError::new(StatusCode::BAD_REQUEST, "bad_request", "octoprint.bad_command"))?;
+        .map_err(|_| {
+            AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "octoprint.bad_command",
+            )
+        })?;
     match command.command.as_str() {
         "select" | "analyse" => {
             if matches!(
@@ -499,10 +515,18 @@ async fn file_command(
             ) {
                 Ok(StatusCode::NO_CONTENT.into_response())
             } else {
-                Err(AppError::new(StatusCode::CONFLICT, "job_started", "octoprint.job_started"))
+                Err(AppError::new(
+                    StatusCode::CONFLICT,
+                    "job_started",
+                    "octoprint.job_started",
+                ))
             }
         }
-        _ => Err(AppError::new(StatusCode::BAD_REQUEST, "bad_request", "octoprint.bad_command")),
+        _ => Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "octoprint.bad_command",
+        )),
     }
 }
 
@@ -520,7 +544,11 @@ async fn delete_file(
         job.state,
         JobState::Submitted | JobState::NeedsApproval | JobState::Queued
     ) {
-        return Err(AppError::new(StatusCode::CONFLICT, "job_started", "octoprint.job_started"));
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "job_started",
+            "octoprint.job_started",
+        ));
     }
     state.lab.cancel_job(user, job.id, now()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -546,7 +574,10 @@ async fn upload(
     let machine = scope.machine.as_ref().map(|m| m.id.0.to_string());
     let job = crate::jobs::accept(&state, user, received, machine.as_deref()).await?;
     let entry = file_entry(&scope.links(&state), &job, None);
-    let location = entry["refs"]["resource"].as_str().unwrap_or_default().to_string();
+    let location = entry["refs"]["resource"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let body = json!({
         "done": true,
         "files": { "local": {
@@ -584,7 +615,11 @@ fn current<'a>(jobs: &'a [Job]) -> Option<&'a Job> {
 }
 
 fn live_of(state: &AppState, machine: i64) -> Option<Live> {
-    state.runtime.live().into_iter().find(|l| l.machine == machine)
+    state
+        .runtime
+        .live()
+        .into_iter()
+        .find(|l| l.machine == machine)
 }
 
 /// The member's current or last job, with its progress and time left. `state` is the
@@ -632,7 +667,9 @@ async fn job(State(state): State<AppState>, ctx: Ctx, scope: Scope) -> AppResult
     let time_left = live.as_ref().and_then(|l| l.remaining_s);
     let waiting = state.lab.job_waiting(job, now()).await?;
     let filament = match &job.analysis {
-        Some(FileSummary::Gcode(s)) => json!({ "tool0": { "length": s.filament_mm, "volume": s.filament_cm3 } }),
+        Some(FileSummary::Gcode(s)) => {
+            json!({ "tool0": { "length": s.filament_mm, "volume": s.filament_cm3 } })
+        }
         _ => Value::Null,
     };
     let mut answer = json!({
@@ -695,12 +732,18 @@ async fn printer(State(state): State<AppState>, ctx: Ctx, scope: Scope) -> AppRe
             .iter()
             .any(|m| is_printer(m) && state_text(m.state) != "Offline");
         let text = if up { "Operational" } else { "Offline" };
-        return Ok(Json(json!({ "temperature": {}, "sd": { "ready": false }, "state": state_json(text) })));
+        return Ok(Json(
+            json!({ "temperature": {}, "sd": { "ready": false }, "state": state_json(text) }),
+        ));
     };
     let text = state_text(machine.state);
     if text == "Offline" {
-        return Err(AppError::new(StatusCode::CONFLICT, "printer_offline", "octoprint.printer_offline")
-            .arg("printer", &machine.name));
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "printer_offline",
+            "octoprint.printer_offline",
+        )
+        .arg("printer", &machine.name));
     }
     let mut temperature = serde_json::Map::new();
     if let Some(live) = live_of(&state, machine.id.0) {
@@ -713,7 +756,9 @@ async fn printer(State(state): State<AppState>, ctx: Ctx, scope: Scope) -> AppRe
             }
         }
     }
-    Ok(Json(json!({ "temperature": temperature, "sd": { "ready": false }, "state": state_json(text) })))
+    Ok(Json(
+        json!({ "temperature": temperature, "sd": { "ready": false }, "state": state_json(text) }),
+    ))
 }
 
 fn state_json(text: &str) -> Value {
@@ -740,5 +785,9 @@ fn state_json(text: &str) -> Value {
 /// printer, connecting its port: done by a person at the machine, from the workshop board.
 async fn not_for_members(ctx: Ctx, _scope: Scope) -> AppResult<Response> {
     ctx.user()?;
-    Err(AppError::new(StatusCode::FORBIDDEN, "forbidden", "octoprint.not_here"))
+    Err(AppError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "octoprint.not_here",
+    ))
 }

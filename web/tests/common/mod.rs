@@ -133,6 +133,47 @@ impl TestApp {
         machine
     }
 
+    /// A "Prusa MK3S" on a virtual Marlin printer behind a pseudo-terminal, made by
+    /// `manager`, idle, its task connected; the printer runs until `stop` is cancelled.
+    pub async fn add_virtual_marlin(
+        &self,
+        manager: &User,
+        config: fabrique_machines::sim::marlin::SimConfig,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> (Machine, fabrique_machines::sim::marlin::VirtualPrinter) {
+        let printer = fabrique_machines::sim::marlin::VirtualPrinter::new(config);
+        let link = self.dir.path().join("prusa");
+        let (served, at, cancel) = (printer.clone(), link.clone(), stop.clone());
+        tokio::spawn(async move { served.run_at_path(&at, cancel).await });
+        while !link.exists() {
+            tokio::task::yield_now().await;
+        }
+        let profile = fabrique_controller::domain::MachineProfile::parse(
+            ["250", "210", "210"],
+            "300",
+            "120",
+            "",
+            "",
+            "PLA",
+        )
+        .unwrap();
+        let input = MachineInput::new(
+            "Prusa MK3S",
+            fabrique_controller::domain::MachineKind::FdmPrinter,
+            fabrique_controller::domain::Connection::SerialMarlin {
+                port: link.display().to_string(),
+                baud: 115_200,
+            },
+            profile,
+            "Atelier",
+            "",
+        )
+        .unwrap();
+        let machine = self.add_idle_machine(manager, &input).await;
+        self.runtime.refresh(machine.id).await;
+        (machine, printer)
+    }
+
     /// The folder the lab keeps job files in.
     pub fn jobs_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("jobs")
