@@ -810,3 +810,30 @@ async fn a_client_sees_printing_only_while_the_makers_job_prints_with_the_boards
     );
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_printers_page_gives_the_address_to_paste_in_a_slicer() {
+    let lab = slicers().await;
+    let member = client();
+    let response = lab.app.login(&member, "amina", common::PASSWORD).await;
+    assert_eq!(response.status(), 303);
+    let page = |id: i64| {
+        let member = member.clone();
+        let url = lab.app.url(&format!("/machines/{id}"));
+        async move { member.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let prusa = page(lab.prusa.id.0).await;
+    let address = lab
+        .app
+        .url(&format!("/octoprint/{}-prusa-mk3s/", lab.prusa.id.0));
+    assert!(
+        prusa.contains(&format!("<code>{address}</code>")),
+        "{prusa}"
+    );
+    assert!(prusa.contains("PrusaSlicer"));
+    let laser = page(lab.laser.id.0).await;
+    assert!(
+        !laser.contains("/octoprint/"),
+        "a laser is no slicer's target"
+    );
+}

@@ -599,7 +599,7 @@ async fn upload(
 
 /// The job a client asks about: the member's job running here, else the one waiting
 /// next, else the last one.
-fn current<'a>(jobs: &'a [Job]) -> Option<&'a Job> {
+fn current(jobs: &[Job]) -> Option<&Job> {
     let running = |j: &&Job| matches!(j.state, JobState::Running | JobState::Paused);
     let waiting = |j: &&Job| {
         matches!(
