@@ -256,6 +256,42 @@ async fn octoprint_client_sends_to_one_printer_at_its_own_address() {
     let files = client_command(&["get", "/api/files"]).await;
     assert!(files.contains("crochet.gcode"), "{files}");
 
+    // Another member's key finds no such file, and cannot withdraw it.
+    let other = lab.app.add_user("bilal", Role::Member).await;
+    let other_key = lab
+        .app
+        .lab
+        .create_api_key(&other, "k", now())
+        .await
+        .unwrap();
+    let file_url = lab.app.url(&format!(
+        "{prefix}/api/files/local/{}-crochet.gcode",
+        jobs[0].id.0
+    ));
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let response = client()
+            .request(method.clone(), &file_url)
+            .header("x-api-key", &other_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{method}");
+    }
+    let still = lab.app.lab.store().job(jobs[0].id).await.unwrap();
+    assert_eq!(still.state, JobState::Queued);
+    // Under another printer, the file is not there either.
+    let elsewhere = lab.app.url(&format!(
+        "/octoprint/{}/api/files/local/{}-crochet.gcode",
+        lab.prusa.id.0, jobs[0].id.0
+    ));
+    let response = client()
+        .get(elsewhere)
+        .header("x-api-key", &lab.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
     // The name alone finds the printer too; a laser, or no such printer, is not there.
     let get = |path: String| {
         let key = lab.key.clone();
@@ -836,4 +872,52 @@ async fn a_printers_page_gives_the_address_to_paste_in_a_slicer() {
         !laser.contains("/octoprint/"),
         "a laser is no slicer's target"
     );
+}
+
+#[tokio::test]
+async fn a_small_package_holding_a_huge_gcode_is_refused_past_the_upload_limit() {
+    let app = common::spawn_app_with(fabrique_web::config::Layer {
+        max_upload_mb: Some(1),
+        ..Default::default()
+    })
+    .await;
+    let maker = app.add_user("amina", Role::Member).await;
+    let key = app.lab.create_api_key(&maker, "Cura", now()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 3 MB of moves, a few kilobytes once deflated.
+    python(
+        r#"
+import os, zipfile
+with zipfile.ZipFile(os.path.join(os.environ["DIR"], "bombe.ufp"), "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("3D/model.gcode", "G1 X10 Y10 E0.1\n" * 200000)
+print("null")
+"#,
+        &[("DIR", dir.path().to_str().unwrap())],
+    )
+    .await;
+    let package = std::fs::read(dir.path().join("bombe.ufp")).unwrap();
+    assert!(package.len() < 100_000, "{} bytes", package.len());
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(package).file_name("bombe.ufp"),
+    );
+    let response = client()
+        .post(app.url("/api/files/local"))
+        .header("x-api-key", &key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let said: Value = response.json().await.unwrap();
+    assert!(
+        said["error"].as_str().unwrap().contains("1 Mo")
+            || said["error"].as_str().unwrap().contains("1 MB"),
+        "{said}"
+    );
+    assert!(app.lab.own_jobs(&maker).await.unwrap().is_empty());
+    let left: Vec<_> = std::fs::read_dir(app.jobs_dir())
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }

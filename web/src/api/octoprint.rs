@@ -22,6 +22,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use fabrique_controller::LabError;
 use fabrique_controller::domain::job::{Job, JobId, JobState};
 use fabrique_controller::domain::machine::{Machine, MachineKind, MachineState};
 use fabrique_controller::domain::{Role, User};
@@ -189,16 +190,21 @@ fn file_name(job: &Job) -> String {
     format!("{}-{}", job.id.0, job.file_name)
 }
 
-/// The member's own job a file name names, or 404 (someone else's job is not there).
-async fn own_job(state: &AppState, user: &User, name: &str) -> AppResult<Job> {
+/// The member's own job here that a file name names, or 404: someone else's job, or one
+/// for another printer, is not there.
+async fn own_job(state: &AppState, user: &User, scope: &Scope, name: &str) -> AppResult<Job> {
     let (number, rest) = name.split_once('-').ok_or_else(AppError::not_found)?;
     let id = number.parse().map_err(|_| AppError::not_found())?;
-    let job = state
-        .lab
-        .job(user, JobId(id))
-        .await
-        .map_err(|_| AppError::not_found())?;
-    if job.owner != user.id || job.file_name != rest || job.state == JobState::Cancelled {
+    let job = match state.lab.job(user, JobId(id)).await {
+        Ok(job) => job,
+        Err(LabError::Forbidden | LabError::NotFound) => return Err(AppError::not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    if job.owner != user.id
+        || job.file_name != rest
+        || job.state == JobState::Cancelled
+        || !scope.holds(&job)
+    {
         return Err(AppError::not_found());
     }
     Ok(job)
@@ -464,7 +470,7 @@ async fn file(
     Path(params): Path<Vec<(String, String)>>,
 ) -> AppResult<Json<Value>> {
     let user = ctx.user()?;
-    let job = own_job(&state, user, &path_name(&params)).await?;
+    let job = own_job(&state, user, &scope, &path_name(&params)).await?;
     let waiting = state.lab.job_waiting(&job, now()).await?;
     Ok(Json(file_entry(
         &scope.links(&state),
@@ -492,12 +498,12 @@ struct FileCommand {
 async fn file_command(
     State(state): State<AppState>,
     ctx: Ctx,
-    _scope: Scope,
+    scope: Scope,
     Path(params): Path<Vec<(String, String)>>,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let user = ctx.user()?;
-    let job = own_job(&state, user, &path_name(&params)).await?;
+    let job = own_job(&state, user, &scope, &path_name(&params)).await?;
     let command: FileCommand = serde_json::from_slice(&body)
         .or_else(|_| serde_urlencoded::from_bytes(&body))
         .map_err(|_| {
@@ -535,11 +541,11 @@ async fn file_command(
 async fn delete_file(
     State(state): State<AppState>,
     ctx: Ctx,
-    _scope: Scope,
+    scope: Scope,
     Path(params): Path<Vec<(String, String)>>,
 ) -> AppResult<Response> {
     let user = ctx.user()?;
-    let job = own_job(&state, user, &path_name(&params)).await?;
+    let job = own_job(&state, user, &scope, &path_name(&params)).await?;
     if !matches!(
         job.state,
         JobState::Submitted | JobState::NeedsApproval | JobState::Queued
