@@ -38,12 +38,16 @@ async fn stream_fixture(name: &str, advanced_ok: bool) {
         async move { io }
     };
     let mut reports = 0;
+    let mut limits = None;
     let outcome = stream_file(
         connect,
         &path,
         &StreamOptions::default(),
         None,
-        |_: &Progress| reports += 1,
+        |p: &Progress| {
+            reports += 1;
+            limits = p.reported_limits;
+        },
         &CancellationToken::new(),
     )
     .await
@@ -53,10 +57,15 @@ async fn stream_fixture(name: &str, advanced_ok: bool) {
     assert_eq!(outcome.stats().lines_acked as usize, expected.len());
     assert_eq!(outcome.stats().bytes_acked, text.len() as u64);
     assert!(reports >= 1);
+    // What the firmware said of its limits came with the progress.
+    let limits = limits.expect("the M503 report");
+    assert_eq!(limits.max_feedrate_mm_s, [300.0, 300.0, 5.0, 25.0]);
+    assert_eq!(limits.junction_deviation_mm, Some(0.02));
     let executed = printer.executed();
-    // The handshake's M110, M115 and M155 come first, then the file, exactly.
-    assert_eq!(executed[..3], ["M110 N0", "M115", "M155 S2"]);
-    let job = &executed[3..];
+    // The handshake's M110, M115 and M155 come first, then the settings report M503 (the
+    // firmware's limits), then the file, exactly.
+    assert_eq!(executed[..4], ["M110 N0", "M115", "M155 S2", "M503"]);
+    let job = &executed[4..];
     assert_eq!(job.len(), expected.len(), "{name}: executed count");
     if let Some(i) = job.iter().zip(&expected).position(|(a, b)| a != b) {
         panic!(

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::files::gcode::ReportedLimits;
 use crate::protocol::marlin::{
     Event, FailReason, FirmwareInfo, Marlin, MarlinConfig, Origin, Temperatures,
 };
@@ -167,6 +168,8 @@ pub struct Progress {
     pub remaining: Option<Duration>,
     pub lines_per_second: f64,
     pub temperatures: Option<Temperatures>,
+    /// The motion limits the firmware reported (`M503`) when the link opened.
+    pub reported_limits: Option<ReportedLimits>,
 }
 
 impl Progress {
@@ -288,6 +291,7 @@ pub struct MarlinConnection<IO> {
     temperatures: Option<Temperatures>,
     host_actions: Vec<String>,
     captured: Option<Vec<String>>,
+    reported_limits: Option<ReportedLimits>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> MarlinConnection<IO> {
@@ -306,6 +310,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> MarlinConnection<IO> {
             temperatures: None,
             host_actions: Vec::new(),
             captured: None,
+            reported_limits: None,
         };
         let deadline = Instant::now() + timeout;
         loop {
@@ -470,6 +475,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> MarlinConnection<IO> {
         let done = self.run_script(&[command], timeout, cancel).await;
         let lines = self.captured.take().unwrap_or_default();
         Ok(done?.then_some(lines))
+    }
+
+    /// Asks the firmware for its settings (`M503`) and keeps the motion limits it reports,
+    /// for the lab to offer the manager. A firmware without `M503`, or one slow to answer,
+    /// just leaves them unknown.
+    pub async fn read_limits(&mut self, cancel: &CancellationToken) -> Option<ReportedLimits> {
+        match self.query("M503", Duration::from_secs(5), cancel).await {
+            Ok(Some(lines)) => self.reported_limits = ReportedLimits::from_m503(&lines),
+            Ok(None) => tracing::info!("the printer did not answer M503 in time"),
+            Err(e) => tracing::info!(error = %e, "M503 not read"),
+        }
+        self.reported_limits
     }
 
     /// Heaters, fan and motors off. Through the protocol when it still works; otherwise
@@ -755,6 +772,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> MarlinConnection<IO> {
                 0.0
             },
             temperatures: self.temperatures.clone(),
+            reported_limits: self.reported_limits,
         }
     }
 }
@@ -844,6 +862,7 @@ where
 {
     let mut file = JobFile::open(path).await.map_err(DriverError::File)?;
     let mut conn = connect_with_backoff(&mut connect, opts, cancel).await?;
+    conn.read_limits(cancel).await;
     let outcome = conn
         .run_job(&mut file, &opts.job, controls, progress, cancel)
         .await;

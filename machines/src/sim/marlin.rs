@@ -80,7 +80,25 @@ pub struct SimConfig {
     /// Pace reads at this baud rate (10 bits per byte); `None` reads as fast as possible.
     pub baud: Option<u32>,
     pub faults: Faults,
+    /// What the printer answers to `M503` (its settings report); `None`: a firmware built
+    /// without it, which answers `ok` alone.
+    pub m503: Option<String>,
 }
+
+/// A Marlin 2.1 built with junction deviation, as it reports its settings.
+pub const MARLIN_2_M503: &str = "echo:; Linear Units:
+echo:  G21 ; (mm)
+echo:; Steps per unit:
+echo: M92 X80.00 Y80.00 Z400.00 E93.00
+echo:; Max feedrates (units/s):
+echo:  M203 X300.00 Y300.00 Z5.00 E25.00
+echo:; Max Acceleration (units/s2):
+echo:  M201 X2000.00 Y2000.00 Z100.00 E5000.00
+echo:; Acceleration (units/s2) (P<print-accel> R<retract-accel> T<travel-accel>):
+echo:  M204 P1000.00 R1000.00 T2000.00
+echo:; Advanced (B<min_segment_time_us> S<min_feedrate> T<min_travel_feedrate> J<junc_dev>):
+echo:  M205 B20000.00 S0.00 T0.00 J0.02
+";
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -95,6 +113,7 @@ impl Default for SimConfig {
             reset_on_connect: false,
             baud: None,
             faults: Faults::default(),
+            m503: Some(MARLIN_2_M503.to_string()),
         }
     }
 }
@@ -856,6 +875,12 @@ impl VirtualMarlin {
                 self.finish(cmd, "");
             }
             "M999" => {
+                self.finish(cmd, "");
+            }
+            "M503" => {
+                if let Some(report) = &self.cfg.m503 {
+                    self.out.extend_from_slice(report.as_bytes());
+                }
                 self.finish(cmd, "");
             }
             _ => {

@@ -53,6 +53,7 @@ pub mod checks;
 pub mod metadata;
 pub mod planner;
 pub mod preview;
+pub mod report;
 pub mod scan;
 pub mod slicer_config;
 
@@ -61,6 +62,7 @@ use metadata::{Metadata, Tag};
 use planner::{Move, MoveKind, Planner};
 use preview::PreviewBuilder;
 pub use preview::PreviewOptions;
+pub use report::ReportedLimits;
 use scan::{Kind, LineReader, Words};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
