@@ -37,19 +37,27 @@ fn density(profile: &MachineProfile) -> Option<f64> {
 pub fn gcode_limits(machine: &Machine) -> Limits {
     let p = &machine.profile;
     let dialect = dialect(&machine.connection);
-    let mut firmware = FirmwareLimits::for_dialect(dialect);
-    if p.max_speed_mm_s > 0.0 {
-        firmware.max_feedrate_mm_s[0] = p.max_speed_mm_s;
-        firmware.max_feedrate_mm_s[1] = p.max_speed_mm_s;
-    }
-    if p.max_accel_mm_s2 > 0.0 {
-        firmware.print_acceleration_mm_s2 = p.max_accel_mm_s2;
-        firmware.travel_acceleration_mm_s2 = p.max_accel_mm_s2;
-        firmware.max_acceleration_mm_s2[0] =
-            firmware.max_acceleration_mm_s2[0].max(p.max_accel_mm_s2);
-        firmware.max_acceleration_mm_s2[1] =
-            firmware.max_acceleration_mm_s2[1].max(p.max_accel_mm_s2);
-    }
+    // The firmware's own figures when a manager adopted them (the form's top speed and
+    // acceleration then mirror them), else the form's over the firmware's defaults.
+    let firmware = match &p.firmware_limits {
+        Some(reported) => reported.firmware_limits(),
+        None => {
+            let mut firmware = FirmwareLimits::for_dialect(dialect);
+            if p.max_speed_mm_s > 0.0 {
+                firmware.max_feedrate_mm_s[0] = p.max_speed_mm_s;
+                firmware.max_feedrate_mm_s[1] = p.max_speed_mm_s;
+            }
+            if p.max_accel_mm_s2 > 0.0 {
+                firmware.print_acceleration_mm_s2 = p.max_accel_mm_s2;
+                firmware.travel_acceleration_mm_s2 = p.max_accel_mm_s2;
+                firmware.max_acceleration_mm_s2[0] =
+                    firmware.max_acceleration_mm_s2[0].max(p.max_accel_mm_s2);
+                firmware.max_acceleration_mm_s2[1] =
+                    firmware.max_acceleration_mm_s2[1].max(p.max_accel_mm_s2);
+            }
+            firmware
+        }
+    };
     Limits {
         dialect,
         // Only limits the lab gave: otherwise the slicer's own, else the firmware's defaults.

@@ -2,6 +2,7 @@
 //! calls these and never the store directly for anything that has a rule.
 
 use crate::domain::campaign::LabId;
+use crate::domain::machine::ReportedLimits;
 use crate::domain::{
     CredentialKind, Invalid, Lang, Machine, MachineId, MachineInput, MachineState, NewUser, Role,
     Secret, User, UserId, UserPatch, Username,
@@ -524,7 +525,55 @@ impl Lab {
         now: i64,
     ) -> LabResult<Machine> {
         require(actor, Role::Manager)?;
-        self.store.update_machine(id, input, now).await?;
+        let before = self.store.machine(id).await?;
+        let input = MachineInput {
+            profile: input.profile.clone().keeping_adopted(&before.profile),
+            ..input.clone()
+        };
+        self.store.update_machine(id, &input, now).await?;
+        Ok(self.store.machine(id).await?)
+    }
+
+    /// The motion limits a machine's firmware last reported, and when: offered to the
+    /// manager for the machine's profile.
+    pub async fn reported_limits(&self, id: MachineId) -> LabResult<Option<(ReportedLimits, i64)>> {
+        Ok(self.store.reported_limits(id).await?)
+    }
+
+    /// Keeps what a firmware reported when a job opened its link (the machine's task).
+    pub async fn note_reported_limits(
+        &self,
+        id: MachineId,
+        limits: &ReportedLimits,
+        now: i64,
+    ) -> LabResult<()> {
+        Ok(self.store.set_reported_limits(id, limits, now).await?)
+    }
+
+    /// A manager adopts the firmware's reported limits into the machine's profile, so that
+    /// estimates use the printer's true figures.
+    pub async fn adopt_reported_limits(
+        &self,
+        actor: &User,
+        id: MachineId,
+        now: i64,
+    ) -> LabResult<Machine> {
+        require(actor, Role::Manager)?;
+        let (reported, _) = self
+            .store
+            .reported_limits(id)
+            .await?
+            .ok_or(LabError::NotFound)?;
+        let machine = self.store.machine(id).await?;
+        let input = MachineInput {
+            name: machine.name,
+            kind: machine.kind,
+            connection: machine.connection,
+            profile: machine.profile.adopting(reported),
+            location: machine.location,
+            required_training: machine.required_training,
+        };
+        self.store.update_machine(id, &input, now).await?;
         Ok(self.store.machine(id).await?)
     }
 

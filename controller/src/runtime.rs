@@ -1234,6 +1234,8 @@ impl MachineTask {
         let mut closed = false;
         // A pause or resume the store would not take: the job was stopped for it.
         let mut unrecorded = false;
+        // What the firmware said of its limits is kept once per job, for the manager.
+        let mut limits_kept = false;
         let outcome = loop {
             // select!: the stream ends the job; commands become driver controls; progress
             // reports go to the board and, every few seconds, to the store.
@@ -1266,6 +1268,12 @@ impl MachineTask {
                 changed = progress_rx.changed() => {
                     if changed.is_err() { continue; }
                     let Some(p) = progress_rx.borrow_and_update().clone() else { continue };
+                    if let (false, Some(limits)) = (limits_kept, &p.reported_limits) {
+                        limits_kept = true;
+                        if let Err(e) = self.runtime.lab.note_reported_limits(self.machine.id, limits, now()).await {
+                            tracing::warn!(error = %e, "could not keep the limits the firmware reported");
+                        }
+                    }
                     self.publish(|l| {
                         l.progress = p.fraction();
                         l.remaining_s = p.remaining.map(|r| r.as_secs());

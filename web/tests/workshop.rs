@@ -567,3 +567,138 @@ async fn the_plan_page_shows_planned_jobs_and_managers_set_priorities() {
         403
     );
 }
+
+/// Prusa's firmware on an MK3S answering `M503`: classic jerk, its own figures.
+const PRUSA_M503: &str = "echo:Maximum feedrates (mm/s):
+echo:  M203 X200.00 Y200.00 Z12.00 E120.00
+echo:Maximum Acceleration (mm/s2):
+echo:  M201 X1000 Y1000 Z200 E5000
+echo:Acceleration: P=print, R=retract, T=travel
+echo:  M204 P1250.00 R1250.00 T1250.00
+echo:Advanced variables: S=Min feedrate (mm/s), T=Min travel feedrate (mm/s), B=minimum segment time (us), X=maximum XY jerk (mm/s),  Z=maximum Z jerk (mm/s),  E=maximum E jerk (mm/s)
+echo:  M205 S0.00 T0.00 B20000 X8.00 Y8.00 Z0.40 E4.50
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limits_a_printer_reports_are_offered_to_the_manager_and_used_once_adopted() {
+    let app = spawn_app().await;
+    let (manager_client, manager) = app.signed_in("nadia", Role::Manager).await;
+    let settings = CalendarSettings {
+        printers_unattended: true,
+        ..CalendarSettings::default()
+    };
+    app.lab
+        .set_calendar_settings(&manager, &settings)
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let config = SimConfig {
+        time_scale: 0.0,
+        m503: Some(PRUSA_M503.into()),
+        ..SimConfig::default()
+    };
+    let (machine, _printer) = app.add_virtual_marlin(&manager, config, &cancel).await;
+    // A file with no limits of its own: the estimate takes the profile's, else defaults.
+    let mut moves = String::from("G28\nG90\nM83\n");
+    for i in 0..400 {
+        let (x, y) = if i % 2 == 0 { (20, 180) } else { (180, 20) };
+        moves.push_str(&format!("G1 X{x} Y{y} E0.5 F9000\nG1 X{y} Y{y} E0.5\n"));
+    }
+    let before = app
+        .submit_file(
+            &manager,
+            Some(machine.id),
+            "aller-retour.gcode",
+            moves.as_bytes(),
+        )
+        .await;
+    let analysis = |job: &fabrique_controller::domain::job::Job| {
+        serde_json::to_value(job.analysis.as_ref().unwrap()).unwrap()
+    };
+    assert_eq!(analysis(&before)["limits"]["source"], "defaults");
+    app.runtime.wake();
+    machine_reaches(
+        &app.runtime,
+        machine.id.0,
+        MachineState::ToCheck,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // The machine's page offers what the firmware said.
+    let page_url = app.url(&format!("/machines/{}", machine.id.0));
+    let page = manager_client
+        .get(&page_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let text = common::unescaped(&page);
+    assert!(
+        text.contains("Limites annoncées par l'imprimante"),
+        "{text}"
+    );
+    assert!(text.contains("X 200 · Y 200 · Z 12 · E 120 mm/s"), "{text}");
+    assert!(
+        text.contains("jerk classique X 8 · Y 8 · Z 0.4 · E 4.5 mm/s"),
+        "{text}"
+    );
+    assert!(text.contains("Utiliser ces limites pour les estimations"));
+    // A member sees none of it.
+    let (member_client, _) = app.signed_in("amina", Role::Member).await;
+    let theirs = member_client
+        .get(&page_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!theirs.contains("adopt-limits"));
+
+    let token = common::csrf_in(&page);
+    let adopted = manager_client
+        .post(app.url(&format!("/machines/{}/adopt-limits", machine.id.0)))
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(adopted.status(), 303);
+    let profile = app.lab.machine(machine.id).await.unwrap().profile;
+    assert_eq!(profile.max_speed_mm_s, 200.0);
+    assert_eq!(profile.max_accel_mm_s2, 1250.0);
+    assert_eq!(
+        profile.junction_rule,
+        Some(fabrique_controller::domain::machine::JunctionRule::ClassicJerk)
+    );
+    let page = manager_client
+        .get(&page_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(common::unescaped(&page).contains("Le profil de la machine utilise ces limites"));
+
+    // The next job is estimated with the printer's own figures: slower than the defaults'
+    // 1500 mm/s² and 10 mm/s jerk.
+    let after = app
+        .submit_file(
+            &manager,
+            Some(machine.id),
+            "aller-retour.gcode",
+            moves.as_bytes(),
+        )
+        .await;
+    assert_eq!(analysis(&after)["limits"]["source"], "profile");
+    assert!(
+        after.estimate_s.unwrap() > before.estimate_s.unwrap(),
+        "{:?} then {:?}",
+        before.estimate_s,
+        after.estimate_s
+    );
+    cancel.cancel();
+}

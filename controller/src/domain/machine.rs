@@ -3,7 +3,7 @@
 
 use super::account::{Secret, parse_text};
 use super::{Invalid, text_enum};
-pub use fabrique_machines::files::gcode::JunctionRule;
+pub use fabrique_machines::files::gcode::{JunctionRule, ReportedLimits};
 use std::fmt;
 
 text_enum! {
@@ -195,6 +195,10 @@ pub struct MachineProfile {
     /// The printer runs in silent (stealth) mode: the slicer's silent-mode limits apply.
     #[serde(default)]
     pub silent_mode: bool,
+    /// Every motion limit of the firmware, as the printer reported them (`M503`) and a
+    /// manager adopted them; the estimate then starts from these rather than from defaults.
+    #[serde(default)]
+    pub firmware_limits: Option<ReportedLimits>,
 }
 
 /// A number of a form: blank is 0; a comma may stand for the decimal point.
@@ -297,7 +301,36 @@ impl MachineProfile {
     /// Whether the lab gave any motion limit of the machine's own (else the estimate takes
     /// the slicer's, or the firmware's defaults).
     pub fn has_motion_limits(&self) -> bool {
-        self.max_speed_mm_s > 0.0 || self.max_accel_mm_s2 > 0.0
+        self.max_speed_mm_s > 0.0 || self.max_accel_mm_s2 > 0.0 || self.firmware_limits.is_some()
+    }
+
+    /// The profile with a firmware's reported limits adopted: all of them for the estimate,
+    /// its corner rule, and the top speed and printing acceleration in the form's fields.
+    pub fn adopting(self, reported: ReportedLimits) -> Self {
+        let [x, y, ..] = reported.max_feedrate_mm_s;
+        Self {
+            max_speed_mm_s: x.min(y),
+            max_accel_mm_s2: reported.print_acceleration_mm_s2,
+            junction_rule: Some(reported.junction_rule()),
+            firmware_limits: Some(reported),
+            ..self
+        }
+    }
+
+    /// The profile a manager's form gives, keeping the adopted firmware limits as long as
+    /// the form's top speed and acceleration still say what they said (a changed figure is
+    /// the manager's, and replaces them).
+    pub fn keeping_adopted(self, before: &MachineProfile) -> Self {
+        let unchanged = self.max_speed_mm_s == before.max_speed_mm_s
+            && self.max_accel_mm_s2 == before.max_accel_mm_s2;
+        Self {
+            firmware_limits: if unchanged {
+                before.firmware_limits
+            } else {
+                None
+            },
+            ..self
+        }
     }
 
     pub fn hoops_text(&self) -> String {
@@ -376,6 +409,37 @@ impl MachineInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adopted_firmware_limits_stay_until_the_manager_changes_speed_or_acceleration() {
+        let report = ReportedLimits::from_m503(&[
+            "M203 X200 Y180 Z12 E120",
+            "M201 X1000 Y1000 Z200 E5000",
+            "M204 P1250 R1250 T1500",
+            "M205 X8 Y8 Z0.4 E4.5",
+        ])
+        .unwrap();
+        let adopted = MachineProfile::default().adopting(report);
+        assert_eq!(adopted.max_speed_mm_s, 180.0);
+        assert_eq!(adopted.max_accel_mm_s2, 1250.0);
+        assert_eq!(adopted.junction_rule, Some(JunctionRule::ClassicJerk));
+        assert!(adopted.has_motion_limits());
+        // The form sends the same figures (it knows nothing of the report): kept.
+        let form = MachineProfile {
+            firmware_limits: None,
+            ..adopted.clone()
+        };
+        assert_eq!(
+            form.clone().keeping_adopted(&adopted).firmware_limits,
+            Some(report)
+        );
+        // A new acceleration is the manager's: the report no longer applies.
+        let changed = MachineProfile {
+            max_accel_mm_s2: 800.0,
+            ..form
+        };
+        assert_eq!(changed.keeping_adopted(&adopted).firmware_limits, None);
+    }
 
     #[test]
     fn octoprint_key_left_empty_keeps_the_stored_one() {

@@ -3,6 +3,7 @@
 use super::{Store, StoreError, StoreResult, conflict, parse_word};
 use crate::domain::machine::ConnectionKind;
 use crate::domain::{Connection, Machine, MachineId, MachineInput, MachineState, Secret};
+use fabrique_machines::files::gcode::ReportedLimits;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -190,5 +191,49 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(machine_from_row).collect()
+    }
+}
+
+/// What a machine's firmware reported of its motion limits, kept apart from its profile
+/// until a manager adopts them.
+impl Store {
+    /// The latest report, and when it came.
+    pub async fn reported_limits(
+        &self,
+        id: MachineId,
+    ) -> StoreResult<Option<(ReportedLimits, i64)>> {
+        let row = sqlx::query(
+            "SELECT limits, reported_at FROM machine_reported_limits WHERE machine_id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let limits: String = row.try_get("limits")?;
+        let limits = serde_json::from_str(&limits)
+            .map_err(|e| StoreError::Corrupt(format!("reported limits: {e}")))?;
+        Ok(Some((limits, row.try_get("reported_at")?)))
+    }
+
+    pub async fn set_reported_limits(
+        &self,
+        id: MachineId,
+        limits: &ReportedLimits,
+        now: i64,
+    ) -> StoreResult<()> {
+        let text = serde_json::to_string(limits)
+            .map_err(|e| StoreError::Corrupt(format!("reported limits: {e}")))?;
+        sqlx::query(
+            "INSERT INTO machine_reported_limits (machine_id, limits, reported_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (machine_id) DO UPDATE SET limits = excluded.limits, reported_at = excluded.reported_at",
+        )
+        .bind(id.0)
+        .bind(text)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

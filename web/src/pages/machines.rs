@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use fabrique_controller::domain::machine::ConnectionKind;
+use fabrique_controller::domain::machine::{ConnectionKind, ReportedLimits};
 use fabrique_controller::domain::{
     Connection, Machine, MachineId, MachineInput, MachineKind, MachineProfile, MachineState, Role,
 };
@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/machines/{id}", get(machine_page))
         .route("/machines/{id}/state", post(set_state))
+        .route("/machines/{id}/adopt-limits", post(adopt_limits))
         .route("/admin/machines", get(admin_list).post(create))
         .route("/admin/machines/new", get(new_form).post(create))
         .route("/admin/machines/{id}", get(edit_form).post(update))
@@ -218,6 +219,57 @@ struct MachinePage {
     states: Vec<(String, String)>,
     /// A printer's OctoPrint address, for a maker's slicer.
     slicer_address: Option<String>,
+    /// What the firmware reported of its limits, for a manager to adopt.
+    reported: Option<Reported>,
+}
+
+/// The limits a firmware reported (`M503`), in words, and whether the profile uses them.
+struct Reported {
+    date: String,
+    rows: Vec<(String, String)>,
+    adopted: bool,
+}
+
+impl Reported {
+    fn new(tr: &Tr, limits: &ReportedLimits, at: i64, profile: &MachineProfile) -> Self {
+        let axes = |values: [f64; 4], unit: &str| {
+            let parts: Vec<String> = ["X", "Y", "Z", "E"]
+                .iter()
+                .zip(values)
+                .map(|(axis, v)| format!("{axis} {}", number(v)))
+                .collect();
+            format!("{} {unit}", parts.join(" · "))
+        };
+        let corner = match (limits.junction_deviation_mm, limits.jerk_mm_s) {
+            (Some(mm), _) => tr.f("machine.reported_deviation", &[("mm", &number(mm))]),
+            (None, Some(jerk)) => tr.f("machine.reported_jerk", &[("values", &axes(jerk, "mm/s"))]),
+            (None, None) => String::new(),
+        };
+        let moves = tr.f(
+            "machine.reported_moves_value",
+            &[
+                ("print", &number(limits.print_acceleration_mm_s2)),
+                ("retract", &number(limits.retract_acceleration_mm_s2)),
+                ("travel", &number(limits.travel_acceleration_mm_s2)),
+            ],
+        );
+        Self {
+            date: super::account::date(at),
+            rows: vec![
+                (
+                    tr.t("machine.reported_feed").into(),
+                    axes(limits.max_feedrate_mm_s, "mm/s"),
+                ),
+                (
+                    tr.t("machine.reported_accel").into(),
+                    axes(limits.max_acceleration_mm_s2, "mm/s²"),
+                ),
+                (tr.t("machine.reported_moves").into(), moves),
+                (tr.t("machine.reported_corner").into(), corner),
+            ],
+            adopted: profile.firmware_limits.as_ref() == Some(limits),
+        }
+    }
 }
 
 async fn machine_page(
@@ -235,19 +287,27 @@ async fn machine_page(
         .filter(|s| s.settable_by_manager())
         .collect();
     let states = options(&ctx.tr, "state", &settable);
-    let slicer_address = (machine.kind == fabrique_controller::domain::MachineKind::FdmPrinter)
-        .then(|| {
-            format!(
-                "{}/octoprint/{}/",
-                super::base_url(&state),
-                crate::api::octoprint::printer_key(&machine)
-            )
-        });
+    let slicer_address = (machine.kind == MachineKind::FdmPrinter).then(|| {
+        format!(
+            "{}/octoprint/{}/",
+            super::base_url(&state),
+            crate::api::octoprint::printer_key(&machine)
+        )
+    });
+    let reported = match ctx.user()?.role.at_least(Role::Manager) {
+        true => state
+            .lab
+            .reported_limits(machine.id)
+            .await?
+            .map(|(limits, at)| Reported::new(&ctx.tr, &limits, at, &machine.profile)),
+        false => None,
+    };
     Ok(render(&MachinePage {
         p,
         m: MachineView::new(&ctx.tr, &machine, sees_links(&ctx)),
         states,
         slicer_address,
+        reported,
     })?
     .into_response())
 }
@@ -275,6 +335,20 @@ async fn set_state(
         .await?;
     state.runtime.refresh(MachineId(id)).await;
     Ok(Redirect::to(&format!("/machines/{id}")).into_response())
+}
+
+/// A manager adopts the limits the printer reported into its profile.
+async fn adopt_limits(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<Response> {
+    let user = ctx.require(Role::Manager)?;
+    state
+        .lab
+        .adopt_reported_limits(user, MachineId(id), now())
+        .await?;
+    Ok(Redirect::to(&format!("/machines/{id}#limites")).into_response())
 }
 
 #[derive(Template)]

@@ -227,7 +227,12 @@ echo:  M205 S0.00 T0.00 B20000 X8.00 Y8.00 Z0.40 E4.50";
             None
         );
         assert_eq!(
-            ReportedLimits::from_m503(&["M203 X-5 Y500 Z5 E25", "M201 X1 Y1 Z1 E1", "M204 P1", "M205 J0.1"]),
+            ReportedLimits::from_m503(&[
+                "M203 X-5 Y500 Z5 E25",
+                "M201 X1 Y1 Z1 E1",
+                "M204 P1",
+                "M205 J0.1"
+            ]),
             None,
             "a negative speed is no limit"
         );
