@@ -258,6 +258,16 @@ impl Lab {
         Ok(self.store().jobs(Some(actor.id), 200).await?)
     }
 
+    /// The actor's own job that a slicer's monitor shows, on `machine` or anywhere: running
+    /// or paused, else waiting longest, else the latest.
+    pub async fn current_own_job(
+        &self,
+        actor: &User,
+        machine: Option<MachineId>,
+    ) -> LabResult<Option<Job>> {
+        Ok(self.store().current_job(actor.id, machine).await?)
+    }
+
     /// Why a job waiting in the queue (or for approval) may not run on any machine yet, in
     /// the rule's words; `None` when some machine of the lab may run it.
     pub async fn job_waiting(&self, job: &Job, now: i64) -> LabResult<Option<Waiting>> {

@@ -921,3 +921,43 @@ print("null")
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test]
+async fn the_job_a_monitor_shows_is_the_one_that_comes_next_then_the_latest() {
+    let lab = slicers().await;
+    let first = lab
+        .app
+        .submit_file(&lab.maker, Some(lab.prusa.id), "premier.gcode", GCODE)
+        .await;
+    let second = lab
+        .app
+        .submit_file(&lab.maker, Some(lab.ender.id), "second.gcode", GCODE)
+        .await;
+    let shown = async |path: &str| -> Value {
+        let job: Value = client()
+            .get(lab.app.url(path))
+            .header("x-api-key", &lab.key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        job["job"]["file"]["display"].clone()
+    };
+    // Both wait: the one waiting longest comes next.
+    assert_eq!(shown("/api/job").await, "premier.gcode");
+    // Each printer shows the job sent to it.
+    let ender = format!("/octoprint/{}/api/job", lab.ender.id.0);
+    assert_eq!(shown(&ender).await, "second.gcode");
+    // Withdrawn, the first is no longer shown anywhere.
+    lab.app
+        .lab
+        .cancel_job(&lab.maker, first.id, now())
+        .await
+        .unwrap();
+    assert_eq!(shown("/api/job").await, "second.gcode");
+    let prusa = format!("/octoprint/{}/api/job", lab.prusa.id.0);
+    assert_eq!(shown(&prusa).await, Value::Null);
+    assert_eq!(second.state, JobState::Queued);
+}

@@ -169,6 +169,29 @@ impl Store {
         rows.iter().map(job_from_row).collect()
     }
 
+    /// The job of `owner` a slicer's monitor asks about (on `machine`, or anywhere): the one
+    /// running or paused, else the one waiting longest, else the latest; cancelled ones
+    /// left out. One row, whatever the owner's history.
+    pub async fn current_job(
+        &self,
+        owner: UserId,
+        machine: Option<MachineId>,
+    ) -> StoreResult<Option<Job>> {
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} WHERE j.owner_id = $1 AND j.state <> 'cancelled' \
+             AND ($2 = 0 OR j.machine_id = $2 OR (j.machine_id IS NULL AND j.target_machine_id = $2)) \
+             ORDER BY CASE WHEN j.state IN ('running', 'paused') THEN 0 \
+                           WHEN j.state IN ('submitted', 'needs_approval', 'queued') THEN 1 ELSE 2 END, \
+                      CASE WHEN j.state IN ('submitted', 'needs_approval', 'queued') THEN j.id ELSE -j.id END \
+             LIMIT 1"
+        ))
+        .bind(owner.0)
+        .bind(machine.map_or(0, |m| m.0))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
     pub async fn jobs_in_state(&self, states: &[JobState]) -> StoreResult<Vec<Job>> {
         let list = states
             .iter()

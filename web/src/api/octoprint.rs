@@ -603,23 +603,6 @@ async fn upload(
     Ok(response)
 }
 
-/// The job a client asks about: the member's job running here, else the one waiting
-/// next, else the last one.
-fn current(jobs: &[Job]) -> Option<&Job> {
-    let running = |j: &&Job| matches!(j.state, JobState::Running | JobState::Paused);
-    let waiting = |j: &&Job| {
-        matches!(
-            j.state,
-            JobState::Submitted | JobState::NeedsApproval | JobState::Queued
-        )
-    };
-    // Newest first: the waiting job that comes next is the oldest.
-    jobs.iter()
-        .find(running)
-        .or_else(|| jobs.iter().rev().find(waiting))
-        .or_else(|| jobs.first())
-}
-
 fn live_of(state: &AppState, machine: i64) -> Option<Live> {
     state
         .runtime
@@ -632,7 +615,8 @@ fn live_of(state: &AppState, machine: i64) -> Option<Live> {
 /// job's as OctoPrint would say it: printing or paused only when it is this job that runs.
 async fn job(State(state): State<AppState>, ctx: Ctx, scope: Scope) -> AppResult<Json<Value>> {
     let user = ctx.user()?;
-    let jobs = own_jobs(&state, user, &scope).await?;
+    let machine = scope.machine.as_ref().map(|m| m.id);
+    let current = state.lab.current_own_job(user, machine).await?;
     let idle = scope
         .machine
         .as_ref()
@@ -640,7 +624,7 @@ async fn job(State(state): State<AppState>, ctx: Ctx, scope: Scope) -> AppResult
             "Printing" | "Paused" => "Operational",
             other => other,
         });
-    let Some(job) = current(&jobs) else {
+    let Some(job) = &current else {
         return Ok(Json(json!({
             "job": { "file": { "name": null, "display": null, "path": null, "origin": null, "size": null, "date": null },
                      "estimatedPrintTime": null, "filament": null, "user": null },
@@ -723,8 +707,8 @@ async fn printer(State(state): State<AppState>, ctx: Ctx, scope: Scope) -> AppRe
     let machine = match scope.machine {
         Some(m) => Some(m),
         None => {
-            let jobs = own_jobs(&state, user, &scope).await?;
-            match current(&jobs).and_then(|j| j.machine.or(j.target_machine)) {
+            let current = state.lab.current_own_job(user, None).await?;
+            match current.and_then(|j| j.machine.or(j.target_machine)) {
                 Some(id) => Some(state.lab.machine(id).await?),
                 None => None,
             }
