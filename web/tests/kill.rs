@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::process::{Server, command};
+use common::process::{self, Server, command, free_port};
 use fabrique_controller::testing::fresh_database_url;
 use std::io::Write;
 use std::path::Path;
@@ -43,30 +43,10 @@ fn run(dir: &Path, url: &str, args: &[&str], stdin: &str) -> String {
 
 /// A server on a free port, answering `/healthz`.
 async fn serve(dir: &Path, url: &str) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let server = Server(
-        fabrique(dir, url, &["--listen", &listen, "serve"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://{listen}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
-            && r.status() == 200
-        {
-            return (server, base);
-        }
-        assert!(Instant::now() < deadline, "fabrique serve did not answer");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let server = process::serve(fabrique(dir, url, &["--listen", &listen, "serve"]), port).await;
+    (server, format!("http://{listen}"))
 }
 
 fn names(dir: &Path) -> Vec<String> {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::process::{Server, command};
+use common::process::{self, Server, command};
 use common::{TestApp, client, spawn_app};
 use fabrique_controller::domain::job::{JobId, JobState};
 use fabrique_controller::domain::{
@@ -18,7 +18,6 @@ use fabrique_controller::lab::now;
 use fabrique_controller::testing::fresh_database_url;
 use fabrique_controller::{Lab, Store};
 use serde_json::{Value, json};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 
@@ -567,32 +566,14 @@ async fn serve_on_the_network(
     lab_name: &str,
     env: &[(&str, &str)],
 ) -> (Server, u16) {
-    let port = std::net::TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = process::free_port();
     let listen = format!("0.0.0.0:{port}");
-    let server = Server(
-        command(dir, url, &["--listen", &listen, "serve"])
-            .env("FABRIQUE_LOG", "warn")
-            .env("FABRIQUE_LAB_NAME", lab_name)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await
-            && r.status() == 200
-        {
-            return (server, port);
-        }
-        assert!(Instant::now() < deadline, "fabrique serve did not answer");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut serve = command(dir, url, &["--listen", &listen, "serve"]);
+    serve
+        .env("FABRIQUE_LOG", "warn")
+        .env("FABRIQUE_LAB_NAME", lab_name)
+        .envs(env.iter().copied());
+    (process::serve(serve, port).await, port)
 }
 
 /// A lab's database with one printer, before its server starts.
