@@ -942,3 +942,29 @@ async fn the_job_a_monitor_shows_is_the_one_that_comes_next_then_the_latest() {
     assert_eq!(shown(&prusa).await, Value::Null);
     assert_eq!(second.state, JobState::Queued);
 }
+
+#[tokio::test]
+async fn a_refused_command_leaves_the_connection_usable_for_the_next_request() {
+    // One kept-alive connection, as OctoRest's `requests` session keeps it: a 403 answered
+    // before its body was read used to close it, and the next POST on it failed with
+    // "Remote end closed connection without response" (requests does not retry a POST).
+    let lab = slicers().await;
+    let out = python(
+        r#"
+import json, os, requests
+s = requests.Session()
+s.headers["X-Api-Key"] = os.environ["KEY"]
+url = os.environ["URL"]
+statuses = []
+for _ in range(40):
+    for path, body in (("/api/printer/command", {"commands": ["M104 S215"]}),
+                       ("/api/job", {"command": "cancel"}),
+                       ("/api/login", {"passive": True})):
+        statuses.append(s.post(url + path, json=body, timeout=10).status_code)
+print(json.dumps(sorted(set(statuses))))
+"#,
+        &[("URL", &lab.app.base), ("KEY", &lab.key)],
+    )
+    .await;
+    assert_eq!(out, json!([200, 403]));
+}

@@ -177,19 +177,24 @@ impl Store {
         owner: UserId,
         machine: Option<MachineId>,
     ) -> StoreResult<Option<Job>> {
-        let row = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} WHERE j.owner_id = $1 AND j.state <> 'cancelled' \
-             AND ($2 = 0 OR j.machine_id = $2 OR (j.machine_id IS NULL AND j.target_machine_id = $2)) \
-             ORDER BY CASE WHEN j.state IN ('running', 'paused') THEN 0 \
-                           WHEN j.state IN ('submitted', 'needs_approval', 'queued') THEN 1 ELSE 2 END, \
-                      CASE WHEN j.state IN ('submitted', 'needs_approval', 'queued') THEN j.id ELSE -j.id END \
-             LIMIT 1"
-        ))
+        // The choice reads the index only (`jobs_owner_current`), never the analyses of a
+        // member's whole history; then the one job is read.
+        let row = sqlx::query(
+            "SELECT id FROM jobs WHERE owner_id = $1 AND state <> 'cancelled' \
+             AND ($2 = 0 OR machine_id = $2 OR (machine_id IS NULL AND target_machine_id = $2)) \
+             ORDER BY CASE WHEN state IN ('running', 'paused') THEN 0 \
+                           WHEN state IN ('submitted', 'needs_approval', 'queued') THEN 1 ELSE 2 END, \
+                      CASE WHEN state IN ('submitted', 'needs_approval', 'queued') THEN id ELSE -id END \
+             LIMIT 1",
+        )
         .bind(owner.0)
         .bind(machine.map_or(0, |m| m.0))
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(job_from_row).transpose()
+        match row {
+            Some(row) => Ok(Some(self.job(JobId(row.try_get("id")?)).await?)),
+            None => Ok(None),
+        }
     }
 
     pub async fn jobs_in_state(&self, states: &[JobState]) -> StoreResult<Vec<Job>> {

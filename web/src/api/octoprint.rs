@@ -246,7 +246,11 @@ const PERMISSIONS: [&str; 5] = [
 
 /// The passive login (a client with an API key asks who it is): the account of the key.
 /// A login by name and password is the lab's login page, not this.
-async fn login(ctx: Ctx, _scope: Scope) -> AppResult<Json<Value>> {
+///
+/// The body (`{"passive": true}`) is read though not needed: a request answered before its
+/// body is read makes the server close the connection, and a client reusing it for its next
+/// request (OctoRest, Cura) sees "connection closed without response".
+async fn login(ctx: Ctx, _scope: Scope, _body: axum::body::Bytes) -> AppResult<Json<Value>> {
     let user = ctx.user()?;
     Ok(Json(json!({
         "name": user.username.as_str(),
@@ -773,7 +777,8 @@ fn state_json(text: &str) -> Value {
 
 /// Sending G-code, moving the head, heating, starting, pausing or cancelling the shared
 /// printer, connecting its port: done by a person at the machine, from the workshop board.
-async fn not_for_members(ctx: Ctx, _scope: Scope) -> AppResult<Response> {
+/// The body is read first, for the connection to stay usable (see [`login`]).
+async fn not_for_members(ctx: Ctx, _scope: Scope, _body: axum::body::Bytes) -> AppResult<Response> {
     ctx.user()?;
     Err(AppError::new(
         StatusCode::FORBIDDEN,

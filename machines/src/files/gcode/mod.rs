@@ -110,6 +110,10 @@ pub struct FirmwareLimits {
     pub min_travel_feedrate_mm_s: f64,
     /// Klipper's `max_velocity` on the XYZ path, mm/s (0: none).
     pub max_velocity_mm_s: f64,
+    /// Klipper's `minimum_cruise_ratio` (0 to 1; 0: none, Klipper's default 0.5): a move
+    /// cruises for at least that part of its length, as if it sped up and slowed down at
+    /// `accel × (1 − ratio)` (the older `max_accel_to_decel`) to reach its top speed.
+    pub min_cruise_ratio: f64,
 }
 
 impl Default for FirmwareLimits {
@@ -130,6 +134,7 @@ impl Default for FirmwareLimits {
             min_feedrate_mm_s: 0.0,
             min_travel_feedrate_mm_s: 0.0,
             max_velocity_mm_s: 0.0,
+            min_cruise_ratio: 0.0,
         }
     }
 }
@@ -148,9 +153,10 @@ impl FirmwareLimits {
                 junction: Junction::Deviation { mm: 0.01 },
                 ..Self::default()
             },
-            // Klipper's default square corner velocity.
+            // Klipper's default square corner velocity and minimum cruise ratio.
             Dialect::Klipper => Self {
                 junction: Junction::SquareCorner { mm_s: 5.0 },
+                min_cruise_ratio: 0.5,
                 ..Self::default()
             },
             Dialect::Marlin | Dialect::Unknown => Self::default(),
@@ -854,6 +860,14 @@ impl<'l> Analyzer<'l> {
                         }
                         "SQUARE_CORNER_VELOCITY" => {
                             self.fw.junction = Junction::SquareCorner { mm_s: v };
+                        }
+                        "MINIMUM_CRUISE_RATIO" if v < 1.0 => self.fw.min_cruise_ratio = v,
+                        // The older setting, an acceleration: the ratio it makes now.
+                        "ACCEL_TO_DECEL" => {
+                            let accel = self.fw.print_acceleration_mm_s2;
+                            if accel > 0.0 {
+                                self.fw.min_cruise_ratio = (1.0 - v / accel).clamp(0.0, 0.99);
+                            }
                         }
                         _ => {}
                     }

@@ -19,6 +19,13 @@
 //! can reach, and the oldest blocks, now fixed, are timed and dropped: the newest
 //! [`LOOKAHEAD`] stay to be planned with what comes next. A dwell, a heat-up wait or a tool
 //! change empties the buffer (the machine stops), as the firmware's `synchronize` does.
+//!
+//! Klipper adds its minimum cruise ratio: beside the real speeds, the same passes plan
+//! "smoothed" speeds at `accel × (1 − ratio)`, and a move cruises at most at the mean of its
+//! smoothed entry and exit plus what that acceleration gains over half its length
+//! (`toolhead.py`'s `peak_cruise_v2`); zig-zags of short moves then never reach their feed
+//! rate. Klipper also carries that peak back over a run of accelerating moves; here each
+//! move is capped on its own.
 
 use super::{FirmwareLimits, Junction};
 
@@ -57,6 +64,12 @@ struct Block {
     max_entry: f64,
     entry: f64,
     safe: f64,
+    /// Klipper's smoothing acceleration (`accel × (1 − minimum_cruise_ratio)`), or the
+    /// acceleration itself when there is none.
+    smooth_accel: f64,
+    /// The smoothed entry speed, and its highest value (the junction's).
+    smooth: f64,
+    max_smooth: f64,
     layer: u32,
     beam: bool,
 }
@@ -186,6 +199,12 @@ impl Planner {
             axis_v,
             unit,
         });
+        let ratio = fw.min_cruise_ratio;
+        let smooth_accel = if ratio > 0.0 && ratio < 1.0 {
+            accel * (1.0 - ratio)
+        } else {
+            accel
+        };
         self.blocks.push(Block {
             distance,
             nominal,
@@ -193,6 +212,9 @@ impl Planner {
             max_entry: max_entry.min(nominal),
             entry: 0.0,
             safe: safe.min(nominal),
+            smooth_accel,
+            smooth: 0.0,
+            max_smooth: max_entry.min(nominal),
             layer: m.layer,
             beam: m.beam,
         });
@@ -237,6 +259,23 @@ impl Planner {
                 blocks[i].entry = reach2.sqrt();
             }
         }
+        let smoothing = blocks.iter().any(|b| b.smooth_accel < b.accel);
+        if smoothing {
+            // Klipper's smoothed speeds: the same two passes at the smoothing acceleration.
+            let mut next = blocks[n - 1].safe;
+            for b in blocks.iter_mut().rev() {
+                let brake2 = next * next + 2.0 * b.smooth_accel * b.distance;
+                b.smooth = b.max_smooth.min(brake2.sqrt());
+                next = b.smooth;
+            }
+            for i in 1..n {
+                let p = blocks[i - 1];
+                let reach2 = p.smooth * p.smooth + 2.0 * p.smooth_accel * p.distance;
+                if blocks[i].smooth * blocks[i].smooth > reach2 {
+                    blocks[i].smooth = reach2.sqrt();
+                }
+            }
+        }
         for i in 0..fixed.min(n) {
             let b = blocks[i];
             let exit = if i + 1 < n {
@@ -245,7 +284,19 @@ impl Planner {
                 b.safe
                     .min((b.entry * b.entry + 2.0 * b.accel * b.distance).sqrt())
             };
-            let t = trapezoid_time(b.distance, b.entry, exit, b.nominal, b.accel);
+            let cruise = if smoothing && b.smooth_accel < b.accel {
+                let smooth_exit = if i + 1 < n {
+                    blocks[i + 1].smooth
+                } else {
+                    b.safe
+                };
+                let peak2 = (b.smooth * b.smooth + smooth_exit * smooth_exit) / 2.0
+                    + b.distance * b.smooth_accel;
+                b.nominal.min(peak2.sqrt())
+            } else {
+                b.nominal
+            };
+            let t = trapezoid_time(b.distance, b.entry, exit, cruise, b.accel);
             self.totals.moves_s += t;
             if b.beam {
                 self.totals.beam_s += t;
@@ -256,6 +307,7 @@ impl Planner {
         // The entry of the new first block is now fixed: its predecessor left at that speed.
         if let Some(first) = blocks.first_mut() {
             first.max_entry = first.entry;
+            first.max_smooth = first.smooth;
         }
     }
 }
@@ -391,6 +443,39 @@ mod tests {
             },
             fw,
         );
+    }
+
+    /// A zig-zag of `n` moves of `mm` at 300 mm/s, square corners, on a Klipper with `ratio`.
+    fn zigzag(ratio: f64, mm: f64, n: usize) -> f64 {
+        let fw = FirmwareLimits {
+            min_cruise_ratio: ratio,
+            ..FirmwareLimits::for_dialect(super::super::Dialect::Klipper)
+        };
+        let mut p = Planner::new();
+        for i in 0..n {
+            let (dx, dy) = if i % 2 == 0 { (mm, 0.0) } else { (0.0, mm) };
+            line(&mut p, &fw, dx, dy, 300.0);
+        }
+        p.synchronize();
+        p.totals.moves_s
+    }
+
+    #[test]
+    fn klippers_minimum_cruise_ratio_slows_short_moves_not_long_ones() {
+        // One 2 mm move from rest to rest at 1500 mm/s²: without a ratio, a triangle peaking
+        // at sqrt(2·1500) ≈ 54.8 mm/s; with 0.5, peak² = d·a·(1 − r) = 1500 mm²/s², about
+        // 38.7 mm/s, then it cruises.
+        let one = zigzag(0.5, 2.0, 1);
+        let peak = (2.0f64 * 1500.0 * 0.5).sqrt();
+        let expected = trapezoid_time(2.0, 0.0, 0.0, peak, 1500.0);
+        assert!((one - expected).abs() < 1e-9, "{one} against {expected}");
+        assert!(one > zigzag(0.0, 2.0, 1) * 1.05);
+        // Short zig-zags lose a lot; long moves almost nothing.
+        let short = zigzag(0.5, 2.0, 200) / zigzag(0.0, 2.0, 200);
+        let long = zigzag(0.5, 200.0, 20) / zigzag(0.0, 200.0, 20);
+        assert!(short > 1.05, "{short}");
+        assert!(long < 1.02, "{long}");
+        assert!(long >= 1.0, "{long}");
     }
 
     #[test]

@@ -131,6 +131,7 @@ impl ReportedLimits {
             min_feedrate_mm_s: self.min_feedrate_mm_s,
             min_travel_feedrate_mm_s: self.min_travel_feedrate_mm_s,
             max_velocity_mm_s: 0.0,
+            min_cruise_ratio: 0.0,
         }
     }
 }

@@ -108,6 +108,7 @@ pub fn parse(tail: &str, silent: bool) -> Option<FirmwareLimits> {
         min_feedrate_mm_s: number("machine_min_extruding_rate").unwrap_or(0.0),
         min_travel_feedrate_mm_s: number("machine_min_travel_rate").unwrap_or(0.0),
         max_velocity_mm_s: 0.0,
+        min_cruise_ratio: defaults.min_cruise_ratio,
     })
 }
 

@@ -425,3 +425,36 @@ fn the_firmwares_corner_rule_decides_which_m205_words_count() {
         }
     );
 }
+
+#[test]
+fn a_klipper_file_sets_its_minimum_cruise_ratio_or_the_older_accel_to_decel() {
+    let klipper = Limits {
+        dialect: Dialect::Klipper,
+        ..Limits::default()
+    };
+    let mut zigzag = String::from("G90\nG1 X0 Y0 F18000\n");
+    for i in 0..300 {
+        let (x, y) = if i % 2 == 0 { (2, 0) } else { (2, 2) };
+        zigzag.push_str(&format!("G1 X{} Y{y}\n", x * (i / 2 + 1)));
+    }
+    let default = run(&zigzag, Some(&klipper)).time.moves_s;
+    let none = run(
+        &format!("SET_VELOCITY_LIMIT MINIMUM_CRUISE_RATIO=0\n{zigzag}"),
+        Some(&klipper),
+    )
+    .time
+    .moves_s;
+    // ACCEL_TO_DECEL equal to the acceleration is no smoothing at all.
+    let older = run(
+        &format!("SET_VELOCITY_LIMIT ACCEL=1500 ACCEL_TO_DECEL=1500\n{zigzag}"),
+        Some(&klipper),
+    )
+    .time
+    .moves_s;
+    assert!(default > none * 1.05, "{default} against {none}");
+    assert!((older - none).abs() < 1e-6, "{older} against {none}");
+    // A Marlin firmware has no such smoothing: the same moves as Klipper without it (the
+    // corner rules differ, so only the order is compared).
+    let marlin = run(&zigzag, Some(&printer())).time.moves_s;
+    assert!(marlin < default, "{marlin} against {default}");
+}

@@ -6,3 +6,7 @@ CREATE TABLE machine_reported_limits (
     limits      TEXT NOT NULL,
     reported_at BIGINT NOT NULL
 );
+
+-- What a slicer's monitor asks for every few seconds (`/api/job`): a member's job running,
+-- waiting or last, chosen from this index alone, whatever the member's history.
+CREATE INDEX jobs_owner_current ON jobs (owner_id, state, machine_id, target_machine_id, id);
