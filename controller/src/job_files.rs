@@ -4,7 +4,7 @@
 
 use crate::domain::{Connection, Machine, MachineProfile};
 use fabrique_machines::files::embroidery::{self, EmbroideryMachine};
-use fabrique_machines::files::gcode::{Dialect, FirmwareLimits, Limits};
+use fabrique_machines::files::gcode::{Dialect, FirmwareLimits, Junction, Limits};
 use fabrique_machines::files::{self, JobFile, Unreadable};
 use std::path::{Path, PathBuf};
 
@@ -54,6 +54,16 @@ pub fn gcode_limits(machine: &Machine) -> Limits {
                     firmware.max_acceleration_mm_s2[0].max(p.max_accel_mm_s2);
                 firmware.max_acceleration_mm_s2[1] =
                     firmware.max_acceleration_mm_s2[1].max(p.max_accel_mm_s2);
+            }
+            if dialect == Dialect::Klipper {
+                if p.square_corner_velocity_mm_s > 0.0 {
+                    firmware.junction = Junction::SquareCorner {
+                        mm_s: p.square_corner_velocity_mm_s,
+                    };
+                }
+                if let Some(ratio) = p.minimum_cruise_ratio {
+                    firmware.min_cruise_ratio = ratio;
+                }
             }
             firmware
         }

@@ -713,3 +713,105 @@ async fn the_profile_says_how_the_firmware_moves_and_the_job_page_says_whose_lim
         "{page}"
     );
 }
+
+/// A Klipper printer's profile carries its square corner velocity and minimum cruise ratio:
+/// set from the form, shown back, in the API, and used by the estimate.
+#[tokio::test]
+async fn a_klipper_profile_carries_its_corner_velocity_and_cruise_ratio() {
+    let app = spawn_app().await;
+    let (manager, manager_user) = app.signed_in("nadia", Role::Manager).await;
+    let token = app.page_csrf(&manager, "/admin/machines/new").await;
+    let form = |name: &'static str, scv: &'static str, ratio: &'static str| {
+        vec![
+            ("csrf_token", token.clone()),
+            ("name", name.to_string()),
+            ("kind", "fdm_printer".into()),
+            ("connection", "moonraker".into()),
+            ("url", "http://127.0.0.1:9".into()),
+            ("work_x", "250".into()),
+            ("work_y", "210".into()),
+            ("work_z", "210".into()),
+            ("max_hotend", "300".into()),
+            ("max_bed", "120".into()),
+            ("materials", "PLA".into()),
+            ("square_corner_velocity", scv.into()),
+            ("minimum_cruise_ratio", ratio.into()),
+        ]
+    };
+    let post = async |fields: Vec<(&str, String)>| {
+        manager
+            .post(app.url("/admin/machines/new"))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
+    };
+    let refused = post(form("Voron", "8", "1.5")).await;
+    assert_eq!(refused.status(), 422);
+    assert!(
+        unescaped(&refused.text().await.unwrap()).contains("Part minimale de vitesse de croisière")
+    );
+    assert_eq!(post(form("Voron", "8", "0")).await.status(), 303);
+    assert_eq!(post(form("Voron défaut", "", "")).await.status(), 303);
+    let machines = app.lab.machines().await.unwrap();
+    let voron = machines.iter().find(|m| m.name == "Voron").unwrap();
+    let default = machines.iter().find(|m| m.name == "Voron défaut").unwrap();
+    assert_eq!(voron.profile.square_corner_velocity_mm_s, 8.0);
+    assert_eq!(voron.profile.minimum_cruise_ratio, Some(0.0));
+    assert_eq!(default.profile.minimum_cruise_ratio, None);
+    let edit = manager
+        .get(app.url(&format!("/admin/machines/{}", voron.id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        edit.contains(r#"name="minimum_cruise_ratio" inputmode="decimal" value="0""#),
+        "{edit}"
+    );
+    let api: Value = manager
+        .get(app.url(&format!("/api/v1/machines/{}", voron.id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["profile"]["square_corner_velocity_mm_s"], 8.0);
+    assert_eq!(api["profile"]["minimum_cruise_ratio"], 0.0);
+
+    // Short zig-zags: Klipper's default ratio (0.5) keeps them from their feed rate; with 0
+    // and a wider corner they go faster. Both estimates use the profile.
+    let mut zigzag = String::from("G90\nG1 X0 Y0 F18000\n");
+    for i in 0..300 {
+        let y = if i % 2 == 0 { 0 } else { 2 };
+        zigzag.push_str(&format!("G1 X{} Y{y}\n", 2 * (i / 2 + 1)));
+    }
+    let estimate = async |machine: &fabrique_controller::domain::Machine| {
+        let job = app
+            .submit_file(
+                &manager_user,
+                Some(machine.id),
+                "zigzag.gcode",
+                zigzag.as_bytes(),
+            )
+            .await;
+        let Some(fabrique_machines::files::FileSummary::Gcode(summary)) = &job.analysis else {
+            panic!("{:?}", job.analysis)
+        };
+        (summary.time.moves_s, summary.limits.source)
+    };
+    let (fast, source) = estimate(voron).await;
+    let (slow, default_source) = estimate(default).await;
+    assert_eq!(
+        source,
+        fabrique_machines::files::gcode::LimitsSource::Profile
+    );
+    assert_eq!(
+        default_source,
+        fabrique_machines::files::gcode::LimitsSource::Defaults
+    );
+    assert!(slow > fast * 1.05, "{slow} against {fast}");
+}

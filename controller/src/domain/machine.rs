@@ -199,6 +199,13 @@ pub struct MachineProfile {
     /// manager adopted them; the estimate then starts from these rather than from defaults.
     #[serde(default)]
     pub firmware_limits: Option<ReportedLimits>,
+    /// Klipper's `square_corner_velocity`, mm/s (0: Klipper's 5).
+    #[serde(default)]
+    pub square_corner_velocity_mm_s: f64,
+    /// Klipper's `minimum_cruise_ratio`, 0 to 0.99 (`None`: Klipper's 0.5). The older
+    /// `max_accel_to_decel` is `accel × (1 − ratio)`.
+    #[serde(default)]
+    pub minimum_cruise_ratio: Option<f64>,
 }
 
 /// A number of a form: blank is 0; a comma may stand for the decimal point.
@@ -279,6 +286,28 @@ impl MachineProfile {
         })
     }
 
+    /// Adds Klipper's corner and cruise settings: `square_corner_velocity` (mm/s, blank for
+    /// Klipper's 5) and `minimum_cruise_ratio` (0 to 0.99, blank for Klipper's 0.5).
+    pub fn with_klipper(
+        self,
+        square_corner_velocity: &str,
+        minimum_cruise_ratio: &str,
+    ) -> Result<Self, Invalid> {
+        let ratio = match minimum_cruise_ratio.trim() {
+            "" => None,
+            raw => Some(parse_number("minimum_cruise_ratio", raw, 0.99)?),
+        };
+        Ok(Self {
+            square_corner_velocity_mm_s: parse_number(
+                "square_corner_velocity",
+                square_corner_velocity,
+                1_000.0,
+            )?,
+            minimum_cruise_ratio: ratio,
+            ..self
+        })
+    }
+
     /// Adds how the firmware moves: its corner rule (`""`, `classic_jerk` or
     /// `junction_deviation`) and whether it runs in silent mode.
     pub fn with_motion(self, junction_rule: &str, silent_mode: bool) -> Result<Self, Invalid> {
@@ -301,7 +330,11 @@ impl MachineProfile {
     /// Whether the lab gave any motion limit of the machine's own (else the estimate takes
     /// the slicer's, or the firmware's defaults).
     pub fn has_motion_limits(&self) -> bool {
-        self.max_speed_mm_s > 0.0 || self.max_accel_mm_s2 > 0.0 || self.firmware_limits.is_some()
+        self.max_speed_mm_s > 0.0
+            || self.max_accel_mm_s2 > 0.0
+            || self.firmware_limits.is_some()
+            || self.square_corner_velocity_mm_s > 0.0
+            || self.minimum_cruise_ratio.is_some()
     }
 
     /// The profile with a firmware's reported limits adopted: all of them for the estimate,

@@ -724,6 +724,12 @@ pub struct ProfileDto {
     /// The printer runs in silent (stealth) mode: the slicer's silent-mode limits apply.
     #[serde(default)]
     pub silent_mode: bool,
+    /// Klipper's `square_corner_velocity`, mm/s (0: Klipper's 5).
+    #[serde(default)]
+    pub square_corner_velocity_mm_s: f64,
+    /// Klipper's `minimum_cruise_ratio`, 0 to 0.99 (null: Klipper's 0.5).
+    #[serde(default)]
+    pub minimum_cruise_ratio: Option<f64>,
 }
 
 /// How Fabrique reaches the machine. The OctoPrint API key is never sent back; the port,
@@ -802,6 +808,8 @@ impl From<&Machine> for MachineDto {
                 stitches_per_minute: p.stitches_per_minute,
                 junction_rule: p.junction_rule,
                 silent_mode: p.silent_mode,
+                square_corner_velocity_mm_s: p.square_corner_velocity_mm_s,
+                minimum_cruise_ratio: p.minimum_cruise_ratio,
             },
             location: m.location.clone(),
             required_training: m.required_training.clone(),
@@ -895,6 +903,8 @@ impl MachineBody {
                 .map(|r| r.as_str().to_string())
                 .unwrap_or_default(),
             silent_mode: p.silent_mode.then(|| "1".into()),
+            square_corner_velocity: num(p.square_corner_velocity_mm_s),
+            minimum_cruise_ratio: p.minimum_cruise_ratio.map(num).unwrap_or_default(),
         };
         fields.parse(kept)
     }

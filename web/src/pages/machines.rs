@@ -406,6 +406,10 @@ pub struct MachineFields {
     /// A checkbox: present when ticked.
     #[serde(default)]
     pub silent_mode: Option<String>,
+    #[serde(default)]
+    pub square_corner_velocity: String,
+    #[serde(default)]
+    pub minimum_cruise_ratio: String,
 }
 
 impl MachineFields {
@@ -447,6 +451,8 @@ impl MachineFields {
                 .map(|r| r.as_str().to_string())
                 .unwrap_or_default(),
             silent_mode: p.silent_mode.then(|| "1".into()),
+            square_corner_velocity: blank_zero(p.square_corner_velocity_mm_s),
+            minimum_cruise_ratio: p.minimum_cruise_ratio.map(number).unwrap_or_default(),
         }
     }
 
@@ -483,7 +489,8 @@ impl MachineFields {
             &self.materials,
         )?
         .with_speeds(&self.max_speed, &self.max_accel, &self.stitches_per_minute)?
-        .with_motion(&self.junction_rule, self.silent_mode.is_some())?;
+        .with_motion(&self.junction_rule, self.silent_mode.is_some())?
+        .with_klipper(&self.square_corner_velocity, &self.minimum_cruise_ratio)?;
         Ok(MachineInput::new(
             &self.name,
             kind,
