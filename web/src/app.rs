@@ -2,7 +2,7 @@
 //! is asking, checks CSRF, and renders errors in the person's language.
 
 use crate::config::Config;
-use crate::ctx::{CSRF_COOKIE, Ctx, LANG_COOKIE, SESSION_COOKIE, cookie};
+use crate::ctx::{CSRF_COOKIE, Ctx, LANG_COOKIE, NOTICE_COOKIE, Notice, SESSION_COOKIE, cookie};
 use crate::error::AppError;
 use crate::i18n::{Catalog, Tr};
 use crate::{api, pages};
@@ -151,12 +151,17 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
             }
         },
     };
+    let had_notice = cookie(&parts.headers, NOTICE_COOKIE).is_some();
+    let notice = cookie(&parts.headers, NOTICE_COOKIE)
+        .and_then(Notice::decode)
+        .and_then(|n| n.text(&tr(lang)));
     let ctx = Ctx {
         user,
         tr: tr(lang),
         csrf: csrf.clone(),
         secure,
         by_api_key: api_key.is_some(),
+        notice,
     };
 
     let mut body = body;
@@ -254,6 +259,28 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
     headers
         .entry(header::REFERRER_POLICY)
         .or_insert(HeaderValue::from_static("same-origin"));
+    // A notice is shown once: the first page that renders clears it, unless that answer
+    // carries a new one (a redirect after another action).
+    let html_page = response.status().is_success()
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let sets_notice = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| {
+            v.as_bytes()
+                .starts_with(format!("{NOTICE_COOKIE}=").as_bytes())
+        });
+    if had_notice
+        && html_page
+        && !sets_notice
+        && let Ok(value) = HeaderValue::from_str(&ctx.cookie(NOTICE_COOKIE, "", 0))
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
     if existing_csrf.is_none()
         && !ctx.by_api_key
         && let Ok(value) = HeaderValue::from_str(&ctx.cookie(CSRF_COOKIE, &csrf, 400 * 86_400))

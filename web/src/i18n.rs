@@ -65,6 +65,11 @@ impl Tr {
         }
     }
 
+    /// Whether the catalogue has `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.catalog.table(self.lang).contains_key(key)
+    }
+
     /// The message for `key` with its `{name}` placeholders filled.
     pub fn f(&self, key: &str, args: &[(&str, &str)]) -> String {
         args.iter()

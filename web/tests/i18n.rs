@@ -142,6 +142,8 @@ fn every_key_used_exists() {
         "badge_required",
         "slot_taken",
         "outside_opening_hours",
+        "past_closing",
+        "own_booking",
         "lab_closed",
         "beyond_horizon",
         "in_the_past",

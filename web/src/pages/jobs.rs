@@ -1,7 +1,7 @@
 //! Sending a file and following it: the upload form (multipart, works without JavaScript),
 //! the list of jobs, and a job's page with its analysis, progress and history.
 
-use super::{Page, message, render, render_with_status};
+use super::{Page, done, message, render, render_with_status};
 use crate::app::AppState;
 use crate::ctx::Ctx;
 use crate::error::{AppError, AppResult};
@@ -10,7 +10,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::header;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fabrique_controller::domain::job::{Job, JobId, JobState};
 use fabrique_controller::domain::{Role, User};
@@ -361,7 +361,12 @@ async fn upload(
     }
     .await;
     match result {
-        Ok(job) => Ok(Redirect::to(&format!("/jobs/{}", job.id.0)).into_response()),
+        Ok(job) => Ok(done(
+            &ctx,
+            &format!("/jobs/{}", job.id.0),
+            "notice.job_sent",
+            &[("file", &job.file_name)],
+        )),
         Err(e) if e.status.is_client_error() => {
             let page = jobs_page(&state, &ctx, Some(message(&ctx.tr, &e))).await?;
             Ok(render_with_status(e.status, &page))
@@ -474,9 +479,19 @@ async fn approve(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
-    state.lab.approve_job(ctx.user()?, JobId(id), now()).await?;
+    let job = state.lab.approve_job(ctx.user()?, JobId(id), now()).await?;
     state.runtime.wake();
-    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+    Ok(job_done(&ctx, id, "notice.job_approved", &job))
+}
+
+/// Back to the job's page, saying what was done to it.
+fn job_done(ctx: &Ctx, id: i64, key: &str, job: &Job) -> Response {
+    done(
+        ctx,
+        &format!("/jobs/{id}"),
+        key,
+        &[("file", &job.file_name)],
+    )
 }
 
 async fn cancel(
@@ -484,8 +499,8 @@ async fn cancel(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
-    state.lab.cancel_job(ctx.user()?, JobId(id), now()).await?;
-    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+    let job = state.lab.cancel_job(ctx.user()?, JobId(id), now()).await?;
+    Ok(job_done(&ctx, id, "notice.job_cancelled", &job))
 }
 
 async fn requeue(
@@ -493,9 +508,9 @@ async fn requeue(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
-    state.lab.requeue_job(ctx.user()?, JobId(id), now()).await?;
+    let job = state.lab.requeue_job(ctx.user()?, JobId(id), now()).await?;
     state.runtime.wake();
-    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+    Ok(job_done(&ctx, id, "notice.job_requeued", &job))
 }
 
 #[derive(serde::Deserialize)]
@@ -515,5 +530,5 @@ async fn priority(
         .set_job_priority(ctx.user()?, JobId(id), f.priority)
         .await?;
     state.runtime.wake();
-    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+    Ok(done(&ctx, &format!("/jobs/{id}"), "notice.saved", &[]))
 }

@@ -199,8 +199,11 @@ struct HomePage {
     machines: Vec<MachineView>,
 }
 
+/// The machines for people signed in; the lab's public face for everyone else.
 pub async fn home(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
-    ctx.user()?;
+    if ctx.user.is_none() {
+        return super::public::home(&state, &ctx).await;
+    }
     let machines = state.lab.machines().await?;
     let machines = machines
         .iter()

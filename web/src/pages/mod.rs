@@ -8,6 +8,7 @@ mod campaigns;
 mod jobs;
 mod machines;
 mod members;
+mod public;
 
 use crate::app::AppState;
 use crate::ctx::{Ctx, LANG_COOKIE, SESSION_COOKIE, safe_next};
@@ -62,7 +63,7 @@ impl Page {
             title: ctx.tr.t(title_key).to_string(),
             current,
             path: path.to_string(),
-            notice: None,
+            notice: ctx.notice.clone(),
         }
     }
 
@@ -125,6 +126,13 @@ pub fn error_page(_: &AppState, tr: &Tr, status: StatusCode, message: &str) -> R
         Ok(html) => (status, Html(html)).into_response(),
         Err(_) => (status, message.to_string()).into_response(),
     }
+}
+
+/// The answer to an action done: back to `to`, with `notice` (a `notice.*` key and its
+/// values) shown once there, without JavaScript.
+pub fn done(ctx: &Ctx, to: &str, key: &str, args: &[(&str, &str)]) -> Response {
+    let notice = crate::ctx::Notice::new(key, args).encode();
+    redirect_with_cookie(to, &ctx.cookie(crate::ctx::NOTICE_COOKIE, &notice, 300))
 }
 
 /// A redirect that also sets a cookie.
