@@ -182,11 +182,10 @@ async fn events(
             loop {
                 // A machine's event or 20 s of silence: look at the job again. A slow reader
                 // that lagged looks again too; a closed channel (shutdown) ends the stream.
-                match tokio::time::timeout(std::time::Duration::from_secs(20), receiver.recv())
-                    .await
-                {
-                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-                    Ok(_) | Err(_) => {}
+                let heard =
+                    tokio::time::timeout(std::time::Duration::from_secs(20), receiver.recv()).await;
+                if let Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) = heard {
+                    return None;
                 }
                 let Ok(job) = state.lab.job(&user, JobId(id)).await else {
                     return None;
