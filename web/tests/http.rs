@@ -148,7 +148,7 @@ async fn the_public_home_shows_the_lab_without_personal_data() {
         "Prusa MK3S",
         "Hors ligne",
         "Formation nécessaire : Impression 3D",
-        "6 place(s) libre(s) sur 6",
+        "6 places libres sur 6",
         "href=\"/login\"",
     ] {
         assert!(html.contains(text), "{text} in {html}");
