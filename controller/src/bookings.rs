@@ -404,6 +404,37 @@ impl Lab {
         Ok(self.store().booking(id).await?)
     }
 
+    /// Each machine's next free slot within the booking horizon (`None` for a machine in
+    /// maintenance or disabled, or booked throughout): for the machines' cards.
+    pub async fn next_free_slots(
+        &self,
+        now: i64,
+    ) -> LabResult<Vec<(MachineId, Option<Timestamp>)>> {
+        let settings = self.calendar_settings().await?;
+        let from = at(now);
+        let until = at(now + (i64::from(settings.horizon_days) + 1) * 86_400);
+        let bookings = self.bookings_between(None, from, until, now).await?;
+        let machines = self.machines().await?;
+        Ok(machines
+            .iter()
+            .map(|m| {
+                let available =
+                    !matches!(m.state, MachineState::Disabled | MachineState::Maintenance);
+                let taken: Vec<(Timestamp, Timestamp)> = bookings
+                    .iter()
+                    .filter(|b| b.machine == m.id && b.is_live())
+                    .map(|b| (b.starts_at, b.ends_at))
+                    .collect();
+                (
+                    m.id,
+                    available
+                        .then(|| settings.next_free(from, &taken))
+                        .flatten(),
+                )
+            })
+            .collect())
+    }
+
     /// The lengths in minutes a booking of `machine` starting at `start` may have
     /// ([`CalendarSettings::durations`]): what the booking page offers.
     pub async fn booking_durations(

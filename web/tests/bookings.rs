@@ -1316,3 +1316,105 @@ async fn the_desk_creates_an_account_books_enrols_marks_and_awards_for_a_member(
         1
     );
 }
+
+/// "When is it free?": every machine over a day as a real table (a row per slot, a column
+/// per machine), bookings, blocks and sessions on it, free slots linked to their booking;
+/// a week as a machine per row; each machine's card says its next free slot.
+#[tokio::test]
+async fn the_grid_shows_every_machine_over_a_day_and_a_week() {
+    let lab = lab().await;
+    let (member, key) = lab.member("josette", true).await;
+    let (_, other) = lab.member("bruno", true).await;
+    assert_eq!(
+        lab.book(&key, &tomorrow(9, 0), &tomorrow(10, 0), json!({}))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        lab.book(&other, &tomorrow(10, 0), &tomorrow(10, 30), json!({}))
+            .await
+            .0,
+        201
+    );
+    let start = Timestamp::from_second(now() / 86_400 * 86_400 + 86_400 + 14 * 3600).unwrap();
+    lab.app
+        .lab
+        .block(
+            &lab.manager,
+            MachineId(lab.machine),
+            start,
+            Timestamp::from_second(start.as_second() + 3600).unwrap(),
+            "atelier collège",
+            now(),
+        )
+        .await
+        .unwrap();
+    let training = fabrique_controller::domain::training::TrainingId(lab.training);
+    lab.app
+        .lab
+        .create_session(
+            &lab.manager,
+            training,
+            Timestamp::from_second(start.as_second() + 2 * 3600).unwrap(),
+            Timestamp::from_second(start.as_second() + 3 * 3600).unwrap(),
+            None,
+            6,
+            "",
+            now(),
+        )
+        .await
+        .unwrap();
+    let date = &tomorrow(0, 0)[..10];
+    let page = signed_in_as(&lab, &member).await;
+    let html = text(&page, lab.app.url(&format!("/grid?date={date}"))).await;
+    let row = |time: &str| {
+        let at = html
+            .find(&format!("<th scope=\"row\">{time}</th>"))
+            .unwrap_or_else(|| panic!("a row for {time}: {html}"));
+        html[at..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(
+        html.contains("<th scope=\"col\">Découpeuse laser</th>"),
+        "{html}"
+    );
+    assert!(row("09:00 – 09:30").contains("votre réservation"));
+    let ten = row("10:00 – 10:30");
+    assert!(
+        ten.contains("réservé") && !ten.contains("bruno"),
+        "no names: {ten}"
+    );
+    assert!(row("14:00 – 14:30").contains("bloqué"));
+    assert!(
+        !row("14:00 – 14:30").contains("atelier collège"),
+        "reasons for managers"
+    );
+    assert!(row("16:00 – 16:30").contains("formation Découpe laser"));
+    assert!(
+        row("11:00 – 11:30").contains(&format!(
+            "href=\"/bookings/new?machine={}&start={}\"",
+            lab.machine,
+            tomorrow(11, 0)
+        )),
+        "{}",
+        row("11:00 – 11:30")
+    );
+    assert!(
+        html.contains("Découpe laser · "),
+        "the day's sessions are listed"
+    );
+    // A manager reads names and reasons.
+    let desk = signed_in_as(&lab, &lab.manager).await;
+    let managed = text(&desk, lab.app.url(&format!("/grid?date={date}"))).await;
+    assert!(managed.contains("bruno") && managed.contains("bloqué : atelier collège"));
+    // The week: a row per machine, a cell per day with its free slots.
+    let week = text(&page, lab.app.url(&format!("/grid?view=week&date={date}"))).await;
+    assert!(
+        week.contains("<th scope=\"row\">Découpeuse laser</th>")
+            && week.contains("créneaux libres, dès"),
+        "{week}"
+    );
+    // The machine's card says when it is next free.
+    let home = text(&page, lab.app.url("/")).await;
+    assert!(home.contains("Prochain créneau libre : "), "{home}");
+}

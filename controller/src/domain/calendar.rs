@@ -140,6 +140,21 @@ impl CalendarSettings {
         at.to_zoned(self.tz()).strftime("%H:%M").to_string()
     }
 
+    /// The start of the first slot at or after `from`, within the booking horizon, that
+    /// none of `taken` (a machine's live bookings and blocks) overlaps.
+    pub fn next_free(
+        &self,
+        from: Timestamp,
+        taken: &[(Timestamp, Timestamp)],
+    ) -> Option<Timestamp> {
+        let first = self.local_date(from);
+        (0..=i64::from(self.horizon_days))
+            .filter_map(|d| first.checked_add(d.days()).ok())
+            .flat_map(|date| self.slots(date))
+            .find(|(start, end)| *start >= from && !taken.iter().any(|(s, e)| s < end && start < e))
+            .map(|(start, _)| start)
+    }
+
     /// The lengths in minutes a booking starting at `start` may have: whole slots, at most
     /// the longest booking, ending by the close of the opening window `start` lies in and
     /// before the first of `taken` (the machine's live bookings) that it would run into.
@@ -547,6 +562,24 @@ mod tests {
                 .unwrap();
             assert_eq!(check(&member(), at(16, 30), end), Ok(()));
         }
+    }
+
+    #[test]
+    fn the_next_free_slot_skips_bookings_closed_hours_and_the_past() {
+        let s = CalendarSettings::default();
+        let at = |d, h, m| paris(2026, 11, d, h, m);
+        // Tuesday 24 at 15:10: the 15:00 slot has begun, 15:30 is the next one.
+        assert_eq!(s.next_free(at(24, 15, 10), &[]), Some(at(24, 15, 30)));
+        // Booked until the close: Wednesday 25 opens at 10:00.
+        assert_eq!(
+            s.next_free(at(24, 15, 10), &[(at(24, 15, 0), at(24, 18, 0))]),
+            Some(at(25, 10, 0))
+        );
+        // Everything taken within the horizon: nothing.
+        assert_eq!(
+            s.next_free(at(24, 15, 10), &[(at(24, 0, 0), paris(2026, 12, 31, 0, 0))]),
+            None
+        );
     }
 
     #[test]

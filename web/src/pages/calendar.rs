@@ -17,7 +17,7 @@ use fabrique_controller::domain::calendar::CalendarSettings;
 use fabrique_controller::domain::training::{
     BadgeId, BadgeStatus, EnrolmentStatus, SessionId, TrainingId, TrainingInput,
 };
-use fabrique_controller::domain::{Invalid, MachineId, Role, User, UserId};
+use fabrique_controller::domain::{Invalid, MachineId, MachineState, Role, User, UserId};
 use fabrique_controller::lab::now;
 use jiff::civil::{Date, DateTime};
 use jiff::{Timestamp, ToSpan};
@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/bookings/{id}/check-in", post(check_in))
         .route("/blocks", post(create_block))
         .route("/day", get(day))
+        .route("/grid", get(grid))
         .route("/calendar/token", post(new_feed))
         .route("/calendar/member/{file}", get(member_feed))
         .route("/calendar/machines/{file}", get(machine_feed))
@@ -265,6 +266,266 @@ async fn week(
         previous,
         next,
         missing_training,
+    })?
+    .into_response())
+}
+
+// --- Grid of all machines -------------------------------------------------------------------
+
+struct GridCell {
+    text: String,
+    href: Option<String>,
+    /// `free`, `mine`, `taken`, `block`, `session`, `closed` or `past`: for the style only,
+    /// the text says it too.
+    class: &'static str,
+}
+
+struct GridRow {
+    time: String,
+    cells: Vec<GridCell>,
+}
+
+/// One machine's column of the day, for the phone's one-machine-at-a-time tables.
+struct GridColumn {
+    name: String,
+    cells: Vec<(String, GridCell)>,
+}
+
+struct WeekGridRow {
+    machine: String,
+    cells: Vec<GridCell>,
+}
+
+#[derive(Template)]
+#[template(path = "grid.html")]
+struct GridPage {
+    p: Page,
+    week: bool,
+    date: Date,
+    previous: Date,
+    next: Date,
+    machines: Vec<String>,
+    rows: Vec<GridRow>,
+    columns: Vec<GridColumn>,
+    days: Vec<String>,
+    week_rows: Vec<WeekGridRow>,
+    sessions: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct GridQuery {
+    date: Option<String>,
+    view: Option<String>,
+}
+
+/// When is it free: every machine over a day (a row per slot) or a week (a cell per day
+/// with its free slots), with bookings, blocks and training sessions. A real table, usable
+/// without JavaScript; on a phone the day shows one machine's table after another.
+async fn grid(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<GridQuery>,
+) -> AppResult<Response> {
+    let user = ctx.user()?;
+    let manager = user.role.at_least(Role::Manager);
+    let tr = &ctx.tr;
+    let settings = state.lab.calendar_settings().await?;
+    let week = q.view.as_deref() == Some("week");
+    let picked = date_or_today(&settings, q.date.as_deref());
+    let first = if week {
+        picked
+            .checked_sub(i64::from(picked.weekday().to_monday_zero_offset()).days())
+            .unwrap_or(picked)
+    } else {
+        picked
+    };
+    let span = if week { 7 } else { 1 };
+    let dates: Vec<Date> = (0..span)
+        .filter_map(|d| first.checked_add(d.days()).ok())
+        .collect();
+    let tz = settings.tz();
+    let start_of = |d: Date| d.to_zoned(tz.clone()).map(|z| z.timestamp()).ok();
+    let from = start_of(first).ok_or_else(|| Invalid::new("date", "datetime"))?;
+    let to = first
+        .checked_add(span.days())
+        .ok()
+        .and_then(start_of)
+        .unwrap_or(from);
+    let machines = state.lab.machines().await?;
+    let bookings: Vec<Booking> = state
+        .lab
+        .bookings_between(None, from, to, now())
+        .await?
+        .into_iter()
+        .filter(Booking::is_live)
+        .collect();
+    let trainings = state.lab.trainings().await?;
+    let sessions: Vec<_> = state
+        .lab
+        .upcoming_sessions(from.as_second(), None)
+        .await?
+        .into_iter()
+        .filter(|s| s.starts_at < to)
+        .collect();
+    let now_ts = Timestamp::now();
+    let cell = |m: &fabrique_controller::domain::Machine, start: Timestamp, end: Timestamp| {
+        let available = !matches!(m.state, MachineState::Disabled | MachineState::Maintenance);
+        let taken = bookings
+            .iter()
+            .find(|b| b.machine == m.id && b.starts_at < end && start < b.ends_at);
+        let session = sessions.iter().find(|s| {
+            s.starts_at < end
+                && start < s.ends_at
+                && trainings
+                    .iter()
+                    .any(|t| t.id == s.training && t.machines.contains(&m.id))
+        });
+        let (text, class, href) = match taken {
+            Some(b) if b.kind == BookingKind::Block => {
+                let mut text = tr.t("grid.blocked").to_string();
+                if manager && !b.note.is_empty() {
+                    text = format!("{text} : {}", b.note);
+                }
+                (text, "block", None)
+            }
+            Some(b) if b.user == Some(user.id) => (tr.t("week.yours").to_string(), "mine", None),
+            Some(b) => {
+                let who = b.user_name.clone().filter(|_| manager);
+                let text = who.unwrap_or_else(|| tr.t("week.taken").to_string());
+                (text, "taken", None)
+            }
+            None if end <= now_ts => (tr.t("grid.past").to_string(), "past", None),
+            None if !available => (tr.t("week.unavailable").to_string(), "closed", None),
+            None => (
+                tr.t("grid.free").to_string(),
+                "free",
+                (start >= now_ts)
+                    .then(|| format!("/bookings/new?machine={}&start={start}", m.id.0)),
+            ),
+        };
+        match session {
+            Some(s) if taken.is_none() => GridCell {
+                text: format!(
+                    "{text} · {}",
+                    tr.f("grid.session", &[("training", &s.training_name)])
+                ),
+                href,
+                class: "session",
+            },
+            _ => GridCell { text, href, class },
+        }
+    };
+    let mut rows = Vec::new();
+    let mut columns: Vec<GridColumn> = machines
+        .iter()
+        .map(|m| GridColumn {
+            name: m.name.clone(),
+            cells: Vec::new(),
+        })
+        .collect();
+    let mut week_rows = Vec::new();
+    if week {
+        for m in &machines {
+            let cells = dates
+                .iter()
+                .map(|d| {
+                    let slots = settings.slots(*d);
+                    let free: Vec<Timestamp> = slots
+                        .iter()
+                        .filter(|(s, e)| cell(m, *s, *e).class == "free" && *s >= now_ts)
+                        .map(|(s, _)| *s)
+                        .collect();
+                    let href = Some(format!("/grid?date={d}"));
+                    match (slots.is_empty(), free.first()) {
+                        (true, _) => GridCell {
+                            text: tr.t("week.closed").to_string(),
+                            href: None,
+                            class: "closed",
+                        },
+                        (false, Some(first)) => GridCell {
+                            text: tr.n(
+                                "grid.free_from",
+                                i64::try_from(free.len()).unwrap_or(0),
+                                &[("time", &clock(&settings, *first))],
+                            ),
+                            href,
+                            class: "free",
+                        },
+                        (false, None) => GridCell {
+                            text: tr.t("grid.none_free").to_string(),
+                            href,
+                            class: "taken",
+                        },
+                    }
+                })
+                .collect();
+            week_rows.push(WeekGridRow {
+                machine: m.name.clone(),
+                cells,
+            });
+        }
+    } else {
+        for (start, end) in settings.slots(first) {
+            let time = format!("{} – {}", clock(&settings, start), clock(&settings, end));
+            let cells: Vec<GridCell> = machines.iter().map(|m| cell(m, start, end)).collect();
+            for (column, c) in columns.iter_mut().zip(&cells) {
+                column.cells.push((
+                    time.clone(),
+                    GridCell {
+                        text: c.text.clone(),
+                        href: c.href.clone(),
+                        class: c.class,
+                    },
+                ));
+            }
+            rows.push(GridRow { time, cells });
+        }
+    }
+    let sessions = sessions
+        .iter()
+        .map(|s| {
+            format!(
+                "{} · {} · {}",
+                s.training_name,
+                when(tr, &settings, s.starts_at, s.ends_at),
+                places(tr, s)
+            )
+        })
+        .collect();
+    let (previous, next) = if week {
+        (
+            first.checked_sub(7.days()).unwrap_or(first),
+            first.checked_add(7.days()).unwrap_or(first),
+        )
+    } else {
+        (
+            first.yesterday().unwrap_or(first),
+            first.tomorrow().unwrap_or(first),
+        )
+    };
+    let path = if week {
+        format!("/grid?view=week&date={first}")
+    } else {
+        format!("/grid?date={first}")
+    };
+    let mut p = Page::new(&ctx, "grid.title", "grid", &path);
+    p.title = if week {
+        tr.f("grid.week_title", &[("date", &day_label(tr, first))])
+    } else {
+        tr.f("grid.day_title", &[("date", &day_label(tr, first))])
+    };
+    Ok(render(&GridPage {
+        p,
+        week,
+        date: first,
+        previous,
+        next,
+        machines: machines.iter().map(|m| m.name.clone()).collect(),
+        rows,
+        columns,
+        days: dates.iter().map(|d| day_label(tr, *d)).collect(),
+        week_rows,
+        sessions,
     })?
     .into_response())
 }

@@ -97,8 +97,9 @@ const managerPages = ['/', '/machines/1', '/machines/4', '/account', '/members',
   '/admin/trainings/new', '/admin/trainings/1', '/badges', '/board', '/jobs', '/jobs/1', '/members/4/badges', '/plan',
   '/campaigns', '/campaigns/new', '/campaigns/1', '/campaigns/1/edit', '/campaigns/1/manage', '/campaigns/1/requests',
   '/campaigns/1/batches', '/campaigns/1/batches/1', '/campaigns/1/materials', '/campaigns/1/deliveries',
-  '/campaigns/1/contribute', '/campaigns/1/request', '/members/4/card', '/machines/6/week?member=4'];
-const memberPages = ['/', '/machines/3', '/account', '/members', '/machines/1/week', '/bookings', '/badges',
+  '/campaigns/1/contribute', '/campaigns/1/request', '/members/4/card', '/machines/6/week?member=4',
+  '/grid', '/grid?view=week'];
+const memberPages = ['/', '/grid', '/grid?view=week', '/machines/3', '/account', '/members', '/machines/1/week', '/bookings', '/badges',
   '/trainings', '/sessions/1', '/jobs', '/board', '/campaigns', '/campaigns/1', '/campaigns/1/contribute'];
 // Pages for people without an account: a campaign's public page and its request form.
 const publicPages = ['/', '/campaigns', '/campaigns/1', '/campaigns/1/request'];
@@ -171,6 +172,30 @@ async function deskBooking(context, lang) {
   await page.close();
 }
 
+// "When is it free?" by keyboard: from the week of all machines to a day, then to a free
+// slot's booking page, each step a Tab walk to a link and Enter.
+async function gridKeyboard(context, label) {
+  const page = await context.newPage();
+  await page.goto(`${base}/grid?view=week`);
+  const walkTo = async (selector) => {
+    const target = page.locator(selector).first();
+    if ((await target.count()) === 0) return false;
+    for (let i = 0; i < 80; i++) {
+      await page.keyboard.press('Tab');
+      if (await target.evaluate(el => el === document.activeElement)) {
+        await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+        return true;
+      }
+    }
+    return false;
+  };
+  if (!(await walkTo('table.grid td.cell-free a'))) problems.push(`${label}: no free day reached by Tab on the week grid`);
+  else if (!(await walkTo('.grid-wide td.cell-free a, .grid-phone td.cell-free a:visible'))) problems.push(`${label}: no free slot reached by Tab on the day grid`);
+  else if (!new URL(page.url()).pathname.startsWith('/bookings/new')) problems.push(`${label}: the grid's slot led to ${page.url()}`);
+  else console.log(`${label} grid keyboard walk: checked`);
+  await page.close();
+}
+
 // Pages reached by following links: a booking confirmation and a badge's public page.
 async function followed(context, lang) {
   const page = await context.newPage();
@@ -233,6 +258,7 @@ for (const viewport of [{ width: 1280, height: 900 }, { width: 640, height: 800 
         await checkPages(context, lang, paths);
         await followed(context, lang);
         if (username === 'manager' && viewport.width !== 640) await deskBooking(context, `${lang} ${viewport.width}px`);
+        if (username === 'member') await gridKeyboard(context, `${lang} ${viewport.width}px ${username}`);
       }
     }
     // Leave the account in French for the next round.
