@@ -38,6 +38,8 @@ pub fn router(state: AppState) -> Router {
         .route("/static/app.css", get(stylesheet))
         .route("/static/board.js", get(board_script))
         .route("/static/job.js", get(job_script))
+        .route("/static/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
         .fallback(|| async { AppError::not_found() })
         .layer(middleware::from_fn_with_state(state.clone(), context))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
@@ -72,6 +74,18 @@ async fn board_script() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         include_str!("../static/board.js"),
+    )
+}
+
+/// The icon of the lab's tabs and bookmarks: an "F", drawn in SVG (browsers that ask for
+/// `/favicon.ico` get it too).
+async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../static/favicon.svg"),
     )
 }
 
@@ -115,10 +129,10 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
             .and_then(|v| v.to_str().ok())
             .and_then(Lang::from_accept_language)
     };
-    let mut lang = cookie(&parts.headers, LANG_COOKIE)
-        .and_then(|l| l.parse::<Lang>().ok())
-        .or_else(accept_lang)
-        .unwrap_or(Lang::Fr);
+    // The header's switch (a cookie, for this browser until logout) wins; then the
+    // account's language; then the browser's.
+    let chosen = cookie(&parts.headers, LANG_COOKIE).and_then(|l| l.parse::<Lang>().ok());
+    let mut lang = chosen.or_else(accept_lang).unwrap_or(Lang::Fr);
     let tr = |lang| Tr::new(lang, state.catalog.clone());
 
     let api_key = parts
@@ -143,7 +157,9 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
         },
         (None, None) => None,
     };
-    if let Some(user) = &user {
+    if let Some(user) = &user
+        && chosen.is_none()
+    {
         lang = user.lang;
     }
     let existing_csrf = cookie(&parts.headers, CSRF_COOKIE).map(str::to_string);

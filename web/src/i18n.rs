@@ -215,7 +215,9 @@ impl Tr {
             Waiting::Several(list) => {
                 let reasons: Vec<String> = list
                     .iter()
-                    .map(|(machine, r)| format!("{machine} : {}", self.refusal(r)))
+                    .map(|(machine, r)| {
+                        format!("{machine}{}{}", self.t("punct.colon"), self.refusal(r))
+                    })
                     .collect();
                 self.f(
                     "waiting.several_reasons",

@@ -1291,6 +1291,24 @@ async fn the_desk_creates_an_account_books_enrols_marks_and_awards_for_a_member(
         .await
         .unwrap();
     assert!(enrolments.iter().any(|e| e.user == other.id));
+    // In English, no space before the colon between a label and its value.
+    let response = desk
+        .post(lab.app.url("/lang"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("lang", "en"),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let html = text(&desk, lab.app.url(&session_page)).await;
+    assert!(
+        html.contains("aria-label=\"Award the badge: Josette Martin\""),
+        "{html}"
+    );
+    assert!(!html.contains(" : "), "{html}");
 
     // A member acts only for themselves.
     let page = signed_in_as(&lab, &other).await;

@@ -110,6 +110,26 @@ async fn home_shows_the_machines_in_french_after_login() {
         "a serial machine starts offline until its link is up"
     );
     assert!(html.contains(&manager.display_name));
+    assert!(html.contains("<link rel=\"icon\" href=\"/static/favicon.svg\""));
+    for path in ["/static/favicon.svg", "/favicon.ico"] {
+        let response = c.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    }
+    // An offline machine is not offered "checked and clean": its link comes back by itself.
+    let board = c
+        .get(app.url("/board"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        board.contains("Prusa MK3S") && board.contains("Hors ligne"),
+        "{board}"
+    );
+    assert!(!board.contains("Vérifiée et propre"), "{board}");
 }
 
 /// Anyone reaches the lab's public face at `/`: hours and whether it is open now, the
@@ -1097,7 +1117,8 @@ async fn language_follows_the_choice_then_the_browser() {
         html.contains("<html lang=\"en\">"),
         "the cookie wins over Accept-Language"
     );
-    // A signed-in member's profile language wins, and switching updates the profile.
+    // Signed in, the account's language applies; the header's switch changes this browser
+    // only (a shared workshop PC), never the account.
     let (m, user) = app.signed_in("amina", Role::Member).await;
     let token = app.page_csrf(&m, "/").await;
     m.post(app.url("/lang"))
@@ -1110,7 +1131,7 @@ async fn language_follows_the_choice_then_the_browser() {
         .await
         .unwrap();
     let stored = app.lab.store().user(user.id).await.unwrap();
-    assert_eq!(stored.lang.as_str(), "en");
+    assert_eq!(stored.lang.as_str(), "fr", "the account keeps its language");
     let html = m
         .get(app.url("/"))
         .send()
@@ -1120,6 +1141,54 @@ async fn language_follows_the_choice_then_the_browser() {
         .await
         .unwrap();
     assert!(unescaped(&html).contains("The fablab's machines"), "{html}");
+    // The next login on this browser (logout, then someone logs in) is in the account's
+    // language again.
+    let token = app.page_csrf(&m, "/").await;
+    let response = m
+        .post(app.url("/logout"))
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(app.login(&m, "amina", PASSWORD).await.status(), 303);
+    let html = m
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Les machines du fablab"), "{html}");
+    // Chosen on the account page, it is the account's.
+    let token = app.page_csrf(&m, "/account").await;
+    let response = m
+        .post(app.url("/account"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("display_name", "Amina"),
+            ("email", ""),
+            ("lang", "en"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let stored = app.lab.store().user(user.id).await.unwrap();
+    assert_eq!(stored.lang.as_str(), "en");
+    let html = m
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<html lang=\"en\">") && html.contains("Changes saved."),
+        "{html}"
+    );
 }
 
 #[tokio::test]

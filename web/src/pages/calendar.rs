@@ -384,7 +384,7 @@ async fn grid(
             Some(b) if b.kind == BookingKind::Block => {
                 let mut text = tr.t("grid.blocked").to_string();
                 if manager && !b.note.is_empty() {
-                    text = format!("{text} : {}", b.note);
+                    text = format!("{text}{}{}", tr.t("punct.colon"), b.note);
                 }
                 (text, "block", None)
             }

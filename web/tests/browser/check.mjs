@@ -189,8 +189,8 @@ async function gridKeyboard(context, label) {
     }
     return false;
   };
-  if (!(await walkTo('table.grid td.cell-free a'))) problems.push(`${label}: no free day reached by Tab on the week grid`);
-  else if (!(await walkTo('.grid-wide td.cell-free a, .grid-phone td.cell-free a:visible'))) problems.push(`${label}: no free slot reached by Tab on the day grid`);
+  if (!(await walkTo('table.grid td.cell-free a:visible'))) problems.push(`${label}: no free day reached by Tab on the week grid`);
+  else if (!(await walkTo('td.cell-free a:visible'))) problems.push(`${label}: no free slot reached by Tab on the day grid`);
   else if (!new URL(page.url()).pathname.startsWith('/bookings/new')) problems.push(`${label}: the grid's slot led to ${page.url()}`);
   else console.log(`${label} grid keyboard walk: checked`);
   await page.close();
