@@ -251,6 +251,8 @@ async fn authorization_matrix() {
             format!("/members/{member_id}/card"),
             prepend(303, managers),
         ),
+        ("GET", "/grid".into(), prepend(303, all)),
+        ("GET", "/grid?view=week".into(), prepend(303, all)),
         ("GET", "/admin/machines".into(), prepend(303, managers)),
         ("GET", "/admin/machines/new".into(), prepend(303, managers)),
         (

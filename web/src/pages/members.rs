@@ -242,12 +242,12 @@ struct Desk {
     enrolments: Vec<DeskEnrolment>,
 }
 
+/// A member's upcoming booking; the desk (a manager) may always cancel it.
 struct DeskBooking {
     id: i64,
     machine: String,
     when: String,
     status: String,
-    can_cancel: bool,
 }
 
 struct DeskEnrolment {
@@ -285,7 +285,6 @@ async fn desk(state: &AppState, ctx: &Ctx, actor: &User, member: &User) -> AppRe
                     "booked"
                 },
             ),
-            can_cancel: true,
             machine: b.machine_name,
         })
         .collect();
