@@ -260,12 +260,17 @@ async fn refusal_outside_opening_hours_and_lab_closed() {
     let lab = lab().await;
     let (_, key) = lab.member("josette", true).await;
     let (status, body) = lab
-        .book(&key, &tomorrow(19, 30), &tomorrow(20, 30), json!({}))
+        .book(&key, &tomorrow(6, 0), &tomorrow(7, 0), json!({}))
         .await;
     assert_eq!(
         (status.as_u16(), code(&body)),
         (422, "outside_opening_hours")
     );
+    // Starting while open and ending after the close is a length to shorten.
+    let (status, body) = lab
+        .book(&key, &tomorrow(19, 30), &tomorrow(20, 30), json!({}))
+        .await;
+    assert_eq!((status.as_u16(), code(&body)), (422, "past_closing"));
     let date = jiff::Timestamp::from_second((now() / 86_400 + 1) * 86_400)
         .unwrap()
         .to_zoned(jiff::tz::TimeZone::UTC)
