@@ -1248,7 +1248,7 @@ async fn the_desk_creates_an_account_books_enrols_marks_and_awards_for_a_member(
     }
     let html = text(&desk, lab.app.url(&member_page)).await;
     assert!(
-        html.contains("Badge « Découpe laser » remis à Josette Martin."),
+        html.contains("Badge «\u{202f}Découpe laser\u{202f}» remis à Josette Martin."),
         "{html}"
     );
     let enrolments = lab

@@ -353,3 +353,27 @@ fn counts_take_the_plural_form_of_their_language() {
         }
     }
 }
+
+/// French typography in the catalogue: a narrow no-break space inside « » and before ; ? !
+/// (never a plain space, which a line may break at); English has none of them.
+#[test]
+fn french_quotes_and_high_punctuation_have_narrow_no_break_spaces() {
+    let catalog = Catalog::embedded().unwrap();
+    let fr =
+        fabrique_web::i18n::Tr::new(Lang::Fr, std::sync::Arc::new(Catalog::embedded().unwrap()));
+    let en =
+        fabrique_web::i18n::Tr::new(Lang::En, std::sync::Arc::new(Catalog::embedded().unwrap()));
+    for key in catalog.keys(Lang::Fr) {
+        let text = fr.t(key);
+        for bad in ["« ", " »", " ;", " ?", " !"] {
+            assert!(!text.contains(bad), "fr {key}: {bad:?} in {text:?}");
+        }
+    }
+    for key in catalog.keys(Lang::En) {
+        let text = en.t(key);
+        assert!(
+            !text.contains(" :") && !text.contains('\u{202f}'),
+            "en {key}: {text:?}"
+        );
+    }
+}

@@ -632,7 +632,9 @@ async fn a_queued_jobs_page_says_its_place_its_start_and_why_and_follows_it_live
         "{text}"
     );
     assert!(
-        text.contains("Il attend qu'une personne formée appuie sur « Démarrer » à la machine."),
+        text.contains(
+            "Il attend qu'une personne formée appuie sur «\u{202f}Démarrer\u{202f}» à la machine."
+        ),
         "{text}"
     );
     assert!(text.contains("/static/job.js") && text.contains(">Actualiser</a>"));
