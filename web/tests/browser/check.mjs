@@ -196,6 +196,19 @@ async function gridKeyboard(context, label) {
   await page.close();
 }
 
+// A job's page follows the job live: with JavaScript it opens its event stream.
+async function jobLive(context, label) {
+  const page = await context.newPage();
+  const stream = page.waitForRequest(r => /\/jobs\/\d+\/events$/.test(r.url()), { timeout: 10000 }).catch(() => null);
+  await page.goto(`${base}/jobs/1`);
+  const live = await page.locator('#job[data-live]').count();
+  if (live > 0) {
+    if (!(await stream)) problems.push(`${label}: the job's page did not open its event stream`);
+    else console.log(`${label} job page live stream: checked`);
+  } else console.log(`${label} job page: finished job, no stream`);
+  await page.close();
+}
+
 // Pages reached by following links: a booking confirmation and a badge's public page.
 async function followed(context, lang) {
   const page = await context.newPage();
@@ -259,6 +272,7 @@ for (const viewport of [{ width: 1280, height: 900 }, { width: 640, height: 800 
         await followed(context, lang);
         if (username === 'manager' && viewport.width !== 640) await deskBooking(context, `${lang} ${viewport.width}px`);
         if (username === 'member') await gridKeyboard(context, `${lang} ${viewport.width}px ${username}`);
+        if (username === 'manager' && viewport.width === 1280) await jobLive(context, `${lang} manager`);
       }
     }
     // Leave the account in French for the next round.
