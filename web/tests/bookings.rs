@@ -1440,4 +1440,38 @@ async fn the_grid_shows_every_machine_over_a_day_and_a_week() {
     // The machine's card says when it is next free.
     let home = text(&page, lab.app.url("/")).await;
     assert!(home.contains("Prochain créneau libre : "), "{home}");
+    // Last week is over, not full; a machine in maintenance is unavailable, not full.
+    let last_week = &in_days(-7, 12)[..10];
+    let week = text(
+        &page,
+        lab.app.url(&format!("/grid?view=week&date={last_week}")),
+    )
+    .await;
+    assert!(
+        week.contains(">passé<") && !week.contains("complet"),
+        "{week}"
+    );
+    lab.app
+        .lab
+        .set_machine_state(
+            &lab.manager,
+            MachineId(lab.machine),
+            MachineState::Maintenance,
+            "révision",
+            now(),
+        )
+        .await
+        .unwrap();
+    let next_week = &in_days(7, 12)[..10];
+    let week = text(
+        &page,
+        lab.app.url(&format!("/grid?view=week&date={next_week}")),
+    )
+    .await;
+    assert!(
+        week.contains(">indisponible<") && !week.contains("complet"),
+        "{week}"
+    );
+    let home = text(&page, lab.app.url("/")).await;
+    assert!(home.contains("Aucun créneau libre"), "{home}");
 }

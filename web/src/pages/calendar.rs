@@ -64,10 +64,15 @@ pub fn router() -> Router<AppState> {
 /// "mardi 24 novembre" in the lab's time zone and the reader's language.
 pub(crate) fn day_label(tr: &Tr, date: Date) -> String {
     let weekday = date.weekday().to_monday_zero_offset();
+    // "mardi 1er décembre", "Tuesday 1 December".
+    let day = if date.day() == 1 {
+        tr.t("date.first_day").to_string()
+    } else {
+        date.day().to_string()
+    };
     format!(
-        "{} {} {}",
+        "{} {day} {}",
         tr.word("weekday", &weekday.to_string()),
-        date.day(),
         tr.word("month", &date.month().to_string())
     )
 }
@@ -430,15 +435,30 @@ async fn grid(
                 .iter()
                 .map(|d| {
                     let slots = settings.slots(*d);
+                    // What can be booked: a free slot still to come (a session's slot too,
+                    // which does not hold the machine).
                     let free: Vec<Timestamp> = slots
                         .iter()
-                        .filter(|(s, e)| cell(m, *s, *e).class == "free" && *s >= now_ts)
+                        .filter(|(s, e)| cell(m, *s, *e).href.is_some())
                         .map(|(s, _)| *s)
                         .collect();
                     let href = Some(format!("/grid?date={d}"));
+                    let over = slots.last().is_some_and(|(_, end)| *end <= now_ts);
+                    let available =
+                        !matches!(m.state, MachineState::Disabled | MachineState::Maintenance);
                     match (slots.is_empty(), free.first()) {
                         (true, _) => GridCell {
                             text: tr.t("week.closed").to_string(),
+                            href: None,
+                            class: "closed",
+                        },
+                        (false, None) if over => GridCell {
+                            text: tr.t("grid.past").to_string(),
+                            href: None,
+                            class: "past",
+                        },
+                        (false, None) if !available => GridCell {
+                            text: tr.t("week.unavailable").to_string(),
                             href: None,
                             class: "closed",
                         },
@@ -2052,5 +2072,25 @@ async fn save_settings(
             Ok(render_with_status(e.status, &page))
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::day_label;
+    use crate::i18n::{Catalog, Tr};
+    use fabrique_controller::domain::Lang;
+    use jiff::civil::date;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_first_of_the_month_is_1er_in_french() {
+        #[allow(clippy::unwrap_used)]
+        let catalog = Arc::new(Catalog::embedded().unwrap());
+        let fr = Tr::new(Lang::Fr, catalog.clone());
+        let en = Tr::new(Lang::En, catalog);
+        assert_eq!(day_label(&fr, date(2026, 12, 1)), "mardi 1er décembre");
+        assert_eq!(day_label(&fr, date(2026, 12, 2)), "mercredi 2 décembre");
+        assert_eq!(day_label(&en, date(2026, 12, 1)), "Tuesday 1 December");
     }
 }
