@@ -1430,6 +1430,14 @@ async fn the_grid_shows_every_machine_over_a_day_and_a_week() {
     let desk = signed_in_as(&lab, &lab.manager).await;
     let managed = text(&desk, lab.app.url(&format!("/grid?date={date}"))).await;
     assert!(managed.contains("bruno") && managed.contains("bloqué : atelier collège"));
+    // The manager's day is that grid too, above the day's bookings and their actions.
+    let day = text(&desk, lab.app.url(&format!("/day?date={date}"))).await;
+    assert!(
+        day.contains("<th scope=\"col\">Découpeuse laser</th>")
+            && day.contains("<th scope=\"row\">10:00 – 10:30</th>")
+            && day.contains("Réservations de la journée"),
+        "{day}"
+    );
     // The week: a row per machine, a cell per day with its free slots.
     let week = text(&page, lab.app.url(&format!("/grid?view=week&date={date}"))).await;
     assert!(

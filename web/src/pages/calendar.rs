@@ -309,6 +309,11 @@ struct GridPage {
     date: Date,
     previous: Date,
     next: Date,
+    g: GridData,
+}
+
+/// What the grid shows, for `/grid` and the manager's day.
+struct GridData {
     machines: Vec<String>,
     rows: Vec<GridRow>,
     columns: Vec<GridColumn>,
@@ -323,27 +328,13 @@ struct GridQuery {
     view: Option<String>,
 }
 
-/// When is it free: every machine over a day (a row per slot) or a week (a cell per day
-/// with its free slots), with bookings, blocks and training sessions. A real table, usable
-/// without JavaScript; on a phone the day shows one machine's table after another.
-async fn grid(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Query(q): Query<GridQuery>,
-) -> AppResult<Response> {
+/// The cells of the grid from `first`: one day (a row per slot) or, with `week`, seven
+/// (a row per machine); and the period's training sessions.
+async fn grid_data(state: &AppState, ctx: &Ctx, first: Date, week: bool) -> AppResult<GridData> {
     let user = ctx.user()?;
     let manager = user.role.at_least(Role::Manager);
     let tr = &ctx.tr;
     let settings = state.lab.calendar_settings().await?;
-    let week = q.view.as_deref() == Some("week");
-    let picked = date_or_today(&settings, q.date.as_deref());
-    let first = if week {
-        picked
-            .checked_sub(i64::from(picked.weekday().to_monday_zero_offset()).days())
-            .unwrap_or(picked)
-    } else {
-        picked
-    };
     let span = if week { 7 } else { 1 };
     let dates: Vec<Date> = (0..span)
         .filter_map(|d| first.checked_add(d.days()).ok())
@@ -512,6 +503,37 @@ async fn grid(
             )
         })
         .collect();
+    Ok(GridData {
+        machines: machines.iter().map(|m| m.name.clone()).collect(),
+        rows,
+        columns,
+        days: dates.iter().map(|d| day_label(tr, *d)).collect(),
+        week_rows,
+        sessions,
+    })
+}
+
+/// When is it free: every machine over a day (a row per slot) or a week (a cell per day
+/// with its free slots), with bookings, blocks and training sessions. A real table, usable
+/// without JavaScript; on a phone the day shows one machine's table after another.
+async fn grid(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<GridQuery>,
+) -> AppResult<Response> {
+    ctx.user()?;
+    let tr = &ctx.tr;
+    let settings = state.lab.calendar_settings().await?;
+    let week = q.view.as_deref() == Some("week");
+    let picked = date_or_today(&settings, q.date.as_deref());
+    let first = if week {
+        picked
+            .checked_sub(i64::from(picked.weekday().to_monday_zero_offset()).days())
+            .unwrap_or(picked)
+    } else {
+        picked
+    };
+    let g = grid_data(&state, &ctx, first, week).await?;
     let (previous, next) = if week {
         (
             first.checked_sub(7.days()).unwrap_or(first),
@@ -540,12 +562,7 @@ async fn grid(
         date: first,
         previous,
         next,
-        machines: machines.iter().map(|m| m.name.clone()).collect(),
-        rows,
-        columns,
-        days: dates.iter().map(|d| day_label(tr, *d)).collect(),
-        week_rows,
-        sessions,
+        g,
     })?
     .into_response())
 }
@@ -915,6 +932,8 @@ struct DayMachine {
 #[template(path = "day.html")]
 struct DayPage {
     p: Page,
+    /// Every machine's slots of the day, as on `/grid`.
+    g: GridData,
     machines: Vec<DayMachine>,
     date: Date,
     previous: Date,
@@ -961,8 +980,10 @@ async fn day(
         .f("day.title", &[("date", &day_label(&ctx.tr, date))]);
     let previous = date.yesterday().unwrap_or(date);
     let next = date.tomorrow().unwrap_or(date);
+    let g = grid_data(&state, &ctx, date, false).await?;
     Ok(render(&DayPage {
         p,
+        g,
         machines,
         date,
         previous,
