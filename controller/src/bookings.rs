@@ -162,6 +162,38 @@ impl Lab {
         Ok(self.store().enrol(session, member, now).await?)
     }
 
+    /// The sessions a member is enrolled in or waiting for (not cancelled), of the last
+    /// `days_back` days and to come, each with the member's place: for the member, a
+    /// trainer or a manager.
+    pub async fn enrolments_of(
+        &self,
+        actor: &User,
+        member: UserId,
+        days_back: i64,
+        now: i64,
+    ) -> LabResult<Vec<(TrainingSession, Enrolment)>> {
+        if member != actor.id {
+            require(actor, Role::Trainer)?;
+        }
+        let mut out = Vec::new();
+        for session in self
+            .store()
+            .sessions(at(now - days_back * 86_400), None)
+            .await?
+        {
+            let mine = self
+                .store()
+                .enrolments(session.id)
+                .await?
+                .into_iter()
+                .find(|e| e.user == member && e.status != EnrolmentStatus::Cancelled);
+            if let Some(enrolment) = mine {
+                out.push((session, enrolment));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn cancel_enrolment(
         &self,
         actor: &User,
@@ -344,12 +376,87 @@ impl Lab {
             note,
             created_by: actor.id,
         };
-        let id = self
-            .store()
-            .insert_booking(&new, now)
-            .await
-            .map_err(slot_refusal)?;
+        let id = match self.store().insert_booking(&new, now).await {
+            Ok(id) => id,
+            Err(e) => {
+                let refusal = slot_refusal(e);
+                if !matches!(refusal, LabError::Refused(Refusal::SlotTaken)) {
+                    return Err(refusal);
+                }
+                // Say so when the slot runs into the member's own booking: "taken" would
+                // send them looking for who took it.
+                let own = self
+                    .store()
+                    .bookings_between(Some(machine), start, end)
+                    .await?
+                    .into_iter()
+                    .find(|b| b.is_live() && b.user == Some(member));
+                return Err(match own {
+                    Some(b) => Refusal::OwnBooking {
+                        from: settings.clock(b.starts_at),
+                        until: settings.clock(b.ends_at),
+                    }
+                    .into(),
+                    None => refusal,
+                });
+            }
+        };
         Ok(self.store().booking(id).await?)
+    }
+
+    /// Each machine's next free slot within the booking horizon (`None` for a machine in
+    /// maintenance or disabled, or booked throughout): for the machines' cards.
+    pub async fn next_free_slots(
+        &self,
+        now: i64,
+    ) -> LabResult<Vec<(MachineId, Option<Timestamp>)>> {
+        let settings = self.calendar_settings().await?;
+        let from = at(now);
+        let until = at(now + (i64::from(settings.horizon_days) + 1) * 86_400);
+        let bookings = self.bookings_between(None, from, until, now).await?;
+        let machines = self.machines().await?;
+        Ok(machines
+            .iter()
+            .map(|m| {
+                let available =
+                    !matches!(m.state, MachineState::Disabled | MachineState::Maintenance);
+                let taken: Vec<(Timestamp, Timestamp)> = bookings
+                    .iter()
+                    .filter(|b| b.machine == m.id && b.is_live())
+                    .map(|b| (b.starts_at, b.ends_at))
+                    .collect();
+                (
+                    m.id,
+                    available
+                        .then(|| settings.next_free(from, &taken))
+                        .flatten(),
+                )
+            })
+            .collect())
+    }
+
+    /// The lengths in minutes a booking of `machine` starting at `start` may have
+    /// ([`CalendarSettings::durations`]): what the booking page offers.
+    pub async fn booking_durations(
+        &self,
+        machine: MachineId,
+        start: Timestamp,
+        now: i64,
+    ) -> LabResult<Vec<u32>> {
+        let settings = self.calendar_settings().await?;
+        let until = start
+            .checked_add(jiff::SignedDuration::from_mins(i64::from(
+                settings.max_booking_minutes,
+            )))
+            .unwrap_or(start);
+        let taken: Vec<(Timestamp, Timestamp)> = self
+            .bookings_between(Some(machine), start, until, now)
+            .await?
+            .iter()
+            .filter(|b| b.is_live())
+            .map(|b| (b.starts_at, b.ends_at))
+            .collect();
+        Ok(settings.durations(start, &taken))
     }
 
     /// A manager blocks slots of a machine (maintenance, a group workshop).
@@ -447,6 +554,20 @@ impl Lab {
 
     pub async fn my_bookings(&self, actor: &User, now: i64) -> LabResult<Vec<Booking>> {
         Ok(self.store().bookings_of(actor.id, at(now - 86_400)).await?)
+    }
+
+    /// A member's bookings of the last day and to come, for the member or a manager (at
+    /// the desk, on the member's page).
+    pub async fn bookings_of_member(
+        &self,
+        actor: &User,
+        member: UserId,
+        now: i64,
+    ) -> LabResult<Vec<Booking>> {
+        if member != actor.id {
+            require(actor, Role::Manager)?;
+        }
+        Ok(self.store().bookings_of(member, at(now - 86_400)).await?)
     }
 
     // --- Calendar feeds -----------------------------------------------------------------------

@@ -116,6 +116,48 @@ pub struct Planned {
     pub clearances: Clearances,
 }
 
+/// Where a queued job stands in the plan, for its page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuePlace {
+    /// 1 for the next job to start; queued jobs are counted in the order the plan starts
+    /// them, those it cannot place yet last.
+    pub place: usize,
+    pub of: usize,
+    /// The planned start and the machine's name, when the plan places the job.
+    pub start: Option<(Timestamp, String)>,
+    /// Whether a person must press "Démarrer" at the machine (a laser, a machine without a
+    /// data link, a supervised run): the planner never starts it.
+    pub needs_person: bool,
+}
+
+impl Planned {
+    /// [`QueuePlace`] of `job`, or `None` when it is not queued.
+    pub fn place_of(&self, job: JobId) -> Option<QueuePlace> {
+        let mut order: Vec<&scheduler::Placement> = self.plan.placements.iter().collect();
+        order.sort_by_key(|p| (p.start, p.job));
+        let mut ids: Vec<i64> = order.iter().map(|p| p.job).collect();
+        ids.extend(self.plan.unplaced.iter().map(|(id, _)| *id));
+        let index = ids.iter().position(|id| *id == job.0)?;
+        let placement = order.iter().find(|p| p.job == job.0);
+        let machine = placement.and_then(|p| self.machines.iter().find(|m| m.id.0 == p.machine));
+        let needs_person = match (self.jobs.iter().find(|j| j.id == job), machine) {
+            (Some(j), Some(m)) => {
+                let owner = self.clearances.owner(j.owner, m.id);
+                fit::check(j, m, &owner, Start::Automatic).is_err()
+            }
+            _ => false,
+        };
+        Some(QueuePlace {
+            place: index + 1,
+            of: ids.len(),
+            start: placement
+                .zip(machine)
+                .map(|(p, m)| (p.start, m.name.clone())),
+            needs_person,
+        })
+    }
+}
+
 /// How often an idle machine's link is checked, and the longest delay while it is away.
 const PROBE_EVERY: Duration = Duration::from_secs(30);
 const PROBE_MAX: Duration = Duration::from_secs(300);

@@ -112,7 +112,7 @@ async fn run(ops: Vec<Op>) {
                         assert!(!overlaps, "booked over a live booking");
                         live.push((booking.id, machine, start, end));
                     }
-                    Err(LabError::Refused(Refusal::SlotTaken)) => {
+                    Err(LabError::Refused(Refusal::SlotTaken | Refusal::OwnBooking { .. })) => {
                         assert!(overlaps, "refused a free slot")
                     }
                     Err(other) => panic!("unexpected refusal {other:?}"),

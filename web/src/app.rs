@@ -2,7 +2,7 @@
 //! is asking, checks CSRF, and renders errors in the person's language.
 
 use crate::config::Config;
-use crate::ctx::{CSRF_COOKIE, Ctx, LANG_COOKIE, SESSION_COOKIE, cookie};
+use crate::ctx::{CSRF_COOKIE, Ctx, LANG_COOKIE, NOTICE_COOKIE, Notice, SESSION_COOKIE, cookie};
 use crate::error::AppError;
 use crate::i18n::{Catalog, Tr};
 use crate::{api, pages};
@@ -37,6 +37,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/static/app.css", get(stylesheet))
         .route("/static/board.js", get(board_script))
+        .route("/static/job.js", get(job_script))
+        .route("/static/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
         .fallback(|| async { AppError::not_found() })
         .layer(middleware::from_fn_with_state(state.clone(), context))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
@@ -74,6 +77,28 @@ async fn board_script() -> impl IntoResponse {
     )
 }
 
+/// The icon of the lab's tabs and bookmarks: an "F", drawn in SVG (browsers that ask for
+/// `/favicon.ico` get it too).
+async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../static/favicon.svg"),
+    )
+}
+
+async fn job_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/job.js"),
+    )
+}
+
 fn is_api(path: &str) -> bool {
     path.starts_with("/api/") || path == "/healthz" || api::octoprint::is_octoprint_path(path)
 }
@@ -104,10 +129,10 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
             .and_then(|v| v.to_str().ok())
             .and_then(Lang::from_accept_language)
     };
-    let mut lang = cookie(&parts.headers, LANG_COOKIE)
-        .and_then(|l| l.parse::<Lang>().ok())
-        .or_else(accept_lang)
-        .unwrap_or(Lang::Fr);
+    // The header's switch (a cookie, for this browser until logout) wins; then the
+    // account's language; then the browser's.
+    let chosen = cookie(&parts.headers, LANG_COOKIE).and_then(|l| l.parse::<Lang>().ok());
+    let mut lang = chosen.or_else(accept_lang).unwrap_or(Lang::Fr);
     let tr = |lang| Tr::new(lang, state.catalog.clone());
 
     let api_key = parts
@@ -132,7 +157,9 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
         },
         (None, None) => None,
     };
-    if let Some(user) = &user {
+    if let Some(user) = &user
+        && chosen.is_none()
+    {
         lang = user.lang;
     }
     let existing_csrf = cookie(&parts.headers, CSRF_COOKIE).map(str::to_string);
@@ -151,12 +178,17 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
             }
         },
     };
+    let had_notice = cookie(&parts.headers, NOTICE_COOKIE).is_some();
+    let notice = cookie(&parts.headers, NOTICE_COOKIE)
+        .and_then(Notice::decode)
+        .and_then(|n| n.text(&tr(lang)));
     let ctx = Ctx {
         user,
         tr: tr(lang),
         csrf: csrf.clone(),
         secure,
         by_api_key: api_key.is_some(),
+        notice,
     };
 
     let mut body = body;
@@ -254,6 +286,28 @@ async fn context(State(state): State<AppState>, request: Request, next: Next) ->
     headers
         .entry(header::REFERRER_POLICY)
         .or_insert(HeaderValue::from_static("same-origin"));
+    // A notice is shown once: the first page that renders clears it, unless that answer
+    // carries a new one (a redirect after another action).
+    let html_page = response.status().is_success()
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let sets_notice = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| {
+            v.as_bytes()
+                .starts_with(format!("{NOTICE_COOKIE}=").as_bytes())
+        });
+    if had_notice
+        && html_page
+        && !sets_notice
+        && let Ok(value) = HeaderValue::from_str(&ctx.cookie(NOTICE_COOKIE, "", 0))
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
     if existing_csrf.is_none()
         && !ctx.by_api_key
         && let Ok(value) = HeaderValue::from_str(&ctx.cookie(CSRF_COOKIE, &csrf, 400 * 86_400))

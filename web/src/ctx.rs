@@ -11,6 +11,9 @@ use fabrique_controller::domain::{Role, User};
 pub const SESSION_COOKIE: &str = "fabrique_session";
 pub const CSRF_COOKIE: &str = "fabrique_csrf";
 pub const LANG_COOKIE: &str = "fabrique_lang";
+/// A confirmation carried across a redirect ("Réservation enregistrée"), shown once by the
+/// next page and then cleared by the `context` middleware.
+pub const NOTICE_COOKIE: &str = "fabrique_notice";
 
 #[derive(Debug, Clone)]
 pub struct Ctx {
@@ -21,6 +24,8 @@ pub struct Ctx {
     pub secure: bool,
     /// Whether the account came from an API key (then no cookie, no CSRF).
     pub by_api_key: bool,
+    /// The confirmation of the action that led here, already in the reader's language.
+    pub notice: Option<String>,
 }
 
 impl Ctx {
@@ -43,6 +48,55 @@ impl Ctx {
     pub fn cookie(&self, name: &str, value: &str, max_age_s: i64) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
         format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}")
+    }
+}
+
+/// A confirmation to show on the next page: a `notice.*` key of the catalogue and the
+/// values of its placeholders. It travels in a cookie as a query string and is translated
+/// when shown, so a language switch in between still gives the reader's language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub key: String,
+    pub args: Vec<(String, String)>,
+}
+
+impl Notice {
+    pub fn new(key: &str, args: &[(&str, &str)]) -> Self {
+        Self {
+            key: key.to_string(),
+            args: args
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }
+    }
+
+    /// The cookie's value: `k=notice.booked&machine=...`, percent-encoded.
+    pub fn encode(&self) -> String {
+        let mut pairs = vec![("k", self.key.as_str())];
+        pairs.extend(self.args.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+
+    /// Reads a cookie's value back; anything but a `notice.*` key with at most eight short
+    /// values is dropped (the cookie comes from the browser, so it is not trusted).
+    pub fn decode(raw: &str) -> Option<Self> {
+        let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).ok()?;
+        if pairs.is_empty() || pairs.len() > 9 || pairs.iter().any(|(_, v)| v.len() > 300) {
+            return None;
+        }
+        let (k, key) = pairs.remove(0);
+        (k == "k" && key.starts_with("notice.")).then_some(Self { key, args: pairs })
+    }
+
+    /// The sentence in the reader's language, or `None` for a key the catalogue lacks.
+    pub fn text(&self, tr: &Tr) -> Option<String> {
+        let args: Vec<(&str, &str)> = self
+            .args
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        tr.has(&self.key).then(|| tr.f(&self.key, &args))
     }
 }
 
@@ -123,7 +177,32 @@ fn percent_decoded(raw: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_next;
+    use super::{Notice, safe_next};
+
+    #[test]
+    fn a_notice_survives_its_cookie_and_a_forged_one_is_dropped() {
+        let notice = Notice::new(
+            "notice.booked",
+            &[("machine", "Prusa; « MK3 » & co"), ("when", "mardi, 14:00")],
+        );
+        let raw = notice.encode();
+        assert!(
+            !raw.contains([';', ' ', ',', '"']),
+            "a valid cookie value: {raw}"
+        );
+        assert_eq!(Notice::decode(&raw), Some(notice));
+        for forged in [
+            "",
+            "k=login.title",
+            "x=notice.booked",
+            "machine=a&k=notice.booked",
+            "%%%",
+        ] {
+            assert_eq!(Notice::decode(forged), None, "{forged:?}");
+        }
+        let long = format!("k=notice.booked&machine={}", "a".repeat(301));
+        assert_eq!(Notice::decode(&long), None);
+    }
 
     #[test]
     fn only_paths_of_this_site_are_followed() {

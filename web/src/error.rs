@@ -183,7 +183,7 @@ impl From<LabError> for AppError {
             LabError::Refused(refusal) => {
                 let status = match refusal.code() {
                     "badge_required" | "supervision_not_allowed" => StatusCode::FORBIDDEN,
-                    "slot_taken" | "machine_unavailable" => StatusCode::CONFLICT,
+                    "slot_taken" | "own_booking" | "machine_unavailable" => StatusCode::CONFLICT,
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 let mut error = AppError::new(

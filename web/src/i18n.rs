@@ -1,12 +1,18 @@
 //! The message catalogue: every string a person reads, in French and in English.
 //!
 //! `i18n/fr.toml` and `i18n/en.toml` are flat tables of keys to messages, embedded in the
-//! binary. Messages may hold `{name}` placeholders. A test checks that both catalogues have
-//! the same keys and that every key the templates and the code use exists.
+//! binary. Messages may hold `{name}` placeholders. A message that counts something has one
+//! key per plural category of CLDR (`session.places.one`, `session.places.other`), chosen
+//! by the language's rules through ICU4X's `icu_plurals` ([`Tr::n`]): French says "0 place
+//! libre" and "1 place libre", English "0 free places" and "1 free place". A test checks
+//! that both catalogues have the same keys and that every key the templates and the code
+//! use exists.
 
 use fabrique_controller::domain::Lang;
 use fabrique_controller::domain::fit::{Refusal, Waiting};
 use fabrique_machines::files::gcode::LimitsUsed;
+use icu_locale_core::{LanguageIdentifier, langid};
+use icu_plurals::{PluralCategory, PluralRules};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -17,16 +23,40 @@ const EN: &str = include_str!("../i18n/en.toml");
 pub struct Catalog {
     fr: HashMap<String, String>,
     en: HashMap<String, String>,
+    plural_fr: PluralRules,
+    plural_en: PluralRules,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("plural rules: {0}")]
+    Plurals(String),
+}
+
+fn cardinal(lang: &LanguageIdentifier) -> Result<PluralRules, CatalogError> {
+    PluralRules::try_new_cardinal(lang.into()).map_err(|e| CatalogError::Plurals(e.to_string()))
 }
 
 impl Catalog {
-    /// Parses the embedded catalogues. They are part of the binary, so a failure here is a
-    /// build defect that the test suite catches.
-    pub fn embedded() -> Result<Self, toml::de::Error> {
+    /// Parses the embedded catalogues and loads the plural rules of both languages (built
+    /// into `icu_plurals`). They are part of the binary, so a failure here is a build defect
+    /// that the test suite catches.
+    pub fn embedded() -> Result<Self, CatalogError> {
         Ok(Self {
             fr: toml::from_str(FR)?,
             en: toml::from_str(EN)?,
+            plural_fr: cardinal(&langid!("fr"))?,
+            plural_en: cardinal(&langid!("en"))?,
         })
+    }
+
+    fn plural_rules(&self, lang: Lang) -> &PluralRules {
+        match lang {
+            Lang::Fr => &self.plural_fr,
+            Lang::En => &self.plural_en,
+        }
     }
 
     fn table(&self, lang: Lang) -> &HashMap<String, String> {
@@ -65,12 +95,57 @@ impl Tr {
         }
     }
 
-    /// The message for `key` with its `{name}` placeholders filled.
+    /// Whether the catalogue has `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.catalog.table(self.lang).contains_key(key)
+    }
+
+    /// The message for `key` with its `{name}` placeholders filled. A counting message (one
+    /// with `key.other` in the catalogue) takes the plural form of its `count` argument, or
+    /// of its first whole-number argument ([`Tr::n`]).
     pub fn f(&self, key: &str, args: &[(&str, &str)]) -> String {
+        let table = self.catalog.table(self.lang);
+        if !table.contains_key(key) && table.contains_key(&format!("{key}.other")) {
+            let count = args
+                .iter()
+                .find(|(name, _)| *name == "count")
+                .and_then(|(_, v)| v.parse::<i64>().ok())
+                .or_else(|| args.iter().find_map(|(_, v)| v.parse::<i64>().ok()))
+                .unwrap_or(0);
+            return self.n(key, count, args);
+        }
         args.iter()
             .fold(self.t(key).to_string(), |text, (name, value)| {
                 text.replace(&format!("{{{name}}}"), value)
             })
+    }
+
+    /// The message for `key` counting `count`: the key of the count's plural category in
+    /// this language (`key.one`, `key.other`; `other` when the catalogue has no message of
+    /// that category), with `{count}` and the other placeholders filled.
+    pub fn n(&self, key: &str, count: i64, args: &[(&str, &str)]) -> String {
+        let category = self
+            .catalog
+            .plural_rules(self.lang)
+            .category_for(count.unsigned_abs());
+        let category = match category {
+            PluralCategory::Zero => "zero",
+            PluralCategory::One => "one",
+            PluralCategory::Two => "two",
+            PluralCategory::Few => "few",
+            PluralCategory::Many => "many",
+            PluralCategory::Other => "other",
+        };
+        let exact = format!("{key}.{category}");
+        let key = if self.has(&exact) {
+            exact
+        } else {
+            format!("{key}.other")
+        };
+        let count = count.to_string();
+        let mut all: Vec<(&str, &str)> = vec![("count", count.as_str())];
+        all.extend_from_slice(args);
+        self.f(&key, &all)
     }
 
     /// The translated name of a word from a closed set: `t("state.idle")`.
@@ -140,7 +215,9 @@ impl Tr {
             Waiting::Several(list) => {
                 let reasons: Vec<String> = list
                     .iter()
-                    .map(|(machine, r)| format!("{machine} : {}", self.refusal(r)))
+                    .map(|(machine, r)| {
+                        format!("{machine}{}{}", self.t("punct.colon"), self.refusal(r))
+                    })
                     .collect();
                 self.f(
                     "waiting.several_reasons",

@@ -20,9 +20,21 @@
       var m = Math.round(live.remaining_s / 60);
       remaining.textContent = (m >= 60 ? Math.floor(m / 60) + ' h ' + (m % 60) + ' min' : m + ' min');
     }
+    // Each heater with its target; one that is off and cold (under 40 °C) is left out,
+    // as the page does (board.rs, `temperatures`).
     var temps = tile.querySelector('[data-field="temperatures"]');
-    if (temps && live.hotend) {
-      temps.textContent = '🌡 ' + Math.round(live.hotend[0]) + ' °C' + (live.bed ? ' / ' + Math.round(live.bed[0]) + ' °C' : '');
+    if (temps) {
+      var parts = [];
+      [['hotend', live.hotend], ['bed', live.bed]].forEach(function (h) {
+        var reading = h[1];
+        if (!reading) return;
+        var actual = reading[0], target = reading[1] > 0 ? reading[1] : null;
+        if (target === null && actual < 40) return;
+        var text = temps.getAttribute('data-' + h[0]) + ' ' + Math.round(actual) + ' °C';
+        if (target !== null) text += ' (' + temps.getAttribute('data-target') + ' ' + Math.round(target) + ' °C)';
+        parts.push(text);
+      });
+      temps.textContent = parts.join(' · ');
     }
   });
 })();

@@ -244,7 +244,7 @@ async fn refusal_slot_taken() {
     assert_eq!((status.as_u16(), code(&body)), (409, "slot_taken"));
     assert_eq!(
         body["error"]["message"],
-        "Ce créneau vient d'être réservé. Choisissez-en un autre."
+        "Ce créneau est déjà réservé. Choisissez-en un autre."
     );
     // Touching ends are not an overlap.
     assert_eq!(
@@ -260,12 +260,17 @@ async fn refusal_outside_opening_hours_and_lab_closed() {
     let lab = lab().await;
     let (_, key) = lab.member("josette", true).await;
     let (status, body) = lab
-        .book(&key, &tomorrow(19, 30), &tomorrow(20, 30), json!({}))
+        .book(&key, &tomorrow(6, 0), &tomorrow(7, 0), json!({}))
         .await;
     assert_eq!(
         (status.as_u16(), code(&body)),
         (422, "outside_opening_hours")
     );
+    // Starting while open and ending after the close is a length to shorten.
+    let (status, body) = lab
+        .book(&key, &tomorrow(19, 30), &tomorrow(20, 30), json!({}))
+        .await;
+    assert_eq!((status.as_u16(), code(&body)), (422, "past_closing"));
     let date = jiff::Timestamp::from_second((now() / 86_400 + 1) * 86_400)
         .unwrap()
         .to_zoned(jiff::tz::TimeZone::UTC)
@@ -912,4 +917,569 @@ async fn a_manager_awards_and_withdraws_a_badge_from_the_member_page() {
         other.get(lab.app.url(&path)).send().await.unwrap().status(),
         403
     );
+}
+
+/// A signed-in client of `user` (made by the test), through the login form.
+async fn signed_in_as(lab: &Lab, user: &User) -> reqwest::Client {
+    let page = client();
+    let response = lab
+        .app
+        .login(&page, user.username.as_str(), common::PASSWORD)
+        .await;
+    assert_eq!(response.status(), 303);
+    page
+}
+
+async fn text(page: &reqwest::Client, url: String) -> String {
+    common::unescaped(&page.get(url).send().await.unwrap().text().await.unwrap())
+}
+
+/// The notice cookie a redirect set, for the next request of a client without a store
+/// would not send it; here the client keeps cookies, so only the page's text is read.
+#[tokio::test]
+async fn a_booking_is_confirmed_once_on_the_next_page_without_javascript() {
+    let lab = lab().await;
+    let (member, _) = lab.member("josette", true).await;
+    let page = signed_in_as(&lab, &member).await;
+    let token = lab
+        .app
+        .page_csrf(&page, &format!("/machines/{}/week", lab.machine))
+        .await;
+    let response = page
+        .post(lab.app.url("/bookings"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("machine", &lab.machine.to_string()),
+            ("start", &tomorrow(14, 0)),
+            ("minutes", "60"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/bookings");
+    let html = text(&page, lab.app.url("/bookings")).await;
+    assert!(
+        html.contains("role=\"status\">Réservation enregistrée : Découpeuse laser,")
+            && html.contains("14:00 – 15:00."),
+        "{html}"
+    );
+    let again = text(&page, lab.app.url("/bookings")).await;
+    assert!(
+        !again.contains("Réservation enregistrée"),
+        "shown once: {again}"
+    );
+    // Cancelling says so too, in the language of the page that shows it.
+    let booking = lab
+        .app
+        .lab
+        .my_bookings(&member, now())
+        .await
+        .unwrap()
+        .remove(0);
+    let response = page
+        .post(lab.app.url(&format!("/bookings/{}/cancel", booking.id.0)))
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let lang = page
+        .post(lab.app.url("/lang"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("lang", "en"),
+            ("next", "/bookings"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lang.status(), 303);
+    let html = text(&page, lab.app.url("/bookings")).await;
+    assert!(
+        html.contains("Booking cancelled: Découpeuse laser,"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_booking_page_offers_only_what_can_be_booked_and_refusals_say_why() {
+    let lab = lab().await;
+    let (member, key) = lab.member("josette", true).await;
+    assert_eq!(
+        lab.book(&key, &tomorrow(15, 0), &tomorrow(16, 0), json!({}))
+            .await
+            .0,
+        201
+    );
+    let page = signed_in_as(&lab, &member).await;
+    let offer = |start: String| {
+        let url = lab.app.url(&format!(
+            "/bookings/new?machine={}&start={start}",
+            lab.machine
+        ));
+        let page = page.clone();
+        async move {
+            let html = text(&page, url).await;
+            html.split("<option value=\"")
+                .skip(1)
+                .filter_map(|o| o.split('"').next()?.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        }
+    };
+    // Up to the member's own 15:00 booking; up to the 20:00 close.
+    assert_eq!(offer(tomorrow(14, 0)).await, vec![30, 60]);
+    assert_eq!(offer(tomorrow(19, 0)).await, vec![30, 60]);
+    let html = text(
+        &page,
+        lab.app.url(&format!(
+            "/bookings/new?machine={}&start={}",
+            lab.machine,
+            tomorrow(15, 30)
+        )),
+    )
+    .await;
+    assert!(html.contains("Ce créneau n'est plus libre."), "{html}");
+    // Sent anyway (an old page, a typed request): the true reason.
+    let (status, body) = lab
+        .book(&key, &tomorrow(14, 0), &tomorrow(16, 0), json!({}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), code(&body)),
+        (409, "own_booking"),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["message"],
+        "Cette durée déborde sur une autre réservation de la même personne (15:00 – 16:00) : choisissez une durée plus courte."
+    );
+    let (status, body) = lab
+        .book(&key, &tomorrow(19, 0), &tomorrow(21, 0), json!({}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), code(&body)),
+        (422, "past_closing"),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["message"],
+        "Le fablab ferme à 20:00 : choisissez une durée plus courte."
+    );
+    // The page form says it the same way.
+    let token = lab.app.page_csrf(&page, "/bookings").await;
+    let response = page
+        .post(lab.app.url("/bookings"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("machine", &lab.machine.to_string()),
+            ("start", &tomorrow(14, 0)),
+            ("minutes", "90"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 409);
+    let html = common::unescaped(&response.text().await.unwrap());
+    assert!(html.contains("déborde sur une autre réservation"), "{html}");
+    assert!(!html.contains("déjà réservé"), "{html}");
+}
+
+#[tokio::test]
+async fn the_desk_creates_an_account_books_enrols_marks_and_awards_for_a_member() {
+    let lab = lab().await;
+    let desk = signed_in_as(&lab, &lab.manager).await;
+    let token = lab.app.page_csrf(&desk, "/members/new").await;
+    // A new account: "compte créé", and a card with the username but no PIN.
+    let response = desk
+        .post(lab.app.url("/members/new"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("username", "josette.m"),
+            ("display_name", "Josette Martin"),
+            ("role", "member"),
+            ("lang", "fr"),
+            ("credential_kind", "pin"),
+            ("secret", "482913"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let member_page = response.headers()["location"].to_str().unwrap().to_string();
+    let html = text(&desk, lab.app.url(&member_page)).await;
+    assert!(
+        html.contains("Compte créé pour Josette Martin (nom d'utilisateur : josette.m).")
+            && html.contains("Imprimer la carte de connexion"),
+        "{html}"
+    );
+    let card = text(&desk, lab.app.url(&format!("{member_page}/card"))).await;
+    assert!(
+        card.contains("josette.m") && card.contains("/login"),
+        "{card}"
+    );
+    assert!(!card.contains("482913"), "no PIN unless asked");
+    // Asked for: the PIN is on the answer itself, which is not kept.
+    let response = desk
+        .post(lab.app.url("/members/new"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("username", "marcel"),
+            ("display_name", "Marcel"),
+            ("role", "member"),
+            ("lang", "fr"),
+            ("credential_kind", "pin"),
+            ("secret", "771245"),
+            ("print_secret", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let card = response.text().await.unwrap();
+    assert!(
+        card.contains("771245") && card.contains("Compte créé pour Marcel"),
+        "{card}"
+    );
+
+    let member = lab
+        .app
+        .lab
+        .store()
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.username.as_str() == "josette.m")
+        .unwrap();
+    let id = member.id.0;
+    // Book for her: from her page to the machine's week, acting for her.
+    let response = desk
+        .get(
+            lab.app
+                .url(&format!("/members/{id}/book?machine={}", lab.machine)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let week = response.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(week, format!("/machines/{}/week?member={id}", lab.machine));
+    let html = text(&desk, lab.app.url(&week)).await;
+    assert!(html.contains("Réserver pour Josette Martin"), "{html}");
+    assert!(
+        html.contains(&format!("&member={id}")),
+        "slot links act for her"
+    );
+    let response = desk
+        .post(lab.app.url("/bookings"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("machine", &lab.machine.to_string()),
+            ("start", &tomorrow(10, 0)),
+            ("minutes", "60"),
+            ("member", &id.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], member_page.as_str());
+    let html = text(&desk, lab.app.url(&member_page)).await;
+    assert!(
+        html.contains("Réservation enregistrée pour Josette Martin : Découpeuse laser"),
+        "{html}"
+    );
+    let bookings = lab.app.lab.my_bookings(&member, now()).await.unwrap();
+    assert_eq!(bookings.len(), 1, "the booking is hers");
+    assert_eq!(bookings[0].user, Some(member.id));
+
+    // Enrol her from her page, mark her present and award the badge from there too.
+    let training = fabrique_controller::domain::training::TrainingId(lab.training);
+    let start = Timestamp::from_second(now() + 2 * 86_400).unwrap();
+    let end = Timestamp::from_second(now() + 2 * 86_400 + 7200).unwrap();
+    let session = lab
+        .app
+        .lab
+        .create_session(
+            &lab.manager,
+            training,
+            start,
+            end,
+            None,
+            6,
+            "Salle laser",
+            now(),
+        )
+        .await
+        .unwrap();
+    let response = desk
+        .post(lab.app.url(&format!("/members/{id}/enrol")))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("session", &session.id.0.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let html = text(&desk, lab.app.url(&member_page)).await;
+    assert!(
+        html.contains("Josette Martin est inscrit·e : Découpe laser."),
+        "{html}"
+    );
+    for (path, extra) in [("attendance", Some("1")), ("award", None)] {
+        let mut form = vec![
+            ("csrf_token", token.clone()),
+            ("member", id.to_string()),
+            ("next", member_page.clone()),
+        ];
+        if let Some(v) = extra {
+            form.push(("attended", v.to_string()));
+        }
+        let response = desk
+            .post(lab.app.url(&format!("/sessions/{}/{path}", session.id.0)))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{path}");
+        assert_eq!(response.headers()["location"], member_page.as_str());
+    }
+    let html = text(&desk, lab.app.url(&member_page)).await;
+    assert!(
+        html.contains("Badge «\u{202f}Découpe laser\u{202f}» remis à Josette Martin."),
+        "{html}"
+    );
+    let enrolments = lab
+        .app
+        .lab
+        .enrolments(&lab.manager, session.id)
+        .await
+        .unwrap();
+    assert!(enrolments[0].attended);
+    assert_eq!(
+        lab.app
+            .lab
+            .store()
+            .badges_of(member.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // From the session page, the desk enrols another member.
+    let (other, _) = lab.member("bruno", false).await;
+    let session_page = format!("/sessions/{}", session.id.0);
+    let html = text(&desk, lab.app.url(&session_page)).await;
+    assert!(
+        html.contains("Inscrire un membre") && html.contains("bruno"),
+        "{html}"
+    );
+    let response = desk
+        .post(lab.app.url(&format!("{session_page}/enrol")))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("member", &other.id.0.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let html = text(&desk, lab.app.url(&session_page)).await;
+    assert!(html.contains("est inscrit·e : Découpe laser."), "{html}");
+    let enrolments = lab
+        .app
+        .lab
+        .enrolments(&lab.manager, session.id)
+        .await
+        .unwrap();
+    assert!(enrolments.iter().any(|e| e.user == other.id));
+    // In English, no space before the colon between a label and its value.
+    let response = desk
+        .post(lab.app.url("/lang"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("lang", "en"),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let html = text(&desk, lab.app.url(&session_page)).await;
+    assert!(
+        html.contains("aria-label=\"Award the badge: Josette Martin\""),
+        "{html}"
+    );
+    assert!(!html.contains(" : "), "{html}");
+
+    // A member acts only for themselves.
+    let page = signed_in_as(&lab, &other).await;
+    let token = lab.app.page_csrf(&page, "/bookings").await;
+    let response = page
+        .post(lab.app.url("/bookings"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("machine", &lab.machine.to_string()),
+            ("start", &tomorrow(12, 0)),
+            ("minutes", "30"),
+            ("member", &id.to_string()),
+            ("supervised", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let response = page.get(lab.app.url(&week)).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        lab.app.lab.my_bookings(&member, now()).await.unwrap().len(),
+        1
+    );
+}
+
+/// "When is it free?": every machine over a day as a real table (a row per slot, a column
+/// per machine), bookings, blocks and sessions on it, free slots linked to their booking;
+/// a week as a machine per row; each machine's card says its next free slot.
+#[tokio::test]
+async fn the_grid_shows_every_machine_over_a_day_and_a_week() {
+    let lab = lab().await;
+    let (member, key) = lab.member("josette", true).await;
+    let (_, other) = lab.member("bruno", true).await;
+    assert_eq!(
+        lab.book(&key, &tomorrow(9, 0), &tomorrow(10, 0), json!({}))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        lab.book(&other, &tomorrow(10, 0), &tomorrow(10, 30), json!({}))
+            .await
+            .0,
+        201
+    );
+    let start = Timestamp::from_second(now() / 86_400 * 86_400 + 86_400 + 14 * 3600).unwrap();
+    lab.app
+        .lab
+        .block(
+            &lab.manager,
+            MachineId(lab.machine),
+            start,
+            Timestamp::from_second(start.as_second() + 3600).unwrap(),
+            "atelier collège",
+            now(),
+        )
+        .await
+        .unwrap();
+    let training = fabrique_controller::domain::training::TrainingId(lab.training);
+    lab.app
+        .lab
+        .create_session(
+            &lab.manager,
+            training,
+            Timestamp::from_second(start.as_second() + 2 * 3600).unwrap(),
+            Timestamp::from_second(start.as_second() + 3 * 3600).unwrap(),
+            None,
+            6,
+            "",
+            now(),
+        )
+        .await
+        .unwrap();
+    let date = &tomorrow(0, 0)[..10];
+    let page = signed_in_as(&lab, &member).await;
+    let html = text(&page, lab.app.url(&format!("/grid?date={date}"))).await;
+    let row = |time: &str| {
+        let at = html
+            .find(&format!("<th scope=\"row\">{time}</th>"))
+            .unwrap_or_else(|| panic!("a row for {time}: {html}"));
+        html[at..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(
+        html.contains("<th scope=\"col\">Découpeuse laser</th>"),
+        "{html}"
+    );
+    assert!(row("09:00 – 09:30").contains("votre réservation"));
+    let ten = row("10:00 – 10:30");
+    assert!(
+        ten.contains("réservé") && !ten.contains("bruno"),
+        "no names: {ten}"
+    );
+    assert!(row("14:00 – 14:30").contains("bloqué"));
+    assert!(
+        !row("14:00 – 14:30").contains("atelier collège"),
+        "reasons for managers"
+    );
+    assert!(row("16:00 – 16:30").contains("formation Découpe laser"));
+    assert!(
+        row("11:00 – 11:30").contains(&format!(
+            "href=\"/bookings/new?machine={}&start={}\"",
+            lab.machine,
+            tomorrow(11, 0)
+        )),
+        "{}",
+        row("11:00 – 11:30")
+    );
+    assert!(
+        html.contains("Découpe laser · "),
+        "the day's sessions are listed"
+    );
+    // A manager reads names and reasons.
+    let desk = signed_in_as(&lab, &lab.manager).await;
+    let managed = text(&desk, lab.app.url(&format!("/grid?date={date}"))).await;
+    assert!(managed.contains("bruno") && managed.contains("bloqué : atelier collège"));
+    // The manager's day is that grid too, above the day's bookings and their actions.
+    let day = text(&desk, lab.app.url(&format!("/day?date={date}"))).await;
+    assert!(
+        day.contains("<th scope=\"col\">Découpeuse laser</th>")
+            && day.contains("<th scope=\"row\">10:00 – 10:30</th>")
+            && day.contains("Réservations de la journée"),
+        "{day}"
+    );
+    // The week: a row per machine, a cell per day with its free slots.
+    let week = text(&page, lab.app.url(&format!("/grid?view=week&date={date}"))).await;
+    assert!(
+        week.contains("<th scope=\"row\">Découpeuse laser</th>")
+            && week.contains("créneaux libres, dès"),
+        "{week}"
+    );
+    // The machine's card says when it is next free.
+    let home = text(&page, lab.app.url("/")).await;
+    assert!(home.contains("Prochain créneau libre : "), "{home}");
+    // Last week is over, not full; a machine in maintenance is unavailable, not full.
+    let last_week = &in_days(-7, 12)[..10];
+    let week = text(
+        &page,
+        lab.app.url(&format!("/grid?view=week&date={last_week}")),
+    )
+    .await;
+    assert!(
+        week.contains(">passé<") && !week.contains("complet"),
+        "{week}"
+    );
+    lab.app
+        .lab
+        .set_machine_state(
+            &lab.manager,
+            MachineId(lab.machine),
+            MachineState::Maintenance,
+            "révision",
+            now(),
+        )
+        .await
+        .unwrap();
+    let next_week = &in_days(7, 12)[..10];
+    let week = text(
+        &page,
+        lab.app.url(&format!("/grid?view=week&date={next_week}")),
+    )
+    .await;
+    assert!(
+        week.contains(">indisponible<") && !week.contains("complet"),
+        "{week}"
+    );
+    let home = text(&page, lab.app.url("/")).await;
+    assert!(home.contains("Aucun créneau libre"), "{home}");
 }

@@ -363,7 +363,7 @@ async fn the_whole_flow_from_a_care_homes_request_to_its_delivery() {
     let (status, html) = text(response).await;
     assert_eq!(status, 409);
     assert!(
-        html.contains("Stock insuffisant de « élastique » : il en manque 60 cm"),
+        html.contains("Stock insuffisant de «\u{202f}élastique\u{202f}» : il en manque 60 cm"),
         "{html}"
     );
     let response = post_form(

@@ -5,6 +5,7 @@ mod common;
 
 use common::{PASSWORD, TestApp, client, csrf_in, spawn_app, unescaped};
 use fabrique_controller::domain::Role;
+use fabrique_controller::lab::now;
 use fabrique_web::config::Layer;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -109,6 +110,87 @@ async fn home_shows_the_machines_in_french_after_login() {
         "a serial machine starts offline until its link is up"
     );
     assert!(html.contains(&manager.display_name));
+    assert!(html.contains("<link rel=\"icon\" href=\"/static/favicon.svg\""));
+    for path in ["/static/favicon.svg", "/favicon.ico"] {
+        let response = c.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    }
+    // An offline machine is not offered "checked and clean": its link comes back by itself.
+    let board = c
+        .get(app.url("/board"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        board.contains("Prusa MK3S") && board.contains("Hors ligne"),
+        "{board}"
+    );
+    assert!(!board.contains("Vérifiée et propre"), "{board}");
+}
+
+/// Anyone reaches the lab's public face at `/`: hours and whether it is open now, the
+/// machines with their state and training, the sessions with free places, the open
+/// campaigns with their request form; no one's name.
+#[tokio::test]
+async fn the_public_home_shows_the_lab_without_personal_data() {
+    use fabrique_controller::domain::training::TrainingInput;
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let trainer = app.add_user("karim.trainer", Role::Trainer).await;
+    let (c, _) = app.signed_in("admin", Role::Admin).await;
+    let (status, machine) =
+        client_post_json(&c, &app, "/api/v1/machines", &machine_body("Prusa MK3S")).await;
+    assert_eq!(status, 201);
+    let machine = fabrique_controller::domain::MachineId(machine["id"].as_i64().unwrap());
+    let training = TrainingInput::parse("Impression 3D", "", "24", "", vec![machine]).unwrap();
+    let training = app
+        .lab
+        .save_training(&manager, None, &training, now())
+        .await
+        .unwrap();
+    let start = jiff::Timestamp::from_second(now() + 3 * 86_400).unwrap();
+    let end = jiff::Timestamp::from_second(now() + 3 * 86_400 + 7200).unwrap();
+    app.lab
+        .create_session(&trainer, training.id, start, end, None, 6, "", now())
+        .await
+        .unwrap();
+    let anonymous = client();
+    let response = anonymous.get(app.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let html = unescaped(&response.text().await.unwrap());
+    assert!(html.contains("<html lang=\"fr\">"));
+    for text in [
+        "Horaires d'ouverture",
+        "Prusa MK3S",
+        "Hors ligne",
+        "Formation nécessaire : Impression 3D",
+        "6 places libres sur 6",
+        "href=\"/login\"",
+    ] {
+        assert!(html.contains(text), "{text} in {html}");
+    }
+    assert!(
+        html.contains("Ouvert en ce moment") || html.contains("Fermé en ce moment"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("karim") && !html.contains("nadia"),
+        "no names: {html}"
+    );
+    let html = anonymous
+        .get(app.url("/"))
+        .header("accept-language", "en-GB,en;q=0.8")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Opening hours") && html.contains("Training needed: Impression 3D"));
 }
 
 async fn client_post_json(
@@ -154,7 +236,7 @@ async fn authorization_matrix() {
     let all = [200, 200, 200, 200];
     let managers = [403, 403, 200, 200];
     let pages: Vec<(&str, String, [u16; 5])> = vec![
-        ("GET", "/".into(), prepend(303, all)),
+        ("GET", "/".into(), [200; 5]),
         ("GET", format!("/machines/{m}"), prepend(303, all)),
         ("GET", "/account".into(), prepend(303, all)),
         ("GET", "/members".into(), prepend(303, managers)),
@@ -164,6 +246,13 @@ async fn authorization_matrix() {
             format!("/members/{member_id}"),
             prepend(303, managers),
         ),
+        (
+            "GET",
+            format!("/members/{member_id}/card"),
+            prepend(303, managers),
+        ),
+        ("GET", "/grid".into(), prepend(303, all)),
+        ("GET", "/grid?view=week".into(), prepend(303, all)),
         ("GET", "/admin/machines".into(), prepend(303, managers)),
         ("GET", "/admin/machines/new".into(), prepend(303, managers)),
         (
@@ -1030,7 +1119,8 @@ async fn language_follows_the_choice_then_the_browser() {
         html.contains("<html lang=\"en\">"),
         "the cookie wins over Accept-Language"
     );
-    // A signed-in member's profile language wins, and switching updates the profile.
+    // Signed in, the account's language applies; the header's switch changes this browser
+    // only (a shared workshop PC), never the account.
     let (m, user) = app.signed_in("amina", Role::Member).await;
     let token = app.page_csrf(&m, "/").await;
     m.post(app.url("/lang"))
@@ -1043,7 +1133,7 @@ async fn language_follows_the_choice_then_the_browser() {
         .await
         .unwrap();
     let stored = app.lab.store().user(user.id).await.unwrap();
-    assert_eq!(stored.lang.as_str(), "en");
+    assert_eq!(stored.lang.as_str(), "fr", "the account keeps its language");
     let html = m
         .get(app.url("/"))
         .send()
@@ -1053,6 +1143,54 @@ async fn language_follows_the_choice_then_the_browser() {
         .await
         .unwrap();
     assert!(unescaped(&html).contains("The fablab's machines"), "{html}");
+    // The next login on this browser (logout, then someone logs in) is in the account's
+    // language again.
+    let token = app.page_csrf(&m, "/").await;
+    let response = m
+        .post(app.url("/logout"))
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(app.login(&m, "amina", PASSWORD).await.status(), 303);
+    let html = m
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Les machines du fablab"), "{html}");
+    // Chosen on the account page, it is the account's.
+    let token = app.page_csrf(&m, "/account").await;
+    let response = m
+        .post(app.url("/account"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("display_name", "Amina"),
+            ("email", ""),
+            ("lang", "en"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let stored = app.lab.store().user(user.id).await.unwrap();
+    assert_eq!(stored.lang.as_str(), "en");
+    let html = m
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<html lang=\"en\">") && html.contains("Changes saved."),
+        "{html}"
+    );
 }
 
 #[tokio::test]

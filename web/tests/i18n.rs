@@ -142,6 +142,8 @@ fn every_key_used_exists() {
         "badge_required",
         "slot_taken",
         "outside_opening_hours",
+        "past_closing",
+        "own_booking",
         "lab_closed",
         "beyond_horizon",
         "in_the_past",
@@ -266,7 +268,11 @@ fn every_key_used_exists() {
     ] {
         used.insert(format!("conflict.{what}"));
     }
-    let missing: Vec<_> = used.iter().filter(|k| !keys.contains(*k)).collect();
+    // A counting message is used by its stem and stored by plural category.
+    let missing: Vec<_> = used
+        .iter()
+        .filter(|k| !keys.contains(*k) && !keys.contains(&format!("{k}.other")))
+        .collect();
     assert!(
         missing.is_empty(),
         "keys used but missing from the catalogue: {missing:?}"
@@ -276,4 +282,98 @@ fn every_key_used_exists() {
         "the scan found only {} keys: is it still reading the sources?",
         used.len()
     );
+}
+
+/// Every counting message has the forms both languages need, `one` and `other` (what the
+/// CLDR rules of French and English choose from), no other category by mistake, and no
+/// plain key beside its forms.
+#[test]
+fn counting_messages_have_their_plural_forms() {
+    let catalog = Catalog::embedded().unwrap();
+    for lang in [Lang::Fr, Lang::En] {
+        let keys: BTreeSet<&String> = catalog.keys(lang).collect();
+        for key in &keys {
+            let Some((stem, category)) = key.rsplit_once('.') else {
+                continue;
+            };
+            // `other` alone is also a word of closed sets (`kind.other`): a counting message
+            // is known by its `one`.
+            if !matches!(category, "zero" | "one" | "two" | "few" | "many") {
+                continue;
+            }
+            assert!(
+                matches!(category, "one" | "other"),
+                "{lang}: {key} is a category neither language uses"
+            );
+            for form in ["one", "other"] {
+                assert!(
+                    keys.contains(&format!("{stem}.{form}")),
+                    "{lang}: {stem}.{form} is missing"
+                );
+            }
+            assert!(
+                !keys.contains(&stem.to_string()),
+                "{lang}: {stem} and its forms"
+            );
+        }
+    }
+}
+
+/// The catalogue's plural forms follow each language's rules: French counts 0 and 1 as
+/// one, English only 1; the ugly "place(s) libre(s)" is gone.
+#[test]
+fn counts_take_the_plural_form_of_their_language() {
+    use fabrique_web::i18n::Tr;
+    let catalog = std::sync::Arc::new(Catalog::embedded().unwrap());
+    let fr = Tr::new(Lang::Fr, catalog.clone());
+    let en = Tr::new(Lang::En, catalog);
+    let places = |tr: &Tr, free: &str| tr.f("session.places", &[("free", free), ("capacity", "6")]);
+    assert_eq!(places(&fr, "0"), "0 place libre sur 6");
+    assert_eq!(places(&fr, "1"), "1 place libre sur 6");
+    assert_eq!(places(&fr, "5"), "5 places libres sur 6");
+    assert_eq!(places(&en, "0"), "0 free places out of 6");
+    assert_eq!(places(&en, "1"), "1 free place out of 6");
+    assert_eq!(
+        fr.f("login.throttled", &[("minutes", "1")]),
+        "Trop d'essais. Attendez 1 minute puis réessayez, ou demandez à l'accueil."
+    );
+    assert_eq!(
+        en.f("login.throttled", &[("minutes", "15")]),
+        "Too many tries. Wait 15 minutes and try again, or ask the front desk."
+    );
+    assert_eq!(
+        en.n("trainings.validity", 1, &[("months", "1")]),
+        "badge valid 1 month"
+    );
+    let catalog = Catalog::embedded().unwrap();
+    for (lang, tr) in [(Lang::Fr, &fr), (Lang::En, &en)] {
+        for key in catalog.keys(lang) {
+            let text = tr.t(key);
+            assert!(!text.contains("(s)"), "{lang} {key}: {text}");
+        }
+    }
+}
+
+/// French typography in the catalogue: a narrow no-break space inside « » and before ; ? !
+/// (never a plain space, which a line may break at); English has none of them.
+#[test]
+fn french_quotes_and_high_punctuation_have_narrow_no_break_spaces() {
+    let catalog = Catalog::embedded().unwrap();
+    let fr =
+        fabrique_web::i18n::Tr::new(Lang::Fr, std::sync::Arc::new(Catalog::embedded().unwrap()));
+    let en =
+        fabrique_web::i18n::Tr::new(Lang::En, std::sync::Arc::new(Catalog::embedded().unwrap()));
+    for key in catalog.keys(Lang::Fr) {
+        let text = fr.t(key);
+        for bad in ["« ", " »", " ;", " ?", " !"] {
+            assert!(!text.contains(bad), "fr {key}: {bad:?} in {text:?}");
+        }
+    }
+    for key in catalog.keys(Lang::En) {
+        let text = en.t(key);
+        assert!(
+            !text.contains(" :") && !text.contains('\u{202f}'),
+            "en {key}: {text:?}"
+        );
+    }
 }

@@ -199,7 +199,7 @@ async fn a_job_with_findings_cancelled_and_queued_again_waits_for_a_manager_agai
         approved["waiting"]["message"]
             .as_str()
             .unwrap()
-            .contains("La buse doit chauffer à 450 °C ; cette machine va jusqu'à 300 °C"),
+            .contains("La buse doit chauffer à 450 °C\u{202f}; cette machine va jusqu'à 300 °C"),
         "{approved}"
     );
     assert_eq!(after_planning(&lab, id).await.state, JobState::Queued);

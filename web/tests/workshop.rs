@@ -702,3 +702,111 @@ async fn the_limits_a_printer_reports_are_offered_to_the_manager_and_used_once_a
     );
     cancel.cancel();
 }
+
+/// A queued job's page says its place in the queue, its planned start and why it has not
+/// started, in words; and it follows the job live by server-sent events.
+#[tokio::test]
+async fn a_queued_jobs_page_says_its_place_its_start_and_why_and_follows_it_live() {
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let (page, maker) = app.signed_in("amina", Role::Member).await;
+    // Open all day, every day: the laser may be planned now, whatever the hour of the test.
+    let settings = CalendarSettings {
+        timezone: "UTC".into(),
+        opening_hours: std::array::from_fn(|_| vec![(0, 24 * 60)]),
+        ..CalendarSettings::default()
+    };
+    app.lab
+        .set_calendar_settings(&manager, &settings)
+        .await
+        .unwrap();
+    let connection = Connection::SerialGrbl {
+        port: "/dev/null".into(),
+        baud: 115_200,
+    };
+    let input = MachineInput::new(
+        "Laser",
+        MachineKind::LaserCutter,
+        connection,
+        MachineProfile::default(),
+        "",
+        "",
+    )
+    .unwrap();
+    let machine = app.add_idle_machine(&manager, &input).await;
+    // As the machines pages do after a change: the runtime gives the machine its task.
+    app.runtime.refresh(machine.id).await;
+    // About two minutes and a half of cutting: the second job starts after the first.
+    let cut = b"M4 S500\nG1 X10 Y10 F6\nM5\n";
+    let first = app
+        .submit_file(&maker, Some(machine.id), "shield.gcode", cut)
+        .await;
+    let second = app
+        .submit_file(&maker, Some(machine.id), "badge.gcode", cut)
+        .await;
+    let html = |id: i64| {
+        let page = page.clone();
+        let url = app.url(&format!("/jobs/{id}"));
+        async move { common::unescaped(&page.get(url).send().await.unwrap().text().await.unwrap()) }
+    };
+    let text = html(first.id.0).await;
+    assert!(text.contains("Place dans la file : 1 sur 2."), "{text}");
+    assert!(
+        text.contains("Début prévu : ") && text.contains(", sur Laser."),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Il attend qu'une personne formée appuie sur «\u{202f}Démarrer\u{202f}» à la machine."
+        ),
+        "{text}"
+    );
+    assert!(text.contains("/static/job.js") && text.contains(">Actualiser</a>"));
+    let text = html(second.id.0).await;
+    assert!(text.contains("Place dans la file : 2 sur 2."), "{text}");
+    assert!(
+        text.contains("La machine est occupée ou réservée d'ici là : il passe à son tour."),
+        "{text}"
+    );
+
+    // Live: the page's stream says when the job changes.
+    let mut stream = page
+        .get(app.url(&format!("/jobs/{}/events", first.id.0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    app.lab.cancel_job(&maker, first.id, now()).await.unwrap();
+    app.runtime.refresh(machine.id).await;
+    let event = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut seen = String::new();
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("\"state\":\"cancelled\"") {
+                return seen;
+            }
+        }
+        seen
+    })
+    .await
+    .expect("an event for the cancelled job");
+    assert!(event.contains("event: job"), "{event}");
+    // Someone else's job is not theirs to follow.
+    let (other, _) = app.signed_in("bruno", Role::Member).await;
+    let response = other
+        .get(app.url(&format!("/jobs/{}/events", second.id.0)))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(response.status().as_u16(), 403 | 404),
+        "{}",
+        response.status()
+    );
+}

@@ -134,6 +134,58 @@ impl CalendarSettings {
     pub fn local_date(&self, at: Timestamp) -> Date {
         at.to_zoned(self.tz()).date()
     }
+
+    /// "14:30": the lab's local time of `at`.
+    pub fn clock(&self, at: Timestamp) -> String {
+        at.to_zoned(self.tz()).strftime("%H:%M").to_string()
+    }
+
+    /// The start of the first slot at or after `from`, within the booking horizon, that
+    /// none of `taken` (a machine's live bookings and blocks) overlaps.
+    pub fn next_free(
+        &self,
+        from: Timestamp,
+        taken: &[(Timestamp, Timestamp)],
+    ) -> Option<Timestamp> {
+        let first = self.local_date(from);
+        (0..=i64::from(self.horizon_days))
+            .filter_map(|d| first.checked_add(d.days()).ok())
+            .flat_map(|date| self.slots(date))
+            .find(|(start, end)| *start >= from && !taken.iter().any(|(s, e)| s < end && start < e))
+            .map(|(start, _)| start)
+    }
+
+    /// The lengths in minutes a booking starting at `start` may have: whole slots, at most
+    /// the longest booking, ending by the close of the opening window `start` lies in and
+    /// before the first of `taken` (the machine's live bookings) that it would run into.
+    /// Empty when `start` is not the start of a slot or the slot itself is taken.
+    pub fn durations(&self, start: Timestamp, taken: &[(Timestamp, Timestamp)]) -> Vec<u32> {
+        let date = self.local_date(start);
+        let Some(close) = self
+            .slots(date)
+            .iter()
+            .any(|(s, _)| *s == start)
+            .then(|| {
+                self.windows(date)
+                    .into_iter()
+                    .find(|(open, close)| *open <= start && start < *close)
+                    .map(|(_, close)| close)
+            })
+            .flatten()
+        else {
+            return Vec::new();
+        };
+        let limit = taken
+            .iter()
+            .filter(|(_, end)| *end > start)
+            .map(|(s, _)| *s)
+            .fold(close, Timestamp::min);
+        let step = self.slot_minutes.max(1);
+        let room = u32::try_from((limit.as_second() - start.as_second()).max(0) / 60).unwrap_or(0);
+        (1..=self.max_booking_minutes.min(room) / step)
+            .map(|n| n * step)
+            .collect()
+    }
 }
 
 fn local(date: Date, minutes: u16, tz: &TimeZone) -> Option<Timestamp> {
@@ -162,6 +214,10 @@ pub enum Refusal {
     SlotTaken,
     #[error("outside opening hours")]
     OutsideOpeningHours,
+    #[error("the lab closes at {closes}")]
+    PastClosing { closes: String },
+    #[error("overlaps the member's own booking from {from} to {until}")]
+    OwnBooking { from: String, until: String },
     #[error("lab closed")]
     LabClosed,
     #[error("beyond the booking horizon of {days} days")]
@@ -190,6 +246,8 @@ impl Refusal {
             Refusal::BadgeRequired { .. } => "badge_required",
             Refusal::SlotTaken => "slot_taken",
             Refusal::OutsideOpeningHours => "outside_opening_hours",
+            Refusal::PastClosing { .. } => "past_closing",
+            Refusal::OwnBooking { .. } => "own_booking",
             Refusal::LabClosed => "lab_closed",
             Refusal::BeyondHorizon { .. } => "beyond_horizon",
             Refusal::InThePast => "in_the_past",
@@ -212,6 +270,10 @@ impl Refusal {
             Refusal::NotOnSlotGrid { slot_minutes } => vec![("minutes", slot_minutes.to_string())],
             Refusal::TooManyBookings { max } => vec![("max", max.to_string())],
             Refusal::CancelDeadlinePassed { hours } => vec![("hours", hours.to_string())],
+            Refusal::PastClosing { closes } => vec![("closes", closes.clone())],
+            Refusal::OwnBooking { from, until } => {
+                vec![("from", from.clone()), ("until", until.clone())]
+            }
             _ => Vec::new(),
         }
     }
@@ -281,7 +343,16 @@ pub fn check_booking(
         .into_iter()
         .find(|(open, close)| *open <= start && end <= *close);
     let Some((open, _)) = window else {
-        return Err(Refusal::OutsideOpeningHours);
+        // Starting while open but ending after the close is a length to shorten.
+        return Err(settings
+            .windows(date)
+            .into_iter()
+            .find(|(open, close)| *open <= start && start < *close)
+            .map_or(Refusal::OutsideOpeningHours, |(_, close)| {
+                Refusal::PastClosing {
+                    closes: settings.clock(close),
+                }
+            }));
     };
     if (start.as_second() - open.as_second()) % step != 0
         || (end.as_second() - open.as_second()) % step != 0
@@ -391,7 +462,9 @@ mod tests {
         );
         assert_eq!(
             check(&member(), s(17, 30), s(18, 30)),
-            Err(Refusal::OutsideOpeningHours)
+            Err(Refusal::PastClosing {
+                closes: "18:00".into()
+            })
         );
         assert_eq!(
             check(&member(), s(14, 10), s(14, 40)),
@@ -454,6 +527,58 @@ mod tests {
                 now()
             ),
             Err(Refusal::MachineUnavailable)
+        );
+    }
+
+    #[test]
+    fn durations_end_by_the_close_and_before_the_next_booking() {
+        let s = CalendarSettings::default();
+        let at = |h, m| paris(2026, 11, 24, h, m);
+        // Open 14:00-18:00, 30-minute slots, at most 180 minutes.
+        assert_eq!(s.durations(at(14, 0), &[]), vec![30, 60, 90, 120, 150, 180]);
+        assert_eq!(
+            s.durations(at(16, 30), &[]),
+            vec![30, 60, 90],
+            "18:00 close"
+        );
+        assert_eq!(
+            s.durations(at(14, 0), &[(at(15, 0), at(16, 0)), (at(13, 0), at(14, 0))]),
+            vec![30, 60],
+            "the 15:00 booking, not the one that ended at 14:00"
+        );
+        assert!(
+            s.durations(at(14, 0), &[(at(13, 30), at(14, 30))])
+                .is_empty()
+        );
+        assert!(s.durations(at(14, 10), &[]).is_empty(), "off the grid");
+        assert!(
+            s.durations(at(10, 0), &[]).is_empty(),
+            "closed on Tuesday morning"
+        );
+        // Every offered length passes the rules.
+        for minutes in s.durations(at(16, 30), &[]) {
+            let end = at(16, 30)
+                .checked_add(i64::from(minutes).minutes())
+                .unwrap();
+            assert_eq!(check(&member(), at(16, 30), end), Ok(()));
+        }
+    }
+
+    #[test]
+    fn the_next_free_slot_skips_bookings_closed_hours_and_the_past() {
+        let s = CalendarSettings::default();
+        let at = |d, h, m| paris(2026, 11, d, h, m);
+        // Tuesday 24 at 15:10: the 15:00 slot has begun, 15:30 is the next one.
+        assert_eq!(s.next_free(at(24, 15, 10), &[]), Some(at(24, 15, 30)));
+        // Booked until the close: Wednesday 25 opens at 10:00.
+        assert_eq!(
+            s.next_free(at(24, 15, 10), &[(at(24, 15, 0), at(24, 18, 0))]),
+            Some(at(25, 10, 0))
+        );
+        // Everything taken within the horizon: nothing.
+        assert_eq!(
+            s.next_free(at(24, 15, 10), &[(at(24, 0, 0), paris(2026, 12, 31, 0, 0))]),
+            None
         );
     }
 

@@ -113,8 +113,8 @@ pub struct BookingBody {
 
 #[utoipa::path(post, path = "/api/v1/bookings", request_body = BookingBody, tag = "bookings",
     responses((status = 201, body = BookingDto), (status = 403, body = ErrorBody, description = "badge_required"),
-              (status = 409, body = ErrorBody, description = "slot_taken, machine_unavailable"),
-              (status = 422, body = ErrorBody, description = "outside_opening_hours, beyond_horizon, too_long, ...")))]
+              (status = 409, body = ErrorBody, description = "slot_taken, own_booking (runs into the same member's booking), machine_unavailable"),
+              (status = 422, body = ErrorBody, description = "outside_opening_hours, past_closing, beyond_horizon, too_long, ...")))]
 pub async fn create_booking(
     State(state): State<AppState>,
     ctx: Ctx,

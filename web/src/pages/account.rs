@@ -120,7 +120,12 @@ async fn save_profile(
         Err(e) => Err(e.into()),
     };
     match result {
-        Ok(_) => Ok(Redirect::to("/account").into_response()),
+        Ok(_) => {
+            // Chosen here, the account's language applies on this browser too.
+            let mut response = super::done(&ctx, "/account", "notice.saved", &[]);
+            super::add_cookie(&mut response, &ctx.cookie(crate::ctx::LANG_COOKIE, "", 0));
+            Ok(response)
+        }
         Err(e) if e.status.is_client_error() => {
             let page = page(&state, &ctx, user, None, Some(message(&ctx.tr, &e))).await?;
             Ok(render_with_status(e.status, &page))

@@ -87,10 +87,9 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
                     actions.push(("resume".into(), tr.t("board.resume").into()));
                     actions.push(("cancel".into(), tr.t("board.cancel").into()));
                 }
-                MachineState::ToCheck
-                | MachineState::Maintenance
-                | MachineState::Error
-                | MachineState::Offline => {
+                // Not offline: a machine whose link is gone cannot be checked from here,
+                // and it comes back by itself when the link does.
+                MachineState::ToCheck | MachineState::Maintenance | MachineState::Error => {
                     actions.push(("checked".into(), tr.t("board.checked").into()));
                 }
                 _ => {}
@@ -128,12 +127,7 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
                 remaining: l
                     .and_then(|l| l.remaining_s)
                     .map(|s| duration(i64::try_from(s).unwrap_or(i64::MAX))),
-                temperatures: l
-                    .and_then(|l| l.hotend)
-                    .map(|(h, _)| match l.and_then(|l| l.bed) {
-                        Some((b, _)) => format!("🌡 {h:.0} °C / {b:.0} °C"),
-                        None => format!("🌡 {h:.0} °C"),
-                    }),
+                temperatures: temperatures(tr, l.and_then(|l| l.hotend), l.and_then(|l| l.bed)),
                 last_error: l
                     .and_then(|l| l.last_error.clone())
                     .or_else(|| (!m.state_reason.is_empty()).then(|| m.state_reason.clone())),
@@ -147,6 +141,43 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
         error,
         tiles,
     })
+}
+
+/// Below this a heater with no target is cold: its line goes from the tile.
+const COLD_C: f64 = 40.0;
+
+/// "Buse 205 °C (cible 210 °C) · Plateau 58 °C (cible 60 °C)": each heater with its
+/// target; a heater that is off and cold is left out, and nothing at all when both are.
+/// `board.js` writes the same from the live events.
+fn temperatures(
+    tr: &Tr,
+    hotend: Option<(f64, Option<f64>)>,
+    bed: Option<(f64, Option<f64>)>,
+) -> Option<String> {
+    let parts: Vec<String> = [("board.hotend", hotend), ("board.bed", bed)]
+        .into_iter()
+        .filter_map(|(label, reading)| {
+            let (actual, target) = reading?;
+            let target = target.filter(|t| *t > 0.0);
+            if target.is_none() && actual < COLD_C {
+                return None;
+            }
+            let heater = tr.t(label);
+            let actual = format!("{actual:.0}");
+            Some(match target {
+                Some(t) => tr.f(
+                    "board.temp_target",
+                    &[
+                        ("heater", heater),
+                        ("actual", &actual),
+                        ("target", &format!("{t:.0}")),
+                    ],
+                ),
+                None => tr.f("board.temp", &[("heater", heater), ("actual", &actual)]),
+            })
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 /// What a person reads when the runtime refuses an action.
@@ -373,4 +404,32 @@ async fn plan(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
         waiting,
     })?
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::temperatures;
+    use crate::i18n::{Catalog, Tr};
+    use fabrique_controller::domain::Lang;
+    use std::sync::Arc;
+
+    #[test]
+    fn temperatures_say_their_targets_and_go_when_the_printer_is_cold() {
+        #[allow(clippy::unwrap_used)]
+        let tr = Tr::new(Lang::Fr, Arc::new(Catalog::embedded().unwrap()));
+        assert_eq!(
+            temperatures(&tr, Some((204.6, Some(210.0))), Some((58.0, Some(60.0)))).as_deref(),
+            Some("Buse 205 °C (cible 210 °C) · Plateau 58 °C (cible 60 °C)")
+        );
+        assert_eq!(
+            temperatures(&tr, Some((120.0, Some(0.0))), Some((22.0, None))).as_deref(),
+            Some("Buse 120 °C"),
+            "cooling down: no target, still hot"
+        );
+        assert_eq!(
+            temperatures(&tr, Some((24.0, Some(0.0))), Some((23.0, None))),
+            None
+        );
+        assert_eq!(temperatures(&tr, None, None), None);
+    }
 }

@@ -1,9 +1,9 @@
 //! Booking pages (a week per machine, a confirmation, my bookings, the manager's day),
 //! trainings and sessions, badges and their public pages, calendar feeds and settings.
 
-use super::{Page, base_url, message, render, render_with_status};
+use super::{Page, base_url, done, message, render, render_with_status};
 use crate::app::AppState;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, safe_next};
 use crate::error::{AppError, AppResult};
 use crate::i18n::Tr;
 use askama::Template;
@@ -17,7 +17,7 @@ use fabrique_controller::domain::calendar::CalendarSettings;
 use fabrique_controller::domain::training::{
     BadgeId, BadgeStatus, EnrolmentStatus, SessionId, TrainingId, TrainingInput,
 };
-use fabrique_controller::domain::{Invalid, MachineId, Role, User, UserId};
+use fabrique_controller::domain::{Invalid, MachineId, MachineState, Role, User, UserId};
 use fabrique_controller::lab::now;
 use jiff::civil::{Date, DateTime};
 use jiff::{Timestamp, ToSpan};
@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/bookings/{id}/check-in", post(check_in))
         .route("/blocks", post(create_block))
         .route("/day", get(day))
+        .route("/grid", get(grid))
         .route("/calendar/token", post(new_feed))
         .route("/calendar/member/{file}", get(member_feed))
         .route("/calendar/machines/{file}", get(machine_feed))
@@ -61,21 +62,32 @@ pub fn router() -> Router<AppState> {
 }
 
 /// "mardi 24 novembre" in the lab's time zone and the reader's language.
-fn day_label(tr: &Tr, date: Date) -> String {
+pub(crate) fn day_label(tr: &Tr, date: Date) -> String {
     let weekday = date.weekday().to_monday_zero_offset();
+    // "mardi 1er décembre", "Tuesday 1 December".
+    let day = if date.day() == 1 {
+        tr.t("date.first_day").to_string()
+    } else {
+        date.day().to_string()
+    };
     format!(
-        "{} {} {}",
+        "{} {day} {}",
         tr.word("weekday", &weekday.to_string()),
-        date.day(),
         tr.word("month", &date.month().to_string())
     )
 }
 
 fn clock(settings: &CalendarSettings, at: Timestamp) -> String {
-    at.to_zoned(settings.tz()).strftime("%H:%M").to_string()
+    settings.clock(at)
 }
 
-fn when(tr: &Tr, settings: &CalendarSettings, start: Timestamp, end: Timestamp) -> String {
+/// "mardi 24 novembre, 14:00 – 15:30".
+pub(crate) fn when(
+    tr: &Tr,
+    settings: &CalendarSettings,
+    start: Timestamp,
+    end: Timestamp,
+) -> String {
     format!(
         "{}, {} – {}",
         day_label(tr, settings.local_date(start)),
@@ -130,19 +142,42 @@ struct DayView {
 struct WeekPage {
     p: Page,
     machine_id: i64,
+    /// The member a manager books for, at the desk.
+    member: Option<i64>,
     days: Vec<DayView>,
     previous: Date,
     next: Date,
     missing_training: Option<String>,
 }
 
+#[derive(serde::Deserialize)]
+struct WeekQuery {
+    date: Option<String>,
+    member: Option<i64>,
+}
+
+/// The member a manager acts for (`?member=` on the week and booking pages), or `None` when
+/// people book for themselves. Anyone else's account needs a manager (403).
+async fn for_member(
+    state: &AppState,
+    actor: &User,
+    member: Option<i64>,
+) -> AppResult<Option<User>> {
+    match member {
+        Some(id) if id != actor.id.0 => Ok(Some(state.lab.user(actor, UserId(id)).await?)),
+        _ => Ok(None),
+    }
+}
+
 async fn week(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<i64>,
-    Query(q): Query<DateQuery>,
+    Query(q): Query<WeekQuery>,
 ) -> AppResult<Response> {
-    let user = ctx.user()?;
+    let actor = ctx.user()?;
+    let member = for_member(&state, actor, q.member).await?;
+    let user = member.as_ref().unwrap_or(actor);
     let machine = state.lab.machine(MachineId(id)).await?;
     let settings = state.lab.calendar_settings().await?;
     let first = date_or_today(&settings, q.date.as_deref());
@@ -178,6 +213,9 @@ async fn week(
             .map(|(start, end)| {
                 let taken = live.iter().find(|b| b.starts_at < end && start < b.ends_at);
                 let label = match taken {
+                    Some(b) if b.user == Some(user.id) && member.is_some() => {
+                        ctx.tr.t("week.theirs").to_string()
+                    }
                     Some(b) if b.user == Some(user.id) => ctx.tr.t("week.yours").to_string(),
                     Some(b) if b.kind == BookingKind::Block => {
                         ctx.tr.t("week.unavailable").to_string()
@@ -203,24 +241,328 @@ async fn week(
         .missing_training(user.id, machine.id, now())
         .await?;
     let missing_training = missing.map(|t| {
-        let key = if settings.supervised_without_badge {
-            "week.missing_supervised"
-        } else {
-            "week.missing"
+        let key = match &member {
+            Some(_) => "week.missing_member",
+            None if settings.supervised_without_badge => "week.missing_supervised",
+            None => "week.missing",
         };
-        ctx.tr.f(key, &[("training", &t)])
+        ctx.tr
+            .f(key, &[("training", &t), ("member", &user.display_name)])
     });
-    let mut p = Page::new(&ctx, "week.title", "home", &format!("/machines/{id}/week"));
-    p.title = ctx.tr.f("week.title", &[("machine", &machine.name)]);
+    let path = match &member {
+        Some(m) => format!("/machines/{id}/week?member={}", m.id),
+        None => format!("/machines/{id}/week"),
+    };
+    let mut p = Page::new(&ctx, "week.title", "home", &path);
+    p.title = match &member {
+        Some(m) => ctx.tr.f(
+            "week.title_for",
+            &[("machine", &machine.name), ("member", &m.display_name)],
+        ),
+        None => ctx.tr.f("week.title", &[("machine", &machine.name)]),
+    };
     let previous = monday.checked_sub(7.days()).unwrap_or(monday);
     let next = monday.checked_add(7.days()).unwrap_or(monday);
     Ok(render(&WeekPage {
         p,
         machine_id: id,
+        member: member.map(|m| m.id.0),
         days,
         previous,
         next,
         missing_training,
+    })?
+    .into_response())
+}
+
+// --- Grid of all machines -------------------------------------------------------------------
+
+struct GridCell {
+    text: String,
+    href: Option<String>,
+    /// `free`, `mine`, `taken`, `block`, `session`, `closed` or `past`: for the style only,
+    /// the text says it too.
+    class: &'static str,
+}
+
+struct GridRow {
+    time: String,
+    cells: Vec<GridCell>,
+}
+
+/// One machine's column of the day, for the phone's one-machine-at-a-time tables.
+struct GridColumn {
+    name: String,
+    cells: Vec<(String, GridCell)>,
+}
+
+struct WeekGridRow {
+    machine: String,
+    cells: Vec<GridCell>,
+}
+
+#[derive(Template)]
+#[template(path = "grid.html")]
+struct GridPage {
+    p: Page,
+    week: bool,
+    date: Date,
+    previous: Date,
+    next: Date,
+    g: GridData,
+}
+
+/// What the grid shows, for `/grid` and the manager's day.
+struct GridData {
+    machines: Vec<String>,
+    rows: Vec<GridRow>,
+    columns: Vec<GridColumn>,
+    days: Vec<String>,
+    week_rows: Vec<WeekGridRow>,
+    sessions: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct GridQuery {
+    date: Option<String>,
+    view: Option<String>,
+}
+
+/// The cells of the grid from `first`: one day (a row per slot) or, with `week`, seven
+/// (a row per machine); and the period's training sessions.
+async fn grid_data(state: &AppState, ctx: &Ctx, first: Date, week: bool) -> AppResult<GridData> {
+    let user = ctx.user()?;
+    let manager = user.role.at_least(Role::Manager);
+    let tr = &ctx.tr;
+    let settings = state.lab.calendar_settings().await?;
+    let span = if week { 7 } else { 1 };
+    let dates: Vec<Date> = (0..span)
+        .filter_map(|d| first.checked_add(d.days()).ok())
+        .collect();
+    let tz = settings.tz();
+    let start_of = |d: Date| d.to_zoned(tz.clone()).map(|z| z.timestamp()).ok();
+    let from = start_of(first).ok_or_else(|| Invalid::new("date", "datetime"))?;
+    let to = first
+        .checked_add(span.days())
+        .ok()
+        .and_then(start_of)
+        .unwrap_or(from);
+    let machines = state.lab.machines().await?;
+    let bookings: Vec<Booking> = state
+        .lab
+        .bookings_between(None, from, to, now())
+        .await?
+        .into_iter()
+        .filter(Booking::is_live)
+        .collect();
+    let trainings = state.lab.trainings().await?;
+    let sessions: Vec<_> = state
+        .lab
+        .upcoming_sessions(from.as_second(), None)
+        .await?
+        .into_iter()
+        .filter(|s| s.starts_at < to)
+        .collect();
+    let now_ts = Timestamp::now();
+    let cell = |m: &fabrique_controller::domain::Machine, start: Timestamp, end: Timestamp| {
+        let available = !matches!(m.state, MachineState::Disabled | MachineState::Maintenance);
+        let taken = bookings
+            .iter()
+            .find(|b| b.machine == m.id && b.starts_at < end && start < b.ends_at);
+        let session = sessions.iter().find(|s| {
+            s.starts_at < end
+                && start < s.ends_at
+                && trainings
+                    .iter()
+                    .any(|t| t.id == s.training && t.machines.contains(&m.id))
+        });
+        let (text, class, href) = match taken {
+            Some(b) if b.kind == BookingKind::Block => {
+                let mut text = tr.t("grid.blocked").to_string();
+                if manager && !b.note.is_empty() {
+                    text = format!("{text}{}{}", tr.t("punct.colon"), b.note);
+                }
+                (text, "block", None)
+            }
+            Some(b) if b.user == Some(user.id) => (tr.t("week.yours").to_string(), "mine", None),
+            Some(b) => {
+                let who = b.user_name.clone().filter(|_| manager);
+                let text = who.unwrap_or_else(|| tr.t("week.taken").to_string());
+                (text, "taken", None)
+            }
+            None if end <= now_ts => (tr.t("grid.past").to_string(), "past", None),
+            None if !available => (tr.t("week.unavailable").to_string(), "closed", None),
+            None => (
+                tr.t("grid.free").to_string(),
+                "free",
+                (start >= now_ts)
+                    .then(|| format!("/bookings/new?machine={}&start={start}", m.id.0)),
+            ),
+        };
+        match session {
+            Some(s) if taken.is_none() => GridCell {
+                text: format!(
+                    "{text} · {}",
+                    tr.f("grid.session", &[("training", &s.training_name)])
+                ),
+                href,
+                class: "session",
+            },
+            _ => GridCell { text, href, class },
+        }
+    };
+    let mut rows = Vec::new();
+    let mut columns: Vec<GridColumn> = machines
+        .iter()
+        .map(|m| GridColumn {
+            name: m.name.clone(),
+            cells: Vec::new(),
+        })
+        .collect();
+    let mut week_rows = Vec::new();
+    if week {
+        for m in &machines {
+            let cells = dates
+                .iter()
+                .map(|d| {
+                    let slots = settings.slots(*d);
+                    // What can be booked: a free slot still to come (a session's slot too,
+                    // which does not hold the machine).
+                    let free: Vec<Timestamp> = slots
+                        .iter()
+                        .filter(|(s, e)| cell(m, *s, *e).href.is_some())
+                        .map(|(s, _)| *s)
+                        .collect();
+                    let href = Some(format!("/grid?date={d}"));
+                    let over = slots.last().is_some_and(|(_, end)| *end <= now_ts);
+                    let available =
+                        !matches!(m.state, MachineState::Disabled | MachineState::Maintenance);
+                    match (slots.is_empty(), free.first()) {
+                        (true, _) => GridCell {
+                            text: tr.t("week.closed").to_string(),
+                            href: None,
+                            class: "closed",
+                        },
+                        (false, None) if over => GridCell {
+                            text: tr.t("grid.past").to_string(),
+                            href: None,
+                            class: "past",
+                        },
+                        (false, None) if !available => GridCell {
+                            text: tr.t("week.unavailable").to_string(),
+                            href: None,
+                            class: "closed",
+                        },
+                        (false, Some(first)) => GridCell {
+                            text: tr.n(
+                                "grid.free_from",
+                                i64::try_from(free.len()).unwrap_or(0),
+                                &[("time", &clock(&settings, *first))],
+                            ),
+                            href,
+                            class: "free",
+                        },
+                        (false, None) => GridCell {
+                            text: tr.t("grid.none_free").to_string(),
+                            href,
+                            class: "taken",
+                        },
+                    }
+                })
+                .collect();
+            week_rows.push(WeekGridRow {
+                machine: m.name.clone(),
+                cells,
+            });
+        }
+    } else {
+        for (start, end) in settings.slots(first) {
+            let time = format!("{} – {}", clock(&settings, start), clock(&settings, end));
+            let cells: Vec<GridCell> = machines.iter().map(|m| cell(m, start, end)).collect();
+            for (column, c) in columns.iter_mut().zip(&cells) {
+                column.cells.push((
+                    time.clone(),
+                    GridCell {
+                        text: c.text.clone(),
+                        href: c.href.clone(),
+                        class: c.class,
+                    },
+                ));
+            }
+            rows.push(GridRow { time, cells });
+        }
+    }
+    let sessions = sessions
+        .iter()
+        .map(|s| {
+            format!(
+                "{} · {} · {}",
+                s.training_name,
+                when(tr, &settings, s.starts_at, s.ends_at),
+                places(tr, s)
+            )
+        })
+        .collect();
+    Ok(GridData {
+        machines: machines.iter().map(|m| m.name.clone()).collect(),
+        rows,
+        columns,
+        days: dates.iter().map(|d| day_label(tr, *d)).collect(),
+        week_rows,
+        sessions,
+    })
+}
+
+/// When is it free: every machine over a day (a row per slot) or a week (a cell per day
+/// with its free slots), with bookings, blocks and training sessions. A real table, usable
+/// without JavaScript; on a phone the day shows one machine's table after another.
+async fn grid(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<GridQuery>,
+) -> AppResult<Response> {
+    ctx.user()?;
+    let tr = &ctx.tr;
+    let settings = state.lab.calendar_settings().await?;
+    let week = q.view.as_deref() == Some("week");
+    let picked = date_or_today(&settings, q.date.as_deref());
+    let first = if week {
+        picked
+            .checked_sub(i64::from(picked.weekday().to_monday_zero_offset()).days())
+            .unwrap_or(picked)
+    } else {
+        picked
+    };
+    let g = grid_data(&state, &ctx, first, week).await?;
+    let (previous, next) = if week {
+        (
+            first.checked_sub(7.days()).unwrap_or(first),
+            first.checked_add(7.days()).unwrap_or(first),
+        )
+    } else {
+        (
+            first.yesterday().unwrap_or(first),
+            first.tomorrow().unwrap_or(first),
+        )
+    };
+    let path = if week {
+        format!("/grid?view=week&date={first}")
+    } else {
+        format!("/grid?date={first}")
+    };
+    let mut p = Page::new(&ctx, "grid.title", "grid", &path);
+    p.title = if week {
+        tr.f("grid.week_title", &[("date", &day_label(tr, first))])
+    } else {
+        tr.f("grid.day_title", &[("date", &day_label(tr, first))])
+    };
+    Ok(render(&GridPage {
+        p,
+        week,
+        date: first,
+        previous,
+        next,
+        g,
     })?
     .into_response())
 }
@@ -233,6 +575,9 @@ struct NewBookingPage {
     p: Page,
     error: Option<String>,
     machine_id: i64,
+    member: Option<i64>,
+    /// Why nothing can be booked from this start, when no length is left.
+    nothing: Option<String>,
     machine_name: String,
     start: String,
     when: String,
@@ -244,6 +589,7 @@ struct NewBookingPage {
 struct NewBookingQuery {
     machine: i64,
     start: String,
+    member: Option<i64>,
 }
 
 async fn booking_page(
@@ -251,16 +597,22 @@ async fn booking_page(
     ctx: &Ctx,
     machine_id: i64,
     start_raw: &str,
+    member: Option<i64>,
     error: Option<String>,
 ) -> AppResult<NewBookingPage> {
-    let user = ctx.user()?;
+    let actor = ctx.user()?;
+    let member = for_member(state, actor, member).await?;
+    let user = member.as_ref().unwrap_or(actor);
     let machine = state.lab.machine(MachineId(machine_id)).await?;
     let settings = state.lab.calendar_settings().await?;
     let start = crate::api::parse_time("start", start_raw)?;
-    let step = settings.slot_minutes;
-    let durations = (1..=settings.max_booking_minutes / step)
-        .map(|n| {
-            let minutes = n * step;
+    // Only the lengths that can be booked: none past the close or into the next booking.
+    let durations: Vec<(u32, String)> = state
+        .lab
+        .booking_durations(machine.id, start, now())
+        .await?
+        .into_iter()
+        .map(|minutes| {
             let end = Timestamp::from_second(start.as_second() + i64::from(minutes) * 60)
                 .unwrap_or(start);
             (
@@ -278,12 +630,33 @@ async fn booking_page(
         .lab
         .missing_training(user.id, machine.id, now())
         .await?;
+    let nothing = durations.is_empty().then(|| {
+        let on_grid = settings
+            .slots(settings.local_date(start))
+            .iter()
+            .any(|(s, _)| *s == start);
+        ctx.tr
+            .t(if on_grid {
+                "booking.none_taken"
+            } else {
+                "booking.none_closed"
+            })
+            .to_string()
+    });
     let mut p = Page::new(ctx, "booking.title", "home", "/bookings/new");
-    p.title = ctx.tr.f("booking.title", &[("machine", &machine.name)]);
+    p.title = match &member {
+        Some(m) => ctx.tr.f(
+            "booking.title_for",
+            &[("machine", &machine.name), ("member", &m.display_name)],
+        ),
+        None => ctx.tr.f("booking.title", &[("machine", &machine.name)]),
+    };
     Ok(NewBookingPage {
         p,
         error,
         machine_id,
+        member: member.as_ref().map(|m| m.id.0),
+        nothing,
         machine_name: machine.name,
         start: start.to_string(),
         when: format!(
@@ -292,7 +665,9 @@ async fn booking_page(
             clock(&settings, start)
         ),
         durations,
-        offer_supervised: missing.is_some() && settings.supervised_without_badge,
+        offer_supervised: missing.is_some()
+            && settings.supervised_without_badge
+            && member.is_none(),
     })
 }
 
@@ -301,7 +676,10 @@ async fn new_booking(
     ctx: Ctx,
     Query(q): Query<NewBookingQuery>,
 ) -> AppResult<Response> {
-    Ok(render(&booking_page(&state, &ctx, q.machine, &q.start, None).await?)?.into_response())
+    Ok(
+        render(&booking_page(&state, &ctx, q.machine, &q.start, q.member, None).await?)?
+            .into_response(),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -309,6 +687,8 @@ struct BookingForm {
     machine: i64,
     start: String,
     minutes: u32,
+    /// The member a manager books for; absent: for oneself.
+    member: Option<i64>,
     supervised: Option<String>,
     #[serde(default)]
     note: String,
@@ -323,12 +703,13 @@ async fn create_booking(
     let start = crate::api::parse_time("start", &f.start)?;
     let end = Timestamp::from_second(start.as_second() + i64::from(f.minutes) * 60)
         .map_err(|_| Invalid::new("end", "datetime"))?;
+    let member = f.member.map_or(user.id, UserId);
     let result = state
         .lab
         .book(
             user,
             MachineId(f.machine),
-            user.id,
+            member,
             start,
             end,
             f.supervised.is_some(),
@@ -337,7 +718,30 @@ async fn create_booking(
         )
         .await;
     match result {
-        Ok(_) => Ok(Redirect::to("/bookings").into_response()),
+        Ok(b) => {
+            let settings = state.lab.calendar_settings().await?;
+            let when = when(&ctx.tr, &settings, b.starts_at, b.ends_at);
+            Ok(if member == user.id {
+                done(
+                    &ctx,
+                    "/bookings",
+                    "notice.booked",
+                    &[("machine", &b.machine_name), ("when", &when)],
+                )
+            } else {
+                let name = b.user_name.unwrap_or_default();
+                done(
+                    &ctx,
+                    &format!("/members/{}", member.0),
+                    "notice.booked_for",
+                    &[
+                        ("machine", &b.machine_name),
+                        ("when", &when),
+                        ("member", &name),
+                    ],
+                )
+            })
+        }
         Err(e) => {
             let e = AppError::from(e);
             if !e.status.is_client_error() || e.status == StatusCode::NOT_FOUND {
@@ -348,6 +752,7 @@ async fn create_booking(
                 &ctx,
                 f.machine,
                 &f.start,
+                f.member,
                 Some(message(&ctx.tr, &e)),
             )
             .await?;
@@ -462,28 +867,57 @@ fn back(ctx: &Ctx) -> &'static str {
     }
 }
 
+/// Where a form sends people back to: its `next` field when it is a path of this site.
+#[derive(Default, serde::Deserialize)]
+struct NextForm {
+    #[serde(default)]
+    next: String,
+}
+
+fn back_to<'a>(ctx: &Ctx, next: &'a str) -> &'a str {
+    if next.is_empty() {
+        back(ctx)
+    } else {
+        safe_next(next)
+    }
+}
+
 async fn cancel_booking(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<i64>,
+    Form(f): Form<NextForm>,
 ) -> AppResult<Response> {
-    state
+    let b = state
         .lab
         .cancel_booking(ctx.user()?, BookingId(id), now())
         .await?;
-    Ok(Redirect::to(back(&ctx)).into_response())
+    let settings = state.lab.calendar_settings().await?;
+    let when = when(&ctx.tr, &settings, b.starts_at, b.ends_at);
+    Ok(done(
+        &ctx,
+        back_to(&ctx, &f.next),
+        "notice.booking_cancelled",
+        &[("machine", &b.machine_name), ("when", &when)],
+    ))
 }
 
 async fn check_in(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<i64>,
+    Form(f): Form<NextForm>,
 ) -> AppResult<Response> {
-    state
+    let b = state
         .lab
         .check_in(ctx.user()?, BookingId(id), now())
         .await?;
-    Ok(Redirect::to(back(&ctx)).into_response())
+    Ok(done(
+        &ctx,
+        back_to(&ctx, &f.next),
+        "notice.checked_in",
+        &[("machine", &b.machine_name)],
+    ))
 }
 
 // --- Manager's day --------------------------------------------------------------------------
@@ -498,6 +932,8 @@ struct DayMachine {
 #[template(path = "day.html")]
 struct DayPage {
     p: Page,
+    /// Every machine's slots of the day, as on `/grid`.
+    g: GridData,
     machines: Vec<DayMachine>,
     date: Date,
     previous: Date,
@@ -544,8 +980,10 @@ async fn day(
         .f("day.title", &[("date", &day_label(&ctx.tr, date))]);
     let previous = date.yesterday().unwrap_or(date);
     let next = date.tomorrow().unwrap_or(date);
+    let g = grid_data(&state, &ctx, date, false).await?;
     Ok(render(&DayPage {
         p,
+        g,
         machines,
         date,
         previous,
@@ -571,12 +1009,18 @@ async fn create_block(
     let settings = state.lab.calendar_settings().await?;
     let start = parse_local(&settings, "start", &f.start)?;
     let end = parse_local(&settings, "end", &f.end)?;
-    state
+    let b = state
         .lab
         .block(user, MachineId(f.machine), start, end, &f.note, now())
         .await?;
     let date = settings.local_date(start);
-    Ok(Redirect::to(&format!("/day?date={date}")).into_response())
+    let when = when(&ctx.tr, &settings, b.starts_at, b.ends_at);
+    Ok(done(
+        &ctx,
+        &format!("/day?date={date}"),
+        "notice.blocked",
+        &[("machine", &b.machine_name), ("when", &when)],
+    ))
 }
 
 // --- Feeds -----------------------------------------------------------------------------------
@@ -822,6 +1266,30 @@ async fn member_badges(
 #[derive(serde::Deserialize)]
 struct AwardForm {
     training: i64,
+    #[serde(default)]
+    next: String,
+}
+
+/// `next` when it is a path of this site, else `fallback`.
+fn safe_after(next: &str, fallback: &str) -> String {
+    if next.is_empty() {
+        fallback.to_string()
+    } else {
+        safe_next(next).to_string()
+    }
+}
+
+fn badge_awarded(
+    ctx: &Ctx,
+    to: &str,
+    b: &fabrique_controller::domain::training::Badge,
+) -> Response {
+    done(
+        ctx,
+        to,
+        "notice.badge_awarded",
+        &[("training", &b.training_name), ("member", &b.holder_name)],
+    )
 }
 
 async fn award_to_member(
@@ -836,7 +1304,11 @@ async fn award_to_member(
         .award_badge(actor, UserId(id), TrainingId(f.training), None, now())
         .await
     {
-        Ok(_) => Ok(Redirect::to(&format!("/members/{id}/badges")).into_response()),
+        Ok(b) => Ok(badge_awarded(
+            &ctx,
+            &safe_after(&f.next, &format!("/members/{id}/badges")),
+            &b,
+        )),
         Err(e) => {
             let e = AppError::from(e);
             if !matches!(
@@ -857,11 +1329,16 @@ async fn revoke(
     Path(id): Path<i64>,
     Form(f): Form<RevokeForm>,
 ) -> AppResult<Response> {
-    state
+    let b = state
         .lab
         .revoke_badge(ctx.user()?, BadgeId(id), &f.reason, now())
         .await?;
-    Ok(Redirect::to(crate::ctx::safe_next(&f.next)).into_response())
+    Ok(done(
+        &ctx,
+        safe_next(&f.next),
+        "notice.badge_revoked",
+        &[("training", &b.training_name), ("member", &b.holder_name)],
+    ))
 }
 
 // --- Trainings and sessions ---------------------------------------------------------------------
@@ -890,7 +1367,10 @@ struct TrainingsPage {
     is_trainer: bool,
 }
 
-fn places(tr: &Tr, s: &fabrique_controller::domain::training::TrainingSession) -> String {
+pub(crate) fn places(
+    tr: &Tr,
+    s: &fabrique_controller::domain::training::TrainingSession,
+) -> String {
     let free = s.capacity.saturating_sub(s.enrolled);
     if free == 0 {
         tr.f("session.full", &[("waiting", &s.waiting.to_string())])
@@ -1181,6 +1661,8 @@ struct SessionPage {
     my_status: Option<String>,
     is_trainer: bool,
     people: Vec<PersonRow>,
+    /// For a manager: the active accounts not in the session yet, to enrol at the desk.
+    others: Vec<(i64, String)>,
 }
 
 async fn session_page(
@@ -1205,7 +1687,27 @@ async fn session_page(
         &format!("/sessions/{id}"),
     );
     p.title = ctx.tr.f("session.title", &[("training", &s.training_name)]);
+    let others = if user.role.at_least(Role::Manager) && s.starts_at > Timestamp::now() {
+        let mut others: Vec<(i64, String)> = state
+            .lab
+            .list_users(user)
+            .await?
+            .into_iter()
+            .filter(|u| {
+                !u.disabled
+                    && !people
+                        .iter()
+                        .any(|e| e.user == u.id && e.status != EnrolmentStatus::Cancelled)
+            })
+            .map(|u| (u.id.0, format!("{} ({})", u.display_name, u.username)))
+            .collect();
+        others.sort_by_key(|(_, name)| name.to_lowercase());
+        others
+    } else {
+        Vec::new()
+    };
     Ok(SessionPage {
+        others,
         p,
         error,
         id,
@@ -1242,10 +1744,10 @@ async fn after(
     state: &AppState,
     ctx: &Ctx,
     id: i64,
-    result: Result<(), AppError>,
+    result: Result<Response, AppError>,
 ) -> AppResult<Response> {
     match result {
-        Ok(()) => Ok(Redirect::to(&format!("/sessions/{id}")).into_response()),
+        Ok(response) => Ok(response),
         Err(e)
             if matches!(
                 e.status,
@@ -1259,18 +1761,46 @@ async fn after(
     }
 }
 
+/// Who a session form is about: `member` when a manager or trainer acts for someone,
+/// else the person signed in; and where to go back to.
+#[derive(Default, serde::Deserialize)]
+struct EnrolForm {
+    member: Option<i64>,
+    #[serde(default)]
+    next: String,
+}
+
 async fn enrol(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<i64>,
+    Form(f): Form<EnrolForm>,
 ) -> AppResult<Response> {
     let user = ctx.user()?;
+    let member = for_member(&state, user, f.member).await?;
+    let who = member.as_ref().unwrap_or(user);
+    let to = safe_after(&f.next, &format!("/sessions/{id}"));
     let result = state
         .lab
-        .enrol(user, SessionId(id), user.id, now())
+        .enrol(user, SessionId(id), who.id, now())
         .await
-        .map(|_| ())
         .map_err(AppError::from);
+    let training = state.lab.session(SessionId(id)).await?.training_name;
+    let result = result.map(|status| {
+        let waiting = status == EnrolmentStatus::Waiting;
+        let key = match (&member, waiting) {
+            (None, false) => "notice.enrolled",
+            (None, true) => "notice.waiting",
+            (Some(_), false) => "notice.enrolled_member",
+            (Some(_), true) => "notice.waiting_member",
+        };
+        done(
+            &ctx,
+            &to,
+            key,
+            &[("training", &training), ("member", &who.display_name)],
+        )
+    });
     after(&state, &ctx, id, result).await
 }
 
@@ -1278,13 +1808,25 @@ async fn cancel_enrolment(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<i64>,
+    Form(f): Form<EnrolForm>,
 ) -> AppResult<Response> {
     let user = ctx.user()?;
+    let member = for_member(&state, user, f.member).await?;
+    let who = member.as_ref().unwrap_or(user);
+    let to = safe_after(&f.next, &format!("/sessions/{id}"));
+    let training = state.lab.session(SessionId(id)).await?.training_name;
     let result = state
         .lab
-        .cancel_enrolment(user, SessionId(id), user.id)
+        .cancel_enrolment(user, SessionId(id), who.id)
         .await
-        .map(|_| ())
+        .map(|_| {
+            done(
+                &ctx,
+                &to,
+                "notice.enrolment_cancelled",
+                &[("training", &training), ("member", &who.display_name)],
+            )
+        })
         .map_err(AppError::from);
     after(&state, &ctx, id, result).await
 }
@@ -1294,6 +1836,8 @@ struct MemberForm {
     member: i64,
     #[serde(default)]
     attended: String,
+    #[serde(default)]
+    next: String,
 }
 
 async fn attendance(
@@ -1303,16 +1847,28 @@ async fn attendance(
     Form(f): Form<MemberForm>,
 ) -> AppResult<Response> {
     let user = ctx.require(Role::Trainer)?;
+    let attended = f.attended == "1";
+    let name = state
+        .lab
+        .enrolments(user, SessionId(id))
+        .await?
+        .into_iter()
+        .find(|e| e.user.0 == f.member)
+        .map(|e| e.display_name)
+        .unwrap_or_default();
+    let to = safe_after(&f.next, &format!("/sessions/{id}"));
     let result = state
         .lab
-        .set_attendance(
-            user,
-            SessionId(id),
-            UserId(f.member),
-            f.attended == "1",
-            now(),
-        )
+        .set_attendance(user, SessionId(id), UserId(f.member), attended, now())
         .await
+        .map(|()| {
+            let key = if attended {
+                "notice.present"
+            } else {
+                "notice.absent"
+            };
+            done(&ctx, &to, key, &[("member", &name)])
+        })
         .map_err(AppError::from);
     after(&state, &ctx, id, result).await
 }
@@ -1325,6 +1881,7 @@ async fn award(
 ) -> AppResult<Response> {
     let user = ctx.require(Role::Trainer)?;
     let session = state.lab.session(SessionId(id)).await?;
+    let to = safe_after(&f.next, &format!("/sessions/{id}"));
     let result = state
         .lab
         .award_badge(
@@ -1335,7 +1892,7 @@ async fn award(
             now(),
         )
         .await
-        .map(|_| ())
+        .map(|b| badge_awarded(&ctx, &to, &b))
         .map_err(AppError::from);
     after(&state, &ctx, id, result).await
 }
@@ -1524,7 +2081,7 @@ async fn save_settings(
         Err(e) => Err(e.into()),
     };
     match result {
-        Ok(()) => Ok(Redirect::to("/admin/calendar").into_response()),
+        Ok(()) => Ok(done(&ctx, "/admin/calendar", "notice.saved", &[])),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
             let p = Page::new(&ctx, "settings.title", "settings", "/admin/calendar");
             let page = SettingsPage {
@@ -1536,5 +2093,25 @@ async fn save_settings(
             Ok(render_with_status(e.status, &page))
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::day_label;
+    use crate::i18n::{Catalog, Tr};
+    use fabrique_controller::domain::Lang;
+    use jiff::civil::date;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_first_of_the_month_is_1er_in_french() {
+        #[allow(clippy::unwrap_used)]
+        let catalog = Arc::new(Catalog::embedded().unwrap());
+        let fr = Tr::new(Lang::Fr, catalog.clone());
+        let en = Tr::new(Lang::En, catalog);
+        assert_eq!(day_label(&fr, date(2026, 12, 1)), "mardi 1er décembre");
+        assert_eq!(day_label(&fr, date(2026, 12, 2)), "mercredi 2 décembre");
+        assert_eq!(day_label(&en, date(2026, 12, 1)), "Tuesday 1 December");
     }
 }

@@ -1,7 +1,7 @@
 //! Sending a file and following it: the upload form (multipart, works without JavaScript),
 //! the list of jobs, and a job's page with its analysis, progress and history.
 
-use super::{Page, message, render, render_with_status};
+use super::{Page, done, message, render, render_with_status};
 use crate::app::AppState;
 use crate::ctx::Ctx;
 use crate::error::{AppError, AppResult};
@@ -10,7 +10,8 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::header;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fabrique_controller::domain::job::{Job, JobId, JobState};
 use fabrique_controller::domain::{Role, User};
@@ -27,6 +28,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(max_upload)),
         )
         .route("/jobs/{id}", get(show))
+        .route("/jobs/{id}/events", get(events))
         .route("/jobs/{id}/preview.svg", get(preview))
         .route("/jobs/{id}/thumbnail.png", get(thumbnail))
         .route("/jobs/{id}/file", get(original))
@@ -51,6 +53,8 @@ struct JobRow {
     file_name: String,
     owner: String,
     state: String,
+    /// The state's code, for the page's live updates.
+    state_code: &'static str,
     reason: String,
     estimate: String,
     size: String,
@@ -74,16 +78,13 @@ fn row(tr: &Tr, j: &Job, viewer: &User, jobs_dir: &std::path::Path) -> JobRow {
         file_name: j.file_name.clone(),
         owner: j.owner_name.clone(),
         state: tr.word("job_state", j.state.as_str()),
+        state_code: j.state.as_str(),
         reason: j.state_reason.clone(),
         estimate: j
             .estimate_s
             .map_or_else(|| tr.t("jobs.unknown").to_string(), duration),
         size: format!("{:.1} Mo", j.size_bytes as f64 / 1_048_576.0),
-        percent: if j.size_bytes > 0 {
-            (j.bytes_acked * 100 / j.size_bytes).min(100)
-        } else {
-            0
-        },
+        percent: percent(j),
         can_approve: manager && j.state == JobState::NeedsApproval,
         can_cancel: (manager || mine)
             && j.state.change_to(JobState::Cancelled).is_ok()
@@ -99,6 +100,116 @@ fn row(tr: &Tr, j: &Job, viewer: &User, jobs_dir: &std::path::Path) -> JobRow {
         file_deleted: j.file_deleted,
         embroidery: matches!(j.analysis, Some(FileSummary::Embroidery(_))),
     }
+}
+
+/// How much of the file the machine acknowledged, in percent.
+fn percent(j: &Job) -> i64 {
+    if j.size_bytes > 0 {
+        (j.bytes_acked * 100 / j.size_bytes).min(100)
+    } else {
+        0
+    }
+}
+
+/// Where a queued job stands, in words: its place in the queue, its planned start, and why
+/// it has not started yet when the rule lets it run.
+struct QueueView {
+    place: String,
+    start: Option<String>,
+    why: Option<String>,
+}
+
+fn queue_view(
+    tr: &Tr,
+    settings: &fabrique_controller::domain::calendar::CalendarSettings,
+    q: &fabrique_controller::runtime::QueuePlace,
+    at: jiff::Timestamp,
+) -> QueueView {
+    let place = tr.f(
+        "jobs.queue_place",
+        &[
+            ("place", &q.place.to_string()),
+            ("count", &q.of.to_string()),
+        ],
+    );
+    let Some((start, machine)) = &q.start else {
+        return QueueView {
+            place,
+            start: None,
+            why: None,
+        };
+    };
+    let soon = start.as_second() <= at.as_second() + 60;
+    let open_now = settings
+        .windows(settings.local_date(at))
+        .iter()
+        .any(|(open, close)| *open <= at && at < *close);
+    let why = match (soon, q.needs_person) {
+        (true, true) => "jobs.wait_person",
+        (true, false) => "jobs.wait_starting",
+        (false, _) if !open_now => "jobs.wait_closed",
+        (false, _) => "jobs.wait_turn",
+    };
+    let when = format!(
+        "{}, {}",
+        super::calendar::day_label(tr, settings.local_date(*start)),
+        settings.clock(*start)
+    );
+    QueueView {
+        place,
+        start: Some(tr.f(
+            "jobs.planned_start",
+            &[("when", &when), ("machine", machine)],
+        )),
+        why: Some(tr.t(why).to_string()),
+    }
+}
+
+/// The job's page follows it live: an event each time its state or progress changes (after
+/// any machine's event, or every 20 s for changes no machine reports, such as an approval).
+async fn events(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+) -> AppResult<impl IntoResponse> {
+    let user = ctx.user()?.clone();
+    let job = state.lab.job(&user, JobId(id)).await?;
+    let last = (job.state, percent(&job));
+    let receiver = state.runtime.subscribe();
+    let stream = futures_util::stream::unfold(
+        (receiver, last, state, user),
+        move |(mut receiver, mut last, state, user)| async move {
+            loop {
+                // A machine's event or 20 s of silence: look at the job again. A slow reader
+                // that lagged looks again too; a closed channel (shutdown) ends the stream.
+                let heard =
+                    tokio::time::timeout(std::time::Duration::from_secs(20), receiver.recv()).await;
+                if let Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) = heard {
+                    return None;
+                }
+                let Ok(job) = state.lab.job(&user, JobId(id)).await else {
+                    return None;
+                };
+                let now = (job.state, percent(&job));
+                if now == last {
+                    continue;
+                }
+                last = now;
+                let event = Event::default()
+                    .event("job")
+                    .json_data(serde_json::json!({
+                        "state": job.state.as_str(),
+                        "percent": now.1,
+                    }))
+                    .unwrap_or_default();
+                return Some((
+                    Ok::<_, std::convert::Infallible>(event),
+                    (receiver, last, state, user),
+                ));
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// What the analysis says of the file, in a few facts.
@@ -361,7 +472,12 @@ async fn upload(
     }
     .await;
     match result {
-        Ok(job) => Ok(Redirect::to(&format!("/jobs/{}", job.id.0)).into_response()),
+        Ok(job) => Ok(done(
+            &ctx,
+            &format!("/jobs/{}", job.id.0),
+            "notice.job_sent",
+            &[("file", &job.file_name)],
+        )),
         Err(e) if e.status.is_client_error() => {
             let page = jobs_page(&state, &ctx, Some(message(&ctx.tr, &e))).await?;
             Ok(render_with_status(e.status, &page))
@@ -378,6 +494,10 @@ struct JobPage {
     j: JobRow,
     /// Why no machine may run it yet, in the rule's words.
     waiting: Option<String>,
+    /// Its place in the queue and planned start, when queued.
+    queue: Option<QueueView>,
+    /// Whether the page follows the job live (not finished yet).
+    live: bool,
     /// Who approved it, when, what they saw.
     approval: Vec<String>,
     findings: Vec<String>,
@@ -410,7 +530,8 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
     let job = state.lab.job(user, JobId(id)).await?;
     let events = state.lab.job_events(user, job.id).await?;
     let hidden = super::links_to_hide(&state, &ctx).await?;
-    let tz = state.lab.calendar_settings().await?.tz();
+    let settings = state.lab.calendar_settings().await?;
+    let tz = settings.tz();
     let history = events
         .iter()
         .map(|e| {
@@ -432,6 +553,14 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
         .collect();
     let waiting = state.lab.job_waiting(&job, now()).await?;
     let tr = &ctx.tr;
+    let queue = if job.state == JobState::Queued {
+        let planned = state.runtime.plan().await?;
+        planned
+            .place_of(job.id)
+            .map(|q| queue_view(tr, &settings, &q, planned.now))
+    } else {
+        None
+    };
     let approval = job.approval.as_ref().map_or_else(Vec::new, |a| {
         let when =
             a.at.to_zoned(tz.clone())
@@ -457,6 +586,8 @@ async fn show(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
     p.title = job.file_name.clone();
     let page = JobPage {
         waiting: waiting.as_ref().map(|w| tr.waiting(w)),
+        queue,
+        live: !job.state.is_finished(),
         approval,
         p,
         error: None,
@@ -474,9 +605,19 @@ async fn approve(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
-    state.lab.approve_job(ctx.user()?, JobId(id), now()).await?;
+    let job = state.lab.approve_job(ctx.user()?, JobId(id), now()).await?;
     state.runtime.wake();
-    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+    Ok(job_done(&ctx, id, "notice.job_approved", &job))
+}
+
+/// Back to the job's page, saying what was done to it.
+fn job_done(ctx: &Ctx, id: i64, key: &str, job: &Job) -> Response {
+    done(
+        ctx,
+        &format!("/jobs/{id}"),
+        key,
+        &[("file", &job.file_name)],
+    )
 }
 
 async fn cancel(
@@ -484,8 +625,8 @@ async fn cancel(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
-    state.lab.cancel_job(ctx.user()?, JobId(id), now()).await?;
-    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+    let job = state.lab.cancel_job(ctx.user()?, JobId(id), now()).await?;
+    Ok(job_done(&ctx, id, "notice.job_cancelled", &job))
 }
 
 async fn requeue(
@@ -493,9 +634,9 @@ async fn requeue(
     ctx: Ctx,
     Path(id): Path<i64>,
 ) -> AppResult<Response> {
-    state.lab.requeue_job(ctx.user()?, JobId(id), now()).await?;
+    let job = state.lab.requeue_job(ctx.user()?, JobId(id), now()).await?;
     state.runtime.wake();
-    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+    Ok(job_done(&ctx, id, "notice.job_requeued", &job))
 }
 
 #[derive(serde::Deserialize)]
@@ -515,5 +656,5 @@ async fn priority(
         .set_job_priority(ctx.user()?, JobId(id), f.priority)
         .await?;
     state.runtime.wake();
-    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+    Ok(done(&ctx, &format!("/jobs/{id}"), "notice.saved", &[]))
 }

@@ -197,15 +197,41 @@ impl MachineView {
 #[template(path = "home.html")]
 struct HomePage {
     p: Page,
-    machines: Vec<MachineView>,
+    /// Each machine with its next free slot, in words.
+    machines: Vec<(MachineView, String)>,
 }
 
+/// The machines for people signed in; the lab's public face for everyone else.
 pub async fn home(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
-    ctx.user()?;
+    if ctx.user.is_none() {
+        return super::public::home(&state, &ctx).await;
+    }
     let machines = state.lab.machines().await?;
+    let settings = state.lab.calendar_settings().await?;
+    let free = state.lab.next_free_slots(now()).await?;
     let machines = machines
         .iter()
-        .map(|m| MachineView::new(&ctx.tr, m, sees_links(&ctx)))
+        .map(|m| {
+            let next = free
+                .iter()
+                .find(|(id, _)| *id == m.id)
+                .and_then(|(_, at)| *at);
+            let next_free = match next {
+                Some(at) => ctx.tr.f(
+                    "home.next_free",
+                    &[(
+                        "when",
+                        &format!(
+                            "{}, {}",
+                            super::calendar::day_label(&ctx.tr, settings.local_date(at)),
+                            settings.clock(at)
+                        ),
+                    )],
+                ),
+                None => ctx.tr.t("home.no_free").to_string(),
+            };
+            (MachineView::new(&ctx.tr, m, sees_links(&ctx)), next_free)
+        })
         .collect();
     let p = Page::new(&ctx, "home.title", "home", "/");
     Ok(render(&HomePage { p, machines })?.into_response())

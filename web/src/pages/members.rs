@@ -2,19 +2,21 @@
 //! e-mail.
 
 use super::account::{KeyRow, date};
-use super::{Page, message, options, render, render_with_status};
+use super::calendar::when;
+use super::{Page, base_url, done, message, options, render, render_with_status};
 use crate::app::AppState;
 use crate::ctx::Ctx;
 use crate::error::{AppError, AppResult};
 use askama::Template;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use fabrique_controller::domain::account::{parse_email, parse_text};
+use fabrique_controller::domain::training::{EnrolmentStatus, SessionId};
 use fabrique_controller::domain::{
-    CredentialKind, Invalid, Lang, NewUser, Role, Secret, User, UserId, UserPatch,
+    CredentialKind, Invalid, Lang, MachineId, NewUser, Role, Secret, User, UserId, UserPatch,
 };
 use fabrique_controller::lab::now;
 
@@ -23,6 +25,9 @@ pub fn router() -> Router<AppState> {
         .route("/members", get(list).post(create))
         .route("/members/new", get(new_form).post(create))
         .route("/members/{id}", get(edit_form).post(update))
+        .route("/members/{id}/book", get(book_for))
+        .route("/members/{id}/enrol", post(enrol_member))
+        .route("/members/{id}/card", get(card))
         .route("/members/{id}/api-keys/{key}/delete", post(revoke_key))
 }
 
@@ -145,6 +150,8 @@ pub struct MemberFields {
     pub credential_kind: String,
     pub secret: String,
     pub disabled: Option<String>,
+    /// On the new-account form: print the password or PIN on the login card.
+    pub print_secret: Option<String>,
 }
 
 impl MemberFields {
@@ -158,6 +165,7 @@ impl MemberFields {
             credential_kind: u.credential_kind.as_str().into(),
             secret: String::new(),
             disabled: u.disabled.then(|| "1".into()),
+            print_secret: None,
         }
     }
 
@@ -221,6 +229,200 @@ struct MemberForm {
     keys: Vec<KeyRow>,
     events: Vec<EventRow>,
     user_id: i64,
+    /// What the desk does for this member (absent on the new-member form).
+    desk: Option<Desk>,
+}
+
+/// The reception desk's actions for one member: book, enrol, attendance, badge.
+struct Desk {
+    name: String,
+    machines: Vec<(i64, String)>,
+    bookings: Vec<DeskBooking>,
+    sessions: Vec<(i64, String)>,
+    enrolments: Vec<DeskEnrolment>,
+}
+
+/// A member's upcoming booking; the desk (a manager) may always cancel it.
+struct DeskBooking {
+    id: i64,
+    machine: String,
+    when: String,
+    status: String,
+}
+
+struct DeskEnrolment {
+    session: i64,
+    label: String,
+    status: String,
+    enrolled: bool,
+    attended: bool,
+}
+
+async fn desk(state: &AppState, ctx: &Ctx, actor: &User, member: &User) -> AppResult<Desk> {
+    let settings = state.lab.calendar_settings().await?;
+    let machines = state
+        .lab
+        .machines()
+        .await?
+        .into_iter()
+        .map(|m| (m.id.0, m.name))
+        .collect();
+    let now_s = now();
+    let bookings = state
+        .lab
+        .bookings_of_member(actor, member.id, now_s)
+        .await?
+        .into_iter()
+        .filter(|b| b.is_live() && b.ends_at.as_second() > now_s)
+        .map(|b| DeskBooking {
+            id: b.id.0,
+            when: when(&ctx.tr, &settings, b.starts_at, b.ends_at),
+            status: ctx.tr.word(
+                "booking_status",
+                if b.checked_in_at.is_some() {
+                    "checked_in"
+                } else {
+                    "booked"
+                },
+            ),
+            machine: b.machine_name,
+        })
+        .collect();
+    let enrolled = state.lab.enrolments_of(actor, member.id, 30, now_s).await?;
+    let sessions = state
+        .lab
+        .upcoming_sessions(now_s, None)
+        .await?
+        .into_iter()
+        .filter(|s| s.starts_at.as_second() > now_s)
+        .filter(|s| !enrolled.iter().any(|(e, _)| e.id == s.id))
+        .map(|s| {
+            let label = format!(
+                "{} · {} · {}",
+                s.training_name,
+                when(&ctx.tr, &settings, s.starts_at, s.ends_at),
+                super::calendar::places(&ctx.tr, &s)
+            );
+            (s.id.0, label)
+        })
+        .collect();
+    let enrolments = enrolled
+        .into_iter()
+        .map(|(s, e)| DeskEnrolment {
+            session: s.id.0,
+            label: format!(
+                "{} · {}",
+                s.training_name,
+                when(&ctx.tr, &settings, s.starts_at, s.ends_at)
+            ),
+            status: ctx.tr.word("enrolment", e.status.as_str()),
+            enrolled: e.status == EnrolmentStatus::Enrolled,
+            attended: e.attended,
+        })
+        .collect();
+    Ok(Desk {
+        name: member.display_name.clone(),
+        machines,
+        bookings,
+        sessions,
+        enrolments,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct BookForQuery {
+    machine: i64,
+}
+
+/// The desk's "book for this member": the machine's week, acting for the member.
+async fn book_for(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Query(q): Query<BookForQuery>,
+) -> AppResult<Response> {
+    let actor = ctx.require(Role::Manager)?;
+    let member = state.lab.user(actor, UserId(id)).await?;
+    let machine = state.lab.machine(MachineId(q.machine)).await?;
+    Ok(Redirect::to(&format!(
+        "/machines/{}/week?member={}",
+        machine.id.0, member.id.0
+    ))
+    .into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct EnrolMemberForm {
+    session: i64,
+}
+
+/// The desk enrols the member in a session (or on its waiting list).
+async fn enrol_member(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<EnrolMemberForm>,
+) -> AppResult<Response> {
+    let actor = ctx.require(Role::Manager)?;
+    let member = state.lab.user(actor, UserId(id)).await?;
+    let session = state.lab.session(SessionId(f.session)).await?;
+    let status = state.lab.enrol(actor, session.id, member.id, now()).await?;
+    let key = if status == EnrolmentStatus::Waiting {
+        "notice.waiting_member"
+    } else {
+        "notice.enrolled_member"
+    };
+    Ok(done(
+        &ctx,
+        &format!("/members/{id}"),
+        key,
+        &[
+            ("training", &session.training_name),
+            ("member", &member.display_name),
+        ],
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "member_card.html")]
+struct CardPage {
+    p: Page,
+    lab: String,
+    name: String,
+    username: String,
+    login_url: String,
+    pin: bool,
+    /// The password or PIN, only when the manager asked for it on the new-account form.
+    secret: Option<String>,
+    member_id: i64,
+}
+
+fn card_page(state: &AppState, ctx: &Ctx, user: &User, secret: Option<String>) -> CardPage {
+    let mut p = Page::new(
+        ctx,
+        "card.title",
+        "members",
+        &format!("/members/{}/card", user.id),
+    );
+    p.title = ctx.tr.f("card.title", &[("member", &user.display_name)]);
+    CardPage {
+        p,
+        lab: state.config.lab_name.clone(),
+        name: user.display_name.clone(),
+        username: user.username.to_string(),
+        login_url: format!("{}/login", base_url(state)),
+        pin: user.credential_kind == CredentialKind::Pin,
+        secret,
+        member_id: user.id.0,
+    }
+}
+
+/// A printable card with the member's username and how to log in; never the PIN, which is
+/// stored hashed and only printed on the answer to the new-account form when asked.
+async fn card(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+    let actor = ctx.require(Role::Manager)?;
+    let user = state.lab.user(actor, UserId(id)).await?;
+    Ok(render(&card_page(&state, &ctx, &user, None))?.into_response())
 }
 
 fn member_form(
@@ -252,6 +454,7 @@ fn member_form(
         keys: Vec::new(),
         events: Vec::new(),
         user_id: 0,
+        desk: None,
     }
 }
 
@@ -311,7 +514,32 @@ async fn create(
         Err(e) => Err(e.into()),
     };
     match result {
-        Ok(user) => Ok(Redirect::to(&format!("/members/{}", user.id)).into_response()),
+        Ok(user) if f.print_secret.is_some() => {
+            // The card with the secret is this answer itself: never a link, never stored.
+            let mut page = card_page(&state, &ctx, &user, Some(f.secret.clone()));
+            page.p.notice = Some(ctx.tr.f(
+                "notice.account_created",
+                &[
+                    ("member", &user.display_name),
+                    ("username", user.username.as_str()),
+                ],
+            ));
+            let mut response = render_with_status(StatusCode::CREATED, &page);
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            Ok(response)
+        }
+        Ok(user) => Ok(done(
+            &ctx,
+            &format!("/members/{}", user.id),
+            "notice.account_created",
+            &[
+                ("member", &user.display_name),
+                ("username", user.username.as_str()),
+            ],
+        )),
         Err(e) if shown_again(&e) => Ok(refused(&ctx, actor, true, "/members/new".into(), f, &e)),
         Err(e) => Err(e),
     }
@@ -337,6 +565,7 @@ async fn edit_form(
     );
     (form.keys, form.events) = keys_and_events(&state, &ctx, actor, user.id).await?;
     form.user_id = id;
+    form.desk = Some(desk(&state, &ctx, actor, &user).await?);
     Ok(render(&form)?.into_response())
 }
 
@@ -358,7 +587,12 @@ async fn update(
         Err(e) => Err(e.into()),
     };
     match result {
-        Ok(_) => Ok(Redirect::to("/members").into_response()),
+        Ok(u) => Ok(done(
+            &ctx,
+            "/members",
+            "notice.account_saved",
+            &[("member", &u.display_name)],
+        )),
         Err(e) if shown_again(&e) => {
             Ok(refused(&ctx, actor, false, format!("/members/{id}"), f, &e))
         }

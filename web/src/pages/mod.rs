@@ -8,6 +8,7 @@ mod campaigns;
 mod jobs;
 mod machines;
 mod members;
+mod public;
 
 use crate::app::AppState;
 use crate::ctx::{Ctx, LANG_COOKIE, SESSION_COOKIE, safe_next};
@@ -62,7 +63,7 @@ impl Page {
             title: ctx.tr.t(title_key).to_string(),
             current,
             path: path.to_string(),
-            notice: None,
+            notice: ctx.notice.clone(),
         }
     }
 
@@ -127,13 +128,25 @@ pub fn error_page(_: &AppState, tr: &Tr, status: StatusCode, message: &str) -> R
     }
 }
 
+/// The answer to an action done: back to `to`, with `notice` (a `notice.*` key and its
+/// values) shown once there, without JavaScript.
+pub fn done(ctx: &Ctx, to: &str, key: &str, args: &[(&str, &str)]) -> Response {
+    let notice = crate::ctx::Notice::new(key, args).encode();
+    redirect_with_cookie(to, &ctx.cookie(crate::ctx::NOTICE_COOKIE, &notice, 300))
+}
+
 /// A redirect that also sets a cookie.
 fn redirect_with_cookie(to: &str, cookie: &str) -> Response {
     let mut response = Redirect::to(to).into_response();
+    add_cookie(&mut response, cookie);
+    response
+}
+
+/// One more `Set-Cookie` on a response.
+pub fn add_cookie(response: &mut Response, cookie: &str) {
     if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    response
 }
 
 #[derive(Template)]
@@ -194,7 +207,10 @@ async fn login(
         Ok(session) => {
             let max_age = session.expires_at - now();
             let cookie = ctx.cookie(SESSION_COOKIE, &session.token, max_age);
-            redirect_with_cookie(safe_next(&form.next), &cookie)
+            // Whoever used the switch before on this browser: the account's language now.
+            let mut response = redirect_with_cookie(safe_next(&form.next), &cookie);
+            add_cookie(&mut response, &ctx.cookie(LANG_COOKIE, "", 0));
+            response
         }
         Err(e) => {
             let error = AppError::from(e);
@@ -229,10 +245,9 @@ async fn logout(
     if let Some(token) = crate::ctx::cookie(&headers, SESSION_COOKIE) {
         state.lab.logout(token).await?;
     }
-    Ok(redirect_with_cookie(
-        "/login",
-        &ctx.cookie(SESSION_COOKIE, "", 0),
-    ))
+    let mut response = redirect_with_cookie("/login", &ctx.cookie(SESSION_COOKIE, "", 0));
+    add_cookie(&mut response, &ctx.cookie(LANG_COOKIE, "", 0));
+    Ok(response)
 }
 
 #[derive(serde::Deserialize)]
@@ -242,19 +257,14 @@ struct LangForm {
     next: String,
 }
 
-/// Switches the language: in a cookie for everyone, and in the profile when signed in.
-async fn switch_lang(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Form(form): Form<LangForm>,
-) -> AppResult<Response> {
+/// Switches the language of this browser (a cookie, until logout), never the account's: on
+/// a shared workshop PC the next person keeps theirs. The account's language is chosen on
+/// the account page.
+async fn switch_lang(ctx: Ctx, Form(form): Form<LangForm>) -> AppResult<Response> {
     let lang: Lang = form
         .lang
         .parse()
         .map_err(|()| AppError::from_status(StatusCode::UNPROCESSABLE_ENTITY))?;
-    if let Some(user) = &ctx.user {
-        state.lab.set_lang(user, lang, now()).await?;
-    }
     Ok(redirect_with_cookie(
         safe_next(&form.next),
         &ctx.cookie(LANG_COOKIE, lang.as_str(), 400 * 86_400),

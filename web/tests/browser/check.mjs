@@ -97,11 +97,12 @@ const managerPages = ['/', '/machines/1', '/machines/4', '/account', '/members',
   '/admin/trainings/new', '/admin/trainings/1', '/badges', '/board', '/jobs', '/jobs/1', '/members/4/badges', '/plan',
   '/campaigns', '/campaigns/new', '/campaigns/1', '/campaigns/1/edit', '/campaigns/1/manage', '/campaigns/1/requests',
   '/campaigns/1/batches', '/campaigns/1/batches/1', '/campaigns/1/materials', '/campaigns/1/deliveries',
-  '/campaigns/1/contribute', '/campaigns/1/request'];
-const memberPages = ['/', '/machines/3', '/account', '/members', '/machines/1/week', '/bookings', '/badges',
+  '/campaigns/1/contribute', '/campaigns/1/request', '/members/4/card', '/machines/6/week?member=4',
+  '/grid', '/grid?view=week'];
+const memberPages = ['/', '/grid', '/grid?view=week', '/machines/3', '/account', '/members', '/machines/1/week', '/bookings', '/badges',
   '/trainings', '/sessions/1', '/jobs', '/board', '/campaigns', '/campaigns/1', '/campaigns/1/contribute'];
 // Pages for people without an account: a campaign's public page and its request form.
-const publicPages = ['/campaigns', '/campaigns/1', '/campaigns/1/request'];
+const publicPages = ['/', '/campaigns', '/campaigns/1', '/campaigns/1/request'];
 
 // The public request form: refused with a reason, then sent, then the follow page.
 async function requestForm(page, label) {
@@ -129,6 +130,83 @@ async function requestForm(page, label) {
     await noSidewaysScroll(page, `${label} request follow`);
     console.log(`${label} request form, sent page and follow page: checked`);
   }
+}
+
+// The public home, with the keyboard: the skip link first, then a campaign's request
+// link reached by Tab and followed with Enter.
+async function publicHome(page, label) {
+  await page.goto(`${base}/`);
+  await skipLink(page, `${label} /`);
+  const request = page.locator('main a[href$="/request"]').first();
+  if ((await request.count()) === 0) { problems.push(`${label}: no request link on the public home`); return; }
+  for (let i = 0; i < 40; i++) {
+    await page.keyboard.press('Tab');
+    if (await request.evaluate(el => el === document.activeElement)) break;
+  }
+  if (!(await request.evaluate(el => el === document.activeElement))) problems.push(`${label}: Tab never reached the request link`);
+  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+  if (!new URL(page.url()).pathname.endsWith('/request')) problems.push(`${label}: Enter on the request link ended on ${page.url()}`);
+  console.log(`${label} public home keyboard walk: checked`);
+}
+
+// The desk books a slot for Josette from her page, by keyboard, and the confirmation shows
+// on her page without JavaScript.
+async function deskBooking(context, lang) {
+  const page = await context.newPage();
+  await page.goto(`${base}/members/4`);
+  await page.selectOption('#desk-machine', '6');
+  await Promise.all([page.waitForNavigation(), page.locator('form[action$="/book"] button').press('Enter')]);
+  const here = new URL(page.url());
+  if (here.searchParams.get('member') !== '4') problems.push(`${lang} desk: the week is not for the member (${page.url()})`);
+  const slot = page.locator('a[href^="/bookings/new"]').first();
+  if ((await slot.count()) === 0) { problems.push(`${lang} desk: no free slot`); await page.close(); return; }
+  await Promise.all([page.waitForNavigation(), slot.press('Enter')]);
+  await axe(page, `${lang} desk booking confirmation`);
+  await Promise.all([page.waitForNavigation(), page.locator('#note').press('Enter')]);
+  if (new URL(page.url()).pathname !== '/members/4') problems.push(`${lang} desk: the booking ended on ${page.url()}`);
+  const notice = await page.locator('main > p.notice[role="status"]').textContent().catch(() => null);
+  if (!notice || !notice.includes('Josette')) problems.push(`${lang} desk: no confirmation naming the member (${notice})`);
+  await axe(page, `${lang} member page with a notice`);
+  await noSidewaysScroll(page, `${lang} member page with a notice`);
+  console.log(`${lang} desk booking for a member: checked (${notice && notice.trim()})`);
+  await page.close();
+}
+
+// "When is it free?" by keyboard: from the week of all machines to a day, then to a free
+// slot's booking page, each step a Tab walk to a link and Enter.
+async function gridKeyboard(context, label) {
+  const page = await context.newPage();
+  await page.goto(`${base}/grid?view=week`);
+  const walkTo = async (selector) => {
+    const target = page.locator(selector).first();
+    if ((await target.count()) === 0) return false;
+    for (let i = 0; i < 80; i++) {
+      await page.keyboard.press('Tab');
+      if (await target.evaluate(el => el === document.activeElement)) {
+        await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+        return true;
+      }
+    }
+    return false;
+  };
+  if (!(await walkTo('table.grid td.cell-free a:visible'))) problems.push(`${label}: no free day reached by Tab on the week grid`);
+  else if (!(await walkTo('td.cell-free a:visible'))) problems.push(`${label}: no free slot reached by Tab on the day grid`);
+  else if (!new URL(page.url()).pathname.startsWith('/bookings/new')) problems.push(`${label}: the grid's slot led to ${page.url()}`);
+  else console.log(`${label} grid keyboard walk: checked`);
+  await page.close();
+}
+
+// A job's page follows the job live: with JavaScript it opens its event stream.
+async function jobLive(context, label) {
+  const page = await context.newPage();
+  const stream = page.waitForRequest(r => /\/jobs\/\d+\/events$/.test(r.url()), { timeout: 10000 }).catch(() => null);
+  await page.goto(`${base}/jobs/1`);
+  const live = await page.locator('#job[data-live]').count();
+  if (live > 0) {
+    if (!(await stream)) problems.push(`${label}: the job's page did not open its event stream`);
+    else console.log(`${label} job page live stream: checked`);
+  } else console.log(`${label} job page: finished job, no stream`);
+  await page.close();
 }
 
 // Pages reached by following links: a booking confirmation and a badge's public page.
@@ -180,6 +258,7 @@ for (const viewport of [{ width: 1280, height: 900 }, { width: 640, height: 800 
       console.log(`${pageLabel}: HTTP ${response.status()}, ${n} axe violation(s)`);
     }
     if (viewport.width === 1280) await requestForm(page, `${lang} public`);
+    await publicHome(page, `${lang} ${viewport.width}px`);
     await context.close();
   }
   for (const [username, password, paths] of [['manager', managerPassword, managerPages], ['member', memberPassword, memberPages]]) {
@@ -191,6 +270,9 @@ for (const viewport of [{ width: 1280, height: 900 }, { width: 640, height: 800 
       if (viewport.width === 1280 || lang === 'fr') {
         await checkPages(context, lang, paths);
         await followed(context, lang);
+        if (username === 'manager' && viewport.width !== 640) await deskBooking(context, `${lang} ${viewport.width}px`);
+        if (username === 'member') await gridKeyboard(context, `${lang} ${viewport.width}px ${username}`);
+        if (username === 'manager' && viewport.width === 1280) await jobLive(context, `${lang} manager`);
       }
     }
     // Leave the account in French for the next round.

@@ -267,6 +267,7 @@ pub fn unescaped(html: &str) -> String {
         .replace("&#x27;", "'")
         .replace("&quot;", "\"")
         .replace("&#34;", "\"")
+        .replace("&#38;", "&")
         .replace("&amp;", "&")
 }
 
