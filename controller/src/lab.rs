@@ -4,8 +4,8 @@
 use crate::domain::campaign::LabId;
 use crate::domain::machine::ReportedLimits;
 use crate::domain::{
-    CredentialKind, Invalid, Lang, Machine, MachineId, MachineInput, MachineState, NewUser, Role,
-    Secret, User, UserId, UserPatch, Username,
+    CredentialKind, Invalid, Machine, MachineId, MachineInput, MachineState, NewUser, Role, Secret,
+    User, UserId, UserPatch, Username,
 };
 use crate::secrets::{self, HashError, SecretChecks};
 use crate::store::{AccountEvent, ApiKeyInfo, Store, StoreError, UserUpdate};
@@ -413,19 +413,6 @@ impl Lab {
             ..patch
         };
         self.apply_update(None, id, patch, now).await
-    }
-
-    pub async fn set_lang(&self, actor: &User, lang: Lang, now: i64) -> LabResult<User> {
-        self.update_user(
-            actor,
-            actor.id,
-            UserPatch {
-                lang: Some(lang),
-                ..UserPatch::default()
-            },
-            now,
-        )
-        .await
     }
 
     /// Creates a personal API key for `owner` and returns it: the only time it is shown.
