@@ -166,7 +166,7 @@ impl Store {
         update: &UserUpdate,
         now: i64,
     ) -> StoreResult<User> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT id FROM users WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&mut *tx)
@@ -317,7 +317,7 @@ impl Store {
         label: &str,
         now: i64,
     ) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO api_keys (user_id, key_hash, prefix, label, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
@@ -396,7 +396,7 @@ impl Store {
         actor: Option<UserId>,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING prefix, label",
         )
@@ -430,7 +430,7 @@ impl Store {
         now: i64,
         window_s: i64,
     ) -> StoreResult<Result<(), i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (key, limit) in keys {
             let row = sqlx::query(
                 "INSERT INTO login_throttle (key, window_start, failures) VALUES ($1, $2, 1) \
@@ -460,7 +460,7 @@ impl Store {
     /// Gives back an attempt reserved by [`Store::reserve_login_attempt`] that was not a
     /// failure (the secret was right, or it could not be checked).
     pub async fn release_login_attempt(&self, keys: &[&str]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for key in keys {
             sqlx::query(
                 "UPDATE login_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",

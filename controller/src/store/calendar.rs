@@ -123,7 +123,7 @@ impl Store {
         input: &TrainingInput,
         now: i64,
     ) -> StoreResult<TrainingId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let lapse = input.lapse_months.map(i64::from);
         let id = match id {
             Some(id) => {
@@ -341,7 +341,7 @@ impl Store {
         session: SessionId,
         user: UserId,
     ) -> StoreResult<Option<UserId>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE enrolments SET status = 'cancelled' WHERE session_id = $1 AND user_id = $2 AND status <> 'cancelled'",
         )

@@ -349,7 +349,7 @@ impl Store {
         by: UserId,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE campaigns SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
         )
@@ -614,7 +614,7 @@ impl Store {
         (state, note): (JobState, &str),
         now: i64,
     ) -> StoreResult<Vec<JobId>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_open()
@@ -703,7 +703,7 @@ impl Store {
         collection_point: &str,
         now: i64,
     ) -> StoreResult<BatchId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_running()
@@ -787,7 +787,7 @@ impl Store {
         by: UserId,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_running()
@@ -912,7 +912,7 @@ impl Store {
         forget_before: i64,
         now: i64,
     ) -> StoreResult<RequestId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_open()
@@ -982,7 +982,7 @@ impl Store {
         by: UserId,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_running()
@@ -1042,7 +1042,7 @@ impl Store {
         by: UserId,
         now: i64,
     ) -> StoreResult<(RequestId, RequestId)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_running()
@@ -1143,7 +1143,7 @@ impl Store {
         input: &PledgeInput,
         now: i64,
     ) -> StoreResult<PledgeId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_open()
@@ -1190,7 +1190,7 @@ impl Store {
         quantity: i64,
         now: i64,
     ) -> StoreResult<BatchId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_running()
@@ -1275,7 +1275,7 @@ impl Store {
         by: UserId,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_running()
@@ -1310,7 +1310,7 @@ impl Store {
         by: UserId,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_running()
@@ -1363,7 +1363,7 @@ impl Store {
         by: UserId,
         now: i64,
     ) -> StoreResult<AssemblyId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_running()
@@ -1527,7 +1527,7 @@ impl Store {
         by: UserId,
         now: i64,
     ) -> StoreResult<DeliveryId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_campaign(&mut tx, campaign, now)
             .await?
             .require_running()

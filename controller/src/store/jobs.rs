@@ -110,7 +110,7 @@ impl Store {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("job analysis: {e}")))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO jobs (owner_id, file_name, stored_name, size_bytes, sha256, target_machine_id, target_kind, \
              analysis, estimate_s, state, state_reason, created_at, updated_at, finished_at) \
@@ -223,7 +223,7 @@ impl Store {
         note: &str,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = $1, state_reason = $2, updated_at = $3, \
              started_at = CASE WHEN $1 = 'running' THEN COALESCE(started_at, $3) ELSE started_at END, \
@@ -258,7 +258,7 @@ impl Store {
         note: &str,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'queued', state_reason = $1, updated_at = $2, approved_by = $3, approved_at = $2, \
              approval_seen = $4, approval_supervised = $5 WHERE id = $6 AND state = $7",
@@ -292,7 +292,7 @@ impl Store {
         note: &str,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = $1, state_reason = $2, updated_at = $3, finished_at = NULL, machine_id = NULL, \
              lines_acked = 0, bytes_acked = 0, approved_by = NULL, approved_at = NULL, approval_seen = '', \
@@ -323,7 +323,7 @@ impl Store {
         note: &str,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'running', state_reason = '', machine_id = $1, updated_at = $2, \
              started_at = COALESCE(started_at, $2) WHERE id = $3 AND state = 'queued'",
