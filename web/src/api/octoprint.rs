@@ -519,10 +519,7 @@ async fn file_command(
         })?;
     match command.command.as_str() {
         "select" | "analyse" => {
-            if matches!(
-                job.state,
-                JobState::Submitted | JobState::NeedsApproval | JobState::Queued
-            ) {
+            if not_started(job.state) {
                 Ok(StatusCode::NO_CONTENT.into_response())
             } else {
                 Err(AppError::new(
@@ -550,10 +547,7 @@ async fn delete_file(
 ) -> AppResult<Response> {
     let user = ctx.user()?;
     let job = own_job(&state, user, &scope, &path_name(&params)).await?;
-    if !matches!(
-        job.state,
-        JobState::Submitted | JobState::NeedsApproval | JobState::Queued
-    ) {
+    if !not_started(job.state) {
         return Err(AppError::new(
             StatusCode::CONFLICT,
             "job_started",
@@ -562,6 +556,14 @@ async fn delete_file(
     }
     state.lab.cancel_job(user, job.id, now()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A job still waiting: submitted, waiting for approval, or queued.
+fn not_started(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Submitted | JobState::NeedsApproval | JobState::Queued
+    )
 }
 
 /// OctoPrint's upload: form fields `file`, and optionally `path`, `select`, `print`. The
