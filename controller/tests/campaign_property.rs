@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fabrique_controller::domain::campaign::{
-    BatchId, CampaignInput, CampaignRefusal, CampaignState, Counts, DeliveryInput, MaterialId,
-    MaterialInput, PledgeInput, RequestId, RequestInput, RequestStatus,
+    BatchId, CampaignInput, CampaignRefusal, CampaignState, Counts, DeliveryInput, ItemName,
+    MaterialId, MaterialInput, PledgeInput, RequestId, RequestInput, RequestStatus,
 };
 use fabrique_controller::domain::job::JobState;
 use fabrique_controller::domain::{CredentialKind, Lang, NewUser, Role, Secret, User};
@@ -157,7 +157,15 @@ async fn run(initial: Vec<i64>, ops: Vec<Op>) {
         .create_user_unchecked(&user("amina", Role::Member), now())
         .await
         .unwrap();
-    let input = CampaignInput::parse("Visières", "visière", "", "PETG", "500", "Accueil").unwrap();
+    let input = CampaignInput::parse(
+        "Visières",
+        ItemName::parse("visière", "", "feminine").unwrap(),
+        "",
+        "PETG",
+        "500",
+        "Accueil",
+    )
+    .unwrap();
     let campaign = main
         .create_campaign(&manager, &input, now())
         .await

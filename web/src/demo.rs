@@ -425,7 +425,8 @@ async fn submit(
 /// delivery, and one print queued for the lab's printers. Added once.
 pub async fn seed_campaign(lab: &Lab, config: &crate::config::Config) -> anyhow::Result<()> {
     use fabrique_controller::domain::campaign::{
-        CampaignInput, CampaignState, DeliveryInput, MaterialInput, PledgeInput, RequestInput,
+        CampaignInput, CampaignState, DeliveryInput, ItemName, MaterialInput, PledgeInput,
+        RequestInput,
     };
     let manager = lab
         .store()
@@ -441,7 +442,7 @@ pub async fn seed_campaign(lab: &Lab, config: &crate::config::Config) -> anyhow:
     let at = now();
     let input = CampaignInput::parse(
         "Visières pour l'EHPAD Les Tilleuls",
-        "visière",
+        ItemName::parse("visière", "visières", "feminine")?,
         "Les soignants de l'EHPAD et les commerçants du quartier ont besoin de visières.\n\
          Le bandeau est imprimé en 3D, l'écran est une feuille de PET, l'élastique la tient.",
         "PETG, couche de 0,3 mm, 3 périmètres, pas de support.",

@@ -9,6 +9,7 @@
 //! use exists.
 
 use fabrique_controller::domain::Lang;
+use fabrique_controller::domain::campaign::ItemName;
 use fabrique_controller::domain::fit::{Refusal, Waiting};
 use fabrique_machines::files::gcode::LimitsUsed;
 use icu_locale_core::{LanguageIdentifier, langid};
@@ -124,19 +125,7 @@ impl Tr {
     /// this language (`key.one`, `key.other`; `other` when the catalogue has no message of
     /// that category), with `{count}` and the other placeholders filled.
     pub fn n(&self, key: &str, count: i64, args: &[(&str, &str)]) -> String {
-        let category = self
-            .catalog
-            .plural_rules(self.lang)
-            .category_for(count.unsigned_abs());
-        let category = match category {
-            PluralCategory::Zero => "zero",
-            PluralCategory::One => "one",
-            PluralCategory::Two => "two",
-            PluralCategory::Few => "few",
-            PluralCategory::Many => "many",
-            PluralCategory::Other => "other",
-        };
-        let exact = format!("{key}.{category}");
+        let exact = format!("{key}.{}", self.category(count));
         let key = if self.has(&exact) {
             exact
         } else {
@@ -146,6 +135,32 @@ impl Tr {
         let mut all: Vec<(&str, &str)> = vec![("count", count.as_str())];
         all.extend_from_slice(args);
         self.f(&key, &all)
+    }
+
+    /// The form of a campaign item's name that goes with `count` in this language: "1
+    /// visière" and "0 visière" in French, "0 visors" in English.
+    pub fn item<'a>(&self, count: i64, item: &'a ItemName) -> &'a str {
+        if self.category(count) == "one" {
+            &item.singular
+        } else {
+            &item.plural
+        }
+    }
+
+    /// The CLDR plural category of `count` in this language.
+    fn category(&self, count: i64) -> &'static str {
+        let category = self
+            .catalog
+            .plural_rules(self.lang)
+            .category_for(count.unsigned_abs());
+        match category {
+            PluralCategory::Zero => "zero",
+            PluralCategory::One => "one",
+            PluralCategory::Two => "two",
+            PluralCategory::Few => "few",
+            PluralCategory::Many => "many",
+            PluralCategory::Other => "other",
+        }
     }
 
     /// The translated name of a word from a closed set: `t("state.idle")`.

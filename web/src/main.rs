@@ -381,7 +381,7 @@ async fn analyze(args: cli::analyze::Args, config: Config) -> anyhow::Result<Exi
             FileSummary::Embroidery(s) => cli::analyze::embroidery_summary(s, en),
         } + "\n";
         if let FileSummary::Gcode(s) = &file.summary {
-            let colon = if en { ":" } else { " :" };
+            let colon = if en { ":" } else { "\u{a0}:" };
             text += &format!(
                 "{}{colon} {}\n",
                 tr.t("jobs.limits"),

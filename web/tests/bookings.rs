@@ -761,7 +761,7 @@ async fn the_badge_is_an_open_badges_3_credential() {
         .text()
         .await
         .unwrap();
-    assert!(html.contains("Badge : Découpe laser") && html.contains("valable"));
+    assert!(html.contains("Badge\u{a0}: Découpe laser") && html.contains("valable"));
     assert_eq!(
         client()
             .get(lab.app.url("/badges/not-a-token/credential.json"))
@@ -910,7 +910,7 @@ async fn a_manager_awards_and_withdraws_a_badge_from_the_member_page() {
         common::unescaped(&html).contains("n'a pas fermé le capot") && html.contains("retiré"),
         "{html}"
     );
-    assert!(html.contains("sans venir : 0"));
+    assert!(html.contains("sans venir\u{a0}: 0"));
     // A member cannot see another member's badges page.
     let (other, _) = lab.app.signed_in("bruno", Role::Member).await;
     assert_eq!(
@@ -960,7 +960,7 @@ async fn a_booking_is_confirmed_once_on_the_next_page_without_javascript() {
     assert_eq!(response.headers()["location"], "/bookings");
     let html = text(&page, lab.app.url("/bookings")).await;
     assert!(
-        html.contains("role=\"status\">Réservation enregistrée : Découpeuse laser,")
+        html.contains("role=\"status\">Réservation enregistrée\u{a0}: Découpeuse laser,")
             && html.contains("14:00 – 15:00."),
         "{html}"
     );
@@ -1051,7 +1051,7 @@ async fn the_booking_page_offers_only_what_can_be_booked_and_refusals_say_why() 
     );
     assert_eq!(
         body["error"]["message"],
-        "Cette durée déborde sur une autre réservation de la même personne (15:00 – 16:00) : choisissez une durée plus courte."
+        "Cette durée déborde sur une autre réservation de la même personne (15:00 – 16:00)\u{a0}: choisissez une durée plus courte."
     );
     let (status, body) = lab
         .book(&key, &tomorrow(19, 0), &tomorrow(21, 0), json!({}))
@@ -1063,7 +1063,7 @@ async fn the_booking_page_offers_only_what_can_be_booked_and_refusals_say_why() 
     );
     assert_eq!(
         body["error"]["message"],
-        "Le fablab ferme à 20:00 : choisissez une durée plus courte."
+        "Le fablab ferme à 20:00\u{a0}: choisissez une durée plus courte."
     );
     // The page form says it the same way.
     let token = lab.app.page_csrf(&page, "/bookings").await;
@@ -1108,7 +1108,7 @@ async fn the_desk_creates_an_account_books_enrols_marks_and_awards_for_a_member(
     let member_page = response.headers()["location"].to_str().unwrap().to_string();
     let html = text(&desk, lab.app.url(&member_page)).await;
     assert!(
-        html.contains("Compte créé pour Josette Martin (nom d'utilisateur : josette.m).")
+        html.contains("Compte créé pour Josette Martin (nom d'utilisateur\u{a0}: josette.m).")
             && html.contains("Imprimer la carte de connexion"),
         "{html}"
     );
@@ -1187,7 +1187,7 @@ async fn the_desk_creates_an_account_books_enrols_marks_and_awards_for_a_member(
     assert_eq!(response.headers()["location"], member_page.as_str());
     let html = text(&desk, lab.app.url(&member_page)).await;
     assert!(
-        html.contains("Réservation enregistrée pour Josette Martin : Découpeuse laser"),
+        html.contains("Réservation enregistrée pour Josette Martin\u{a0}: Découpeuse laser"),
         "{html}"
     );
     let bookings = lab.app.lab.my_bookings(&member, now()).await.unwrap();
@@ -1225,7 +1225,7 @@ async fn the_desk_creates_an_account_books_enrols_marks_and_awards_for_a_member(
     assert_eq!(response.status(), 303);
     let html = text(&desk, lab.app.url(&member_page)).await;
     assert!(
-        html.contains("Josette Martin est inscrit·e : Découpe laser."),
+        html.contains("Josette Martin est inscrit·e\u{a0}: Découpe laser."),
         "{html}"
     );
     for (path, extra) in [("attendance", Some("1")), ("award", None)] {
@@ -1288,7 +1288,10 @@ async fn the_desk_creates_an_account_books_enrols_marks_and_awards_for_a_member(
         .unwrap();
     assert_eq!(response.status(), 303);
     let html = text(&desk, lab.app.url(&session_page)).await;
-    assert!(html.contains("est inscrit·e : Découpe laser."), "{html}");
+    assert!(
+        html.contains("est inscrit·e\u{a0}: Découpe laser."),
+        "{html}"
+    );
     let enrolments = lab
         .app
         .lab
@@ -1429,7 +1432,7 @@ async fn the_grid_shows_every_machine_over_a_day_and_a_week() {
     // A manager reads names and reasons.
     let desk = signed_in_as(&lab, &lab.manager).await;
     let managed = text(&desk, lab.app.url(&format!("/grid?date={date}"))).await;
-    assert!(managed.contains("bruno") && managed.contains("bloqué : atelier collège"));
+    assert!(managed.contains("bruno") && managed.contains("bloqué\u{a0}: atelier collège"));
     // The manager's day is that grid too, above the day's bookings and their actions.
     let day = text(&desk, lab.app.url(&format!("/day?date={date}"))).await;
     assert!(
@@ -1447,7 +1450,7 @@ async fn the_grid_shows_every_machine_over_a_day_and_a_week() {
     );
     // The machine's card says when it is next free.
     let home = text(&page, lab.app.url("/")).await;
-    assert!(home.contains("Prochain créneau libre : "), "{home}");
+    assert!(home.contains("Prochain créneau libre\u{a0}: "), "{home}");
     // Last week is over, not full; a machine in maintenance is unavailable, not full.
     let last_week = &in_days(-7, 12)[..10];
     let week = text(

@@ -9,7 +9,7 @@ mod common;
 
 use common::{TestApp, client, csrf_in, spawn_app, spawn_second_node, unescaped};
 use fabrique_controller::domain::campaign::{
-    CampaignId, CampaignInput, CampaignState, DeliveryInput, RequestInput,
+    CampaignId, CampaignInput, CampaignState, DeliveryInput, ItemName, RequestInput,
 };
 use fabrique_controller::domain::job::JobState;
 use fabrique_controller::domain::{Role, User};
@@ -17,7 +17,7 @@ use fabrique_controller::lab::now;
 use fabrique_web::config::Layer;
 use reqwest::Client;
 use reqwest::multipart::{Form, Part};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const KEYCHAIN: &[u8] = include_bytes!("data/mk3_keychain.gcode");
 
@@ -69,6 +69,8 @@ async fn open_campaign(app: &TestApp, manager: &Client) -> i64 {
         &[
             ("title", "Visières pour l'EHPAD"),
             ("item", "visière"),
+            ("item_plural", ""),
+            ("item_gender", "feminine"),
             (
                 "description",
                 "Des visières pour les soignants.\nMerci à tous !",
@@ -347,7 +349,7 @@ async fn the_whole_flow_from_a_care_homes_request_to_its_delivery() {
     }
     let (_, html) = text(manager.get(app.url(&materials)).send().await.unwrap()).await;
     assert!(
-        html.contains("on peut encore assembler 10 × visière"),
+        html.contains("on peut encore assembler 10 visières"),
         "300 cm of elastic at 30 cm each: {html}"
     );
 
@@ -363,7 +365,7 @@ async fn the_whole_flow_from_a_care_homes_request_to_its_delivery() {
     let (status, html) = text(response).await;
     assert_eq!(status, 409);
     assert!(
-        html.contains("Stock insuffisant de «\u{202f}élastique\u{202f}» : il en manque 60 cm"),
+        html.contains("Stock insuffisant de «\u{202f}élastique\u{202f}»\u{a0}: il en manque 60 cm"),
         "{html}"
     );
     let response = post_form(
@@ -438,8 +440,22 @@ async fn the_whole_flow_from_a_care_homes_request_to_its_delivery() {
     )
     .await;
     assert!(
-        html.contains("<progress aria-labelledby=\"bar-delivered\" max=\"200\" value=\"10\">"),
+        html.contains("<progress aria-labelledby=\"bar-delivered\" max=\"200\" value=\"10\">")
+            && html.contains("Objectif\u{a0}: 200 visières")
+            && html.contains("Demander des visières"),
         "{html}"
+    );
+    // The item's name counted and agreed with, on the list and on the lab's public face.
+    for page in ["/campaigns", "/"] {
+        let (_, html) = text(client().get(app.url(page)).send().await.unwrap()).await;
+        assert!(
+            html.contains("10 visières livrées sur 200"),
+            "{page}: {html}"
+        );
+    }
+    assert_eq!(
+        (&body["item"], &body["item_plural"], &body["item_gender"]),
+        (&json!("visière"), &json!("visières"), &json!("feminine"))
     );
 
     // The maker sees their own figures.
@@ -531,7 +547,15 @@ async fn user(app: &TestApp, username: &str) -> User {
 
 /// A campaign set up through the use cases, for the tests that look at one thing.
 async fn quick_campaign(app: &TestApp, manager: &User) -> CampaignId {
-    let input = CampaignInput::parse("Visières", "visière", "", "", "100", "Accueil").unwrap();
+    let input = CampaignInput::parse(
+        "Visières",
+        ItemName::parse("visière", "", "feminine").unwrap(),
+        "",
+        "",
+        "100",
+        "Accueil",
+    )
+    .unwrap();
     let c = app
         .lab
         .create_campaign(manager, &input, now())
@@ -1139,7 +1163,15 @@ async fn the_public_form_is_bounded_and_rate_limited_per_address() {
         .lab
         .create_campaign(
             &manager,
-            &CampaignInput::parse("Brouillon", "objet", "", "", "5", "").unwrap(),
+            &CampaignInput::parse(
+                "Brouillon",
+                ItemName::parse("objet", "", "").unwrap(),
+                "",
+                "",
+                "5",
+                "",
+            )
+            .unwrap(),
             now(),
         )
         .await
@@ -1683,7 +1715,7 @@ async fn campaign_pages_answer_in_english_too() {
     assert!(
         html.contains("<html lang=\"en\">")
             && html.contains("Where are we?")
-            && html.contains("Ask for visière"),
+            && html.contains("Ask for visières"),
         "{html}"
     );
 }

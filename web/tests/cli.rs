@@ -254,7 +254,7 @@ async fn analyze_reads_a_file_and_checks_it_against_a_machine_of_the_lab() {
     let out = fabrique(dir.path(), &url, &["analyze", keychain], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("Trancheur : PrusaSlicer"),
+        text(&out.stdout).contains("Trancheur\u{a0}: PrusaSlicer"),
         "{}",
         text(&out.stdout)
     );
@@ -271,7 +271,9 @@ async fn analyze_reads_a_file_and_checks_it_against_a_machine_of_the_lab() {
         "{said}"
     );
     assert!(
-        said.contains("Limites de vitesse de l'estimation : celles du trancheur (fin du fichier)"),
+        said.contains(
+            "Limites de vitesse de l'estimation\u{a0}: celles du trancheur (fin du fichier)"
+        ),
         "{said}"
     );
     let out = fabrique(dir.path(), &url, &["analyze", "--lang", "en", keychain], "");
@@ -385,7 +387,7 @@ async fn analyze_reads_a_file_and_checks_it_against_a_machine_of_the_lab() {
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
     let out = fabrique(dir.path(), &url, &["analyze", dst.to_str().unwrap()], "");
     assert!(
-        text(&out.stdout).contains("Taille du motif : 60.0 × 30.0 mm"),
+        text(&out.stdout).contains("Taille du motif\u{a0}: 60.0 × 30.0 mm"),
         "{}",
         text(&out.stdout)
     );

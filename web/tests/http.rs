@@ -167,7 +167,7 @@ async fn the_public_home_shows_the_lab_without_personal_data() {
         "Horaires d'ouverture",
         "Prusa MK3S",
         "Hors ligne",
-        "Formation nécessaire : Impression 3D",
+        "Formation nécessaire\u{a0}: Impression 3D",
         "6 places libres sur 6",
         "href=\"/login\"",
     ] {
@@ -610,10 +610,20 @@ async fn campaign_for_the_matrix(
     app: &TestApp,
     manager: &fabrique_controller::domain::User,
 ) -> (i64, i64, i64, i64) {
-    use fabrique_controller::domain::campaign::{CampaignInput, CampaignState, RequestInput};
+    use fabrique_controller::domain::campaign::{
+        CampaignInput, CampaignState, ItemName, RequestInput,
+    };
     use fabrique_controller::lab::now;
     let lab = &app.lab;
-    let input = CampaignInput::parse("Visières", "visière", "", "", "50", "Accueil").unwrap();
+    let input = CampaignInput::parse(
+        "Visières",
+        ItemName::parse("visière", "", "feminine").unwrap(),
+        "",
+        "",
+        "50",
+        "Accueil",
+    )
+    .unwrap();
     let c = lab
         .create_campaign(manager, &input, now())
         .await

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fabrique_controller::domain::campaign::{
-    BatchSource, CampaignRefusal, CampaignState, PledgePlace, RequestKind, RequestStatus,
+    BatchSource, CampaignRefusal, CampaignState, ItemName, PledgePlace, RequestKind, RequestStatus,
+    WordGender,
 };
 use fabrique_controller::domain::machine::ConnectionKind;
 use fabrique_controller::domain::{Lang, MachineKind, MachineState, Role};
@@ -200,6 +201,10 @@ fn every_key_used_exists() {
     for word in BatchSource::ALL {
         used.insert(format!("batch_source.{word}"));
     }
+    for word in WordGender::ALL {
+        used.insert(format!("item_gender.{word}"));
+        used.insert(format!("campaigns.delivered.{word}"));
+    }
     for word in ["declared", "dropped", "received", "checked"] {
         used.insert(format!("batch_status.{word}"));
     }
@@ -333,6 +338,33 @@ fn counts_take_the_plural_form_of_their_language() {
     assert_eq!(places(&fr, "5"), "5 places libres sur 6");
     assert_eq!(places(&en, "0"), "0 free places out of 6");
     assert_eq!(places(&en, "1"), "1 free place out of 6");
+    // A campaign's item: its name counted, the participle agreeing with its gender.
+    let visor = ItemName::parse("visière", "", "feminine").unwrap();
+    let mask = ItemName::parse("masque", "", "masculine").unwrap();
+    let delivered = |tr: &Tr, gender: &str, n: i64, item: &ItemName| {
+        let key = format!("campaigns.delivered.{gender}");
+        tr.n(&key, n, &[("target", "300"), ("item", tr.item(n, item))])
+    };
+    assert_eq!(
+        delivered(&fr, "feminine", 12, &visor),
+        "12 visières livrées sur 300"
+    );
+    assert_eq!(
+        delivered(&fr, "feminine", 1, &visor),
+        "1 visière livrée sur 300"
+    );
+    assert_eq!(
+        delivered(&fr, "feminine", 0, &visor),
+        "0 visière livrée sur 300"
+    );
+    assert_eq!(
+        delivered(&fr, "masculine", 12, &mask),
+        "12 masques livrés sur 300"
+    );
+    assert_eq!(
+        delivered(&en, "feminine", 0, &visor),
+        "0 visières delivered out of 300"
+    );
     assert_eq!(
         fr.f("login.throttled", &[("minutes", "1")]),
         "Trop d'essais. Attendez 1 minute puis réessayez, ou demandez à l'accueil."
@@ -354,8 +386,9 @@ fn counts_take_the_plural_form_of_their_language() {
     }
 }
 
-/// French typography in the catalogue: a narrow no-break space inside « » and before ; ? !
-/// (never a plain space, which a line may break at); English has none of them.
+/// French typography in the catalogue: a narrow no-break space inside « » and before ; ? !,
+/// a no-break space before a colon (never a plain space, which a line may break at); English
+/// has none of them.
 #[test]
 fn french_quotes_and_high_punctuation_have_narrow_no_break_spaces() {
     let catalog = Catalog::embedded().unwrap();
@@ -365,7 +398,7 @@ fn french_quotes_and_high_punctuation_have_narrow_no_break_spaces() {
         fabrique_web::i18n::Tr::new(Lang::En, std::sync::Arc::new(Catalog::embedded().unwrap()));
     for key in catalog.keys(Lang::Fr) {
         let text = fr.t(key);
-        for bad in ["« ", " »", " ;", " ?", " !"] {
+        for bad in ["« ", " »", " ;", " ?", " !", " :"] {
             assert!(!text.contains(bad), "fr {key}: {bad:?} in {text:?}");
         }
     }

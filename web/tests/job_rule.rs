@@ -265,7 +265,7 @@ async fn an_approval_names_what_the_manager_saw_and_a_file_that_cannot_be_read_i
     let html = unescaped(&html);
     assert!(html.contains("Approuvé par chef"), "{html}");
     assert!(
-        html.contains("Points vus : une commande qu'un membre ne peut pas envoyer"),
+        html.contains("Points vus\u{a0}: une commande qu'un membre ne peut pas envoyer"),
         "{html}"
     );
     // Approved, it prints by itself.

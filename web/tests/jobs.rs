@@ -324,7 +324,7 @@ async fn safety_findings_send_the_job_to_a_manager_for_approval() {
     assert_eq!(job["waiting"]["code"], "too_large", "{job}");
     assert_eq!(
         job["waiting"]["message"],
-        "Ender 3 : La machine est trop petite pour ce fichier : 230 mm demandés en X, 210 mm disponibles."
+        "Ender 3\u{a0}: La machine est trop petite pour ce fichier\u{a0}: 230 mm demandés en X, 210 mm disponibles."
     );
     // The job page says what to check, in plain words, with the line.
     let html = manager_client
@@ -337,7 +337,7 @@ async fn safety_findings_send_the_job_to_a_manager_for_approval() {
         .unwrap();
     assert!(
         common::unescaped(&html).contains(
-            "La machine est trop petite pour ce fichier : 230 mm demandés en X, 210 mm disponibles"
+            "La machine est trop petite pour ce fichier\u{a0}: 230 mm demandés en X, 210 mm disponibles"
         ),
         "{html}"
     );
@@ -534,7 +534,7 @@ async fn embroidery_designs_are_read_checked_against_the_hoops_and_previewed() {
     assert_eq!(job["waiting"]["code"], "hoop_too_small");
     assert!(
         common::unescaped(&html).contains(
-            "Brodeuse : Aucun cadre de cette machine ne prend ce motif de 200 × 150 mm, même tourné."
+            "Brodeuse\u{a0}: Aucun cadre de cette machine ne prend ce motif de 200 × 150 mm, même tourné."
         ),
         "{html}"
     );

@@ -366,7 +366,7 @@ async fn a_reset_by_a_manager_ends_the_members_keys_and_managers_revoke_keys() {
         .await
         .unwrap();
     let html = common::unescaped(&html);
-    assert!(html.contains("clés d'API supprimées : 1"), "{html}");
+    assert!(html.contains("clés d'API supprimées\u{a0}: 1"), "{html}");
     assert!(html.contains(nadia.username.as_str()));
 }
 

@@ -750,9 +750,12 @@ async fn a_queued_jobs_page_says_its_place_its_start_and_why_and_follows_it_live
         async move { common::unescaped(&page.get(url).send().await.unwrap().text().await.unwrap()) }
     };
     let text = html(first.id.0).await;
-    assert!(text.contains("Place dans la file : 1 sur 2."), "{text}");
     assert!(
-        text.contains("Début prévu : ") && text.contains(", sur Laser."),
+        text.contains("Place dans la file\u{a0}: 1 sur 2."),
+        "{text}"
+    );
+    assert!(
+        text.contains("Début prévu\u{a0}: ") && text.contains(", sur Laser."),
         "{text}"
     );
     assert!(
@@ -763,9 +766,12 @@ async fn a_queued_jobs_page_says_its_place_its_start_and_why_and_follows_it_live
     );
     assert!(text.contains("/static/job.js") && text.contains(">Actualiser</a>"));
     let text = html(second.id.0).await;
-    assert!(text.contains("Place dans la file : 2 sur 2."), "{text}");
     assert!(
-        text.contains("La machine est occupée ou réservée d'ici là : il passe à son tour."),
+        text.contains("Place dans la file\u{a0}: 2 sur 2."),
+        "{text}"
+    );
+    assert!(
+        text.contains("La machine est occupée ou réservée d'ici là\u{a0}: il passe à son tour."),
         "{text}"
     );
 

@@ -44,6 +44,44 @@ id_type!(
 );
 
 text_enum! {
+    /// The grammatical gender of the item's name, which French participles agree with
+    /// ("12 visières livrées", "12 masques livrés").
+    WordGender { Feminine = "feminine", Masculine = "masculine" }
+}
+
+/// What a campaign makes, named so that sentences can count it: its singular, its plural
+/// and its gender, as the manager typed them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ItemName {
+    pub singular: String,
+    pub plural: String,
+    pub gender: WordGender,
+}
+
+impl ItemName {
+    /// An empty plural is the singular with an "s" (the regular plural of French and
+    /// English: visière, visières); a missing gender is the masculine, French's unmarked one.
+    pub fn parse(singular: &str, plural: &str, gender: &str) -> Result<Self, Invalid> {
+        let singular = parse_text("item", singular, 80)?;
+        let plural = match plural.trim() {
+            "" => format!("{singular}s"),
+            plural => parse_text("item_plural", plural, 80)?,
+        };
+        let gender = match gender.trim() {
+            "" => WordGender::Masculine,
+            word => word
+                .parse()
+                .map_err(|()| Invalid::new("item_gender", "choice"))?,
+        };
+        Ok(Self {
+            singular,
+            plural,
+            gender,
+        })
+    }
+}
+
+text_enum! {
     /// `Draft`: being prepared, seen by managers only. `Open`: public, takes requests,
     /// pledges and lab prints. `Paused`: public, takes nothing new, work in progress goes on.
     /// `Closed`: finished, read-only.
@@ -306,7 +344,7 @@ pub fn parse_lines(field: &'static str, raw: &str, max: usize) -> Result<String,
 #[derive(Debug, Clone, PartialEq)]
 pub struct CampaignInput {
     pub title: String,
-    pub item: String,
+    pub item: ItemName,
     pub description: String,
     /// The print or cut profile makers must use (material, layer height, settings...).
     pub profile: String,
@@ -318,7 +356,7 @@ pub struct CampaignInput {
 impl CampaignInput {
     pub fn parse(
         title: &str,
-        item: &str,
+        item: ItemName,
         description: &str,
         profile: &str,
         target_quantity: &str,
@@ -331,7 +369,7 @@ impl CampaignInput {
         }
         Ok(Self {
             title: parse_text("title", title, 120)?,
-            item: parse_text("item", item, 80)?,
+            item,
             description: parse_lines("description", description, 4000)?,
             profile: parse_lines("profile", profile, 2000)?,
             target_quantity: parse_quantity("target_quantity", target_quantity)?,
@@ -347,7 +385,7 @@ pub struct Campaign {
     pub lab: LabId,
     pub lab_name: String,
     pub title: String,
-    pub item: String,
+    pub item: ItemName,
     pub description: String,
     pub profile: String,
     pub target_quantity: i64,
@@ -617,7 +655,7 @@ impl Request {
 pub struct RequestFollow {
     pub campaign: CampaignId,
     pub campaign_title: String,
-    pub item: String,
+    pub item: ItemName,
     pub organisation: String,
     pub parts: Vec<FollowPart>,
 }
@@ -852,7 +890,7 @@ mod tests {
     fn campaign_forms_keep_lines_and_refuse_other_control_characters() {
         let c = CampaignInput::parse(
             "Visières pour l'EHPAD",
-            "visière",
+            ItemName::parse("visière", "", "feminine").unwrap(),
             "Ligne 1\r\nLigne 2",
             "PETG, 0,3 mm",
             "500",
@@ -864,8 +902,37 @@ mod tests {
             c.collection_points,
             vec!["Accueil du centre social", "Pharmacie du marché"]
         );
-        assert!(CampaignInput::parse("T", "i", "a\u{7}b", "", "5", "").is_err());
-        assert!(CampaignInput::parse("T", "i", "", "", "0", "").is_err());
+        let item = || ItemName::parse("i", "", "").unwrap();
+        assert!(CampaignInput::parse("T", item(), "a\u{7}b", "", "5", "").is_err());
+        assert!(CampaignInput::parse("T", item(), "", "", "0", "").is_err());
+    }
+
+    #[test]
+    fn an_item_has_a_plural_and_a_gender() {
+        let visor = ItemName::parse(" visière ", "", "feminine").unwrap();
+        assert_eq!(
+            (visor.singular.as_str(), visor.plural.as_str(), visor.gender),
+            ("visière", "visières", WordGender::Feminine)
+        );
+        let eye = ItemName::parse("œil", "yeux", "").unwrap();
+        assert_eq!(
+            (eye.plural.as_str(), eye.gender),
+            ("yeux", WordGender::Masculine)
+        );
+        assert_eq!(
+            ItemName::parse("visière", "", "neuter").unwrap_err(),
+            Invalid::new("item_gender", "choice")
+        );
+        assert_eq!(
+            ItemName::parse("", "visières", "feminine")
+                .unwrap_err()
+                .field,
+            "item"
+        );
+        assert_eq!(
+            ItemName::parse("visière", "a\u{7}b", "").unwrap_err().field,
+            "item_plural"
+        );
     }
 
     #[test]

@@ -14,9 +14,9 @@ use crate::domain::UserId;
 use crate::domain::campaign::{
     Assembly, AssemblyId, Batch, BatchId, Campaign, CampaignId, CampaignInput, CampaignRefusal,
     CampaignState, Contact, Counts, Delivery, DeliveryId, DeliveryInput, Donation, FileId,
-    FollowPart, LabCounts, LabId, Material, MaterialId, MaterialInput, ModelFile, Pledge, PledgeId,
-    PledgeInput, Request, RequestFollow, RequestId, RequestInput, RequestStatus, TraceLine,
-    check_stock, draw_in_order,
+    FollowPart, ItemName, LabCounts, LabId, Material, MaterialId, MaterialInput, ModelFile, Pledge,
+    PledgeId, PledgeInput, Request, RequestFollow, RequestId, RequestInput, RequestStatus,
+    TraceLine, check_stock, draw_in_order,
 };
 use crate::domain::job::{JobId, JobState};
 use fabrique_machines::files::FileSummary;
@@ -69,7 +69,8 @@ fn one_row(done: sqlx::any::AnyQueryResult, what: &'static str) -> StoreResult<(
     }
 }
 
-const CAMPAIGN_COLUMNS: &str = "c.id, c.lab_id, l.name AS lab_name, c.title, c.item, c.description, c.profile, \
+const CAMPAIGN_COLUMNS: &str = "c.id, c.lab_id, l.name AS lab_name, c.title, c.item, c.item_plural, c.item_gender, \
+     c.description, c.profile, \
      c.collection_points, c.target_quantity, c.state, c.created_at \
      FROM campaigns c JOIN labs l ON l.id = c.lab_id";
 
@@ -80,7 +81,7 @@ fn campaign_from_row(row: &AnyRow) -> StoreResult<Campaign> {
         lab: LabId(row.try_get("lab_id")?),
         lab_name: row.try_get("lab_name")?,
         title: row.try_get("title")?,
-        item: row.try_get("item")?,
+        item: item_from_row(row)?,
         description: row.try_get("description")?,
         profile: row.try_get("profile")?,
         target_quantity: row.try_get("target_quantity")?,
@@ -91,6 +92,15 @@ fn campaign_from_row(row: &AnyRow) -> StoreResult<Campaign> {
             .collect(),
         state: parse_word("state", &row.try_get::<String, _>("state")?)?,
         created_at: ts(row.try_get("created_at")?)?,
+    })
+}
+
+/// The item's name from the `item`, `item_plural` and `item_gender` columns.
+fn item_from_row(row: &AnyRow) -> StoreResult<ItemName> {
+    Ok(ItemName {
+        singular: row.try_get("item")?,
+        plural: row.try_get("item_plural")?,
+        gender: parse_word("item_gender", &row.try_get::<String, _>("item_gender")?)?,
     })
 }
 
@@ -279,12 +289,15 @@ impl Store {
         now: i64,
     ) -> StoreResult<CampaignId> {
         let row = sqlx::query(
-            "INSERT INTO campaigns (lab_id, title, item, description, profile, collection_points, target_quantity, \
-             state, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'draft', $8, $9, $9) RETURNING id",
+            "INSERT INTO campaigns (lab_id, title, item, item_plural, item_gender, description, profile, \
+             collection_points, target_quantity, state, created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'draft', $10, $11, $11) RETURNING id",
         )
         .bind(lab.0)
         .bind(&input.title)
-        .bind(&input.item)
+        .bind(&input.item.singular)
+        .bind(&input.item.plural)
+        .bind(input.item.gender.as_str())
         .bind(&input.description)
         .bind(&input.profile)
         .bind(input.collection_points.join("\n"))
@@ -303,11 +316,14 @@ impl Store {
         now: i64,
     ) -> StoreResult<()> {
         let done = sqlx::query(
-            "UPDATE campaigns SET title = $1, item = $2, description = $3, profile = $4, collection_points = $5, \
-             target_quantity = $6, updated_at = $7 WHERE id = $8 AND state <> 'closed'",
+            "UPDATE campaigns SET title = $1, item = $2, item_plural = $3, item_gender = $4, description = $5, \
+             profile = $6, collection_points = $7, target_quantity = $8, updated_at = $9 \
+             WHERE id = $10 AND state <> 'closed'",
         )
         .bind(&input.title)
-        .bind(&input.item)
+        .bind(&input.item.singular)
+        .bind(&input.item.plural)
+        .bind(input.item.gender.as_str())
         .bind(&input.description)
         .bind(&input.profile)
         .bind(input.collection_points.join("\n"))
@@ -1096,7 +1112,8 @@ impl Store {
     /// into), without contact details.
     pub async fn request_follow(&self, follow_hash: &str) -> StoreResult<RequestFollow> {
         let root = sqlx::query(
-            "SELECT r.id, r.campaign_id, c.title, c.item, r.organisation FROM campaign_requests r \
+            "SELECT r.id, r.campaign_id, c.title, c.item, c.item_plural, c.item_gender, r.organisation \
+             FROM campaign_requests r \
              JOIN campaigns c ON c.id = r.campaign_id WHERE r.follow_token = $1",
         )
         .bind(follow_hash)
@@ -1116,7 +1133,7 @@ impl Store {
         Ok(RequestFollow {
             campaign: CampaignId(root.try_get("campaign_id")?),
             campaign_title: root.try_get("title")?,
-            item: root.try_get("item")?,
+            item: item_from_row(&root)?,
             organisation: root.try_get("organisation")?,
             parts: rows
                 .iter()

@@ -83,7 +83,12 @@ pub struct LabCountsDto {
 pub struct CampaignDto {
     pub id: i64,
     pub title: String,
+    /// What the campaign makes, singular ("visière").
     pub item: String,
+    /// Its plural ("visières").
+    pub item_plural: String,
+    /// `feminine` or `masculine`: the grammatical gender French sentences agree with.
+    pub item_gender: String,
     pub description: String,
     /// The print or cut profile makers use.
     pub profile: String,
@@ -118,7 +123,9 @@ async fn campaign_dto(state: &AppState, ctx: &Ctx, c: &Campaign) -> AppResult<Ca
     Ok(CampaignDto {
         id: c.id.0,
         title: c.title.clone(),
-        item: c.item.clone(),
+        item: c.item.singular.clone(),
+        item_plural: c.item.plural.clone(),
+        item_gender: c.item.gender.as_str().into(),
         description: c.description.clone(),
         profile: c.profile.clone(),
         state: c.state.as_str().into(),

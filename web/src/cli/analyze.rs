@@ -42,7 +42,7 @@ pub fn embroidery_summary(s: &EmbroiderySummary, en: bool) -> String {
     let mut out = vec![
         format!(
             "{} {} {}, {} {}, {} {}, {} {}",
-            t("Points :", "Stitches:"),
+            t("Points\u{a0}:", "Stitches:"),
             s.stitches,
             t("points", "stitches"),
             s.jumps,
@@ -54,13 +54,13 @@ pub fn embroidery_summary(s: &EmbroiderySummary, en: bool) -> String {
         ),
         format!(
             "{} {:.1} × {:.1} mm",
-            t("Taille du motif :", "Design size:"),
+            t("Taille du motif\u{a0}:", "Design size:"),
             s.width_mm,
             s.height_mm
         ),
         format!(
             "{} {}",
-            t("Durée estimée :", "Estimated time:"),
+            t("Durée estimée\u{a0}:", "Estimated time:"),
             duration(s.estimate_s)
         ),
     ];
@@ -70,14 +70,18 @@ pub fn embroidery_summary(s: &EmbroiderySummary, en: bool) -> String {
             .iter()
             .map(|c| c.name.clone().unwrap_or_else(|| c.hex()))
             .collect();
-        out.push(format!("{} {}", t("Fils :", "Threads:"), colors.join(", ")));
+        out.push(format!(
+            "{} {}",
+            t("Fils\u{a0}:", "Threads:"),
+            colors.join(", ")
+        ));
     }
     match &s.hoop_fit {
         Some(fit) => {
             if let Some(hoop) = &fit.smallest {
                 out.push(format!(
                     "{} {:.0} × {:.0} mm",
-                    t("Cadre à utiliser :", "Hoop to use:"),
+                    t("Cadre à utiliser\u{a0}:", "Hoop to use:"),
                     hoop.width_mm,
                     hoop.height_mm
                 ));
@@ -85,7 +89,7 @@ pub fn embroidery_summary(s: &EmbroiderySummary, en: bool) -> String {
             if let Some(m) = &fit.message {
                 out.push(format!(
                     "{} {}",
-                    t("À vérifier :", "To check:"),
+                    t("À vérifier\u{a0}:", "To check:"),
                     if en { &m.en } else { &m.fr }
                 ));
             } else {
@@ -109,7 +113,7 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
     };
     out.push(format!(
         "{} {} ({} {})",
-        t("Lignes :", "Lines:"),
+        t("Lignes\u{a0}:", "Lines:"),
         s.lines,
         s.commands,
         t("commandes", "commands")
@@ -117,7 +121,7 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
     let hm = duration;
     out.push(format!(
         "{} {}",
-        t("Durée estimée :", "Estimated time:"),
+        t("Durée estimée\u{a0}:", "Estimated time:"),
         hm(s.time.total_s)
     ));
     let mut parts = vec![format!(
@@ -153,7 +157,7 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
     if let Some(b) = &s.bbox {
         out.push(format!(
             "{} {:.1} × {:.1} × {:.1} mm",
-            t("Taille de l'objet :", "Object size:"),
+            t("Taille de l'objet\u{a0}:", "Object size:"),
             b.max_x - b.min_x,
             b.max_y - b.min_y,
             b.max_z - b.min_z
@@ -162,7 +166,7 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
     if s.filament_mm > 0.0 {
         out.push(format!(
             "{} {:.2} m ({:.0} g), {} {}",
-            t("Filament :", "Filament:"),
+            t("Filament\u{a0}:", "Filament:"),
             s.filament_mm / 1000.0,
             s.filament_g,
             s.layers,
@@ -172,7 +176,7 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
     if let Some(l) = &s.laser {
         out.push(format!(
             "{} {} ({:.1} m), {} {}",
-            t("Laser allumé :", "Laser on:"),
+            t("Laser allumé\u{a0}:", "Laser on:"),
             hm(l.on_time_s),
             l.path_mm / 1000.0,
             l.passes,
@@ -182,7 +186,7 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
     if s.max_hotend_c > 0.0 || s.max_bed_c > 0.0 {
         out.push(format!(
             "{} {:.0} °C / {:.0} °C",
-            t("Buse / plateau :", "Nozzle / bed:"),
+            t("Buse / plateau\u{a0}:", "Nozzle / bed:"),
             s.max_hotend_c,
             s.max_bed_c
         ));
@@ -190,7 +194,7 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
     if s.max_laser_power > 0.0 {
         out.push(format!(
             "{} S{:.0}",
-            t("Puissance laser maximale :", "Highest laser power:"),
+            t("Puissance laser maximale\u{a0}:", "Highest laser power:"),
             s.max_laser_power
         ));
     }
@@ -205,7 +209,7 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
         });
         out.push(format!(
             "{} {}{}",
-            t("Trancheur :", "Slicer:"),
+            t("Trancheur\u{a0}:", "Slicer:"),
             slicer.name,
             estimate.unwrap_or_default()
         ));
@@ -213,7 +217,7 @@ pub fn summary(s: &GcodeSummary, en: bool) -> String {
     if s.issues.is_empty() {
         out.push(t("Rien à signaler.", "Nothing to report."));
     } else {
-        out.push(t("À vérifier :", "To check:"));
+        out.push(t("À vérifier\u{a0}:", "To check:"));
         for issue in &s.issues {
             out.push(format!(
                 "  - {}",
@@ -240,7 +244,7 @@ pub fn fit_summary(machine: &str, misfits: &[(String, String)], en: bool) -> Str
     let mut out = vec![if en {
         format!("Does not fit {machine}:")
     } else {
-        format!("Ne convient pas à {machine} :")
+        format!("Ne convient pas à {machine}\u{a0}:")
     }];
     out.extend(misfits.iter().map(|(_, text)| format!("  - {text}")));
     out.join("\n")

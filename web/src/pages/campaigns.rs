@@ -18,8 +18,8 @@ use axum::{Form, Router};
 use fabrique_controller::campaigns::LabStock;
 use fabrique_controller::domain::campaign::{
     Batch, BatchId, BatchSource, Campaign, CampaignId, CampaignInput, CampaignState, Counts,
-    DeliveryInput, FileId, MaterialId, MaterialInput, PledgeId, PledgeInput, Request, RequestId,
-    RequestInput, RequestKind, RequestStatus, parse_count, parse_quantity,
+    DeliveryInput, FileId, ItemName, MaterialId, MaterialInput, PledgeId, PledgeInput, Request,
+    RequestId, RequestInput, RequestKind, RequestStatus, WordGender, parse_count, parse_quantity,
 };
 use fabrique_controller::domain::{Invalid, Role, User};
 use fabrique_controller::lab::now;
@@ -120,10 +120,10 @@ impl CampaignView {
                 "campaign.target",
                 &[
                     ("target", &c.target_quantity.to_string()),
-                    ("item", &c.item),
+                    ("item", tr.item(c.target_quantity, &c.item)),
                 ],
             ),
-            ask: tr.f("campaign.ask", &[("item", &c.item)]),
+            ask: tr.f("campaign.ask", &[("item", &c.item.plural)]),
             points: c.collection_points.clone(),
         }
     }
@@ -197,13 +197,30 @@ fn shown(e: &AppError) -> Result<StatusCode, AppError> {
     }
 }
 
-fn stock_allows_text(tr: &Tr, item: &str, allows: Option<i64>) -> Option<String> {
+fn stock_allows_text(tr: &Tr, item: &ItemName, allows: Option<i64>) -> Option<String> {
     allows.map(|n| {
         tr.f(
             "campaign.stock_allows",
-            &[("count", &n.to_string()), ("item", item)],
+            &[("count", &n.to_string()), ("item", tr.item(n, item))],
         )
     })
+}
+
+/// "12 visières livrées sur 300": the count, the item's name and the participle agreeing
+/// with both.
+pub(crate) fn delivered_text(tr: &Tr, c: &Campaign, delivered: i64) -> String {
+    let key = match c.item.gender {
+        WordGender::Feminine => "campaigns.delivered.feminine",
+        WordGender::Masculine => "campaigns.delivered.masculine",
+    };
+    tr.n(
+        key,
+        delivered,
+        &[
+            ("target", &c.target_quantity.to_string()),
+            ("item", tr.item(delivered, &c.item)),
+        ],
+    )
 }
 
 // --- Public pages --------------------------------------------------------------------------
@@ -228,14 +245,7 @@ async fn list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
     for c in state.lab.campaigns(viewer).await? {
         let (counts, _) = state.lab.campaign_counts(viewer, c.id).await?;
         campaigns.push(ListRow {
-            delivered: ctx.tr.f(
-                "campaigns.delivered",
-                &[
-                    ("count", &counts.delivered.to_string()),
-                    ("target", &c.target_quantity.to_string()),
-                    ("item", &c.item),
-                ],
-            ),
+            delivered: delivered_text(&ctx.tr, &c, counts.delivered),
             value: counts.delivered.min(c.target_quantity),
             c: CampaignView::new(&ctx.tr, &c),
         });
@@ -338,7 +348,7 @@ async fn request_page(
         "campaigns",
         &format!("/campaigns/{id}/request"),
     );
-    p.title = ctx.tr.f("request.title", &[("item", &c.item)]);
+    p.title = ctx.tr.f("request.title", &[("item", &c.item.plural)]);
     Ok(RequestPage {
         p,
         c: CampaignView::new(&ctx.tr, &c),
@@ -347,7 +357,7 @@ async fn request_page(
         kinds: options(&ctx.tr, "request_kind", RequestKind::ALL),
         today: today(state).await?.to_string(),
         intro: ctx.tr.f("request.intro", &[("campaign", &c.title)]),
-        quantity_label: ctx.tr.f("request.quantity", &[("item", &c.item)]),
+        quantity_label: ctx.tr.f("request.quantity", &[("item", &c.item.plural)]),
     })
 }
 
@@ -457,7 +467,7 @@ async fn follow(
         "campaigns",
         &format!("/requests/{token}"),
     );
-    p.title = ctx.tr.f("follow.title", &[("item", &f.item)]);
+    p.title = ctx.tr.f("follow.title", &[("item", &f.item.plural)]);
     let parts = f
         .parts
         .iter()
@@ -828,6 +838,8 @@ async fn download_file(
 struct CampaignFields {
     title: String,
     item: String,
+    item_plural: String,
+    item_gender: String,
     description: String,
     profile: String,
     target_quantity: String,
@@ -838,7 +850,9 @@ impl CampaignFields {
     fn from_campaign(c: &Campaign) -> Self {
         Self {
             title: c.title.clone(),
-            item: c.item.clone(),
+            item: c.item.singular.clone(),
+            item_plural: c.item.plural.clone(),
+            item_gender: c.item.gender.as_str().into(),
             description: c.description.clone(),
             profile: c.profile.clone(),
             target_quantity: c.target_quantity.to_string(),
@@ -849,7 +863,7 @@ impl CampaignFields {
     fn parse(&self) -> Result<CampaignInput, Invalid> {
         CampaignInput::parse(
             &self.title,
-            &self.item,
+            ItemName::parse(&self.item, &self.item_plural, &self.item_gender)?,
             &self.description,
             &self.profile,
             &self.target_quantity,

@@ -151,14 +151,7 @@ pub async fn home(state: &AppState, ctx: &Ctx) -> AppResult<Response> {
         let (counts, _) = state.lab.campaign_counts(None, c.id).await?;
         campaigns.push(CampaignRow {
             id: c.id.0,
-            delivered: tr.f(
-                "campaigns.delivered",
-                &[
-                    ("count", &counts.delivered.to_string()),
-                    ("target", &c.target_quantity.to_string()),
-                    ("item", &c.item),
-                ],
-            ),
+            delivered: super::campaigns::delivered_text(tr, &c, counts.delivered),
             value: counts.delivered.min(c.target_quantity),
             target: c.target_quantity.max(1),
             title: c.title,
