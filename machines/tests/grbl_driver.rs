@@ -553,6 +553,74 @@ async fn a_laser_job_is_refused_outside_the_work_area_or_travel() {
     );
 }
 
+/// A machine homed to its positive end (`$23=0`, the default): machine space is negative, and
+/// where the drawing lands depends on the work origin set on the material (`WCO`), not on
+/// a lower-left corner.
+#[tokio::test(start_paused = true)]
+async fn the_bounds_are_checked_in_machine_space_from_the_work_origin() {
+    let homed = |origin: [f64; 3]| SimConfig {
+        start_locked: true,
+        work_offset: Some(origin),
+        ..SimConfig::default()
+    };
+    // Powered up locked: homing finds the corner, then G10 L20 sets the work origin 50 mm
+    // from it. The 290 mm shield, drawn from there, leaves the machine on the right.
+    let mut rig = Rig::new(homed([-400.0, -300.0, 0.0])).await;
+    let r = rig
+        .driver
+        .cut(shield(), AREA, person(), None, &mut |_| {})
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(GrblError::Refused(Refusal::NotIdle(Some(
+                MachineState::Alarm
+            ))))
+        ),
+        "{r:?}"
+    );
+    // Work coordinates still have the old origin: X350 Y50 is machine (-50, -250).
+    for command in ["$H", "G0X350Y50", "G10L20P1X0Y0"] {
+        let outcome = rig.driver.command(command, &mut |_| {}).await.unwrap();
+        assert_eq!(outcome, LineOutcome::Ok, "{command}");
+    }
+    // The move takes a few seconds; the next reports carry the new offset.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    rig.driver.wait_ready(&mut |_| {}).await.unwrap();
+    assert_eq!(
+        rig.driver.session().work_offset(),
+        Some([-50.0, -250.0, 0.0])
+    );
+    let r = rig
+        .driver
+        .cut(shield(), AREA, person(), None, &mut |_| {})
+        .await;
+    let Err(GrblError::Refused(Refusal::OutsideTravel { axis, min, max, .. })) = r else {
+        panic!("expected a refusal in machine space, got {r:?}");
+    };
+    assert_eq!((axis, min, max), ('X', -400.0, 0.0));
+    let sim = rig.finish().await;
+    assert_eq!(
+        job_lines_taken(&sim),
+        ["G0X350Y50", "G10L20P1X0Y0"],
+        "nothing of the job was sent"
+    );
+    // The same drawing from an origin at the lower-left corner of the bed is cut.
+    let mut rig = Rig::new(SimConfig {
+        start_locked: false,
+        ..homed([-400.0, -300.0, 0.0])
+    })
+    .await;
+    let report = rig
+        .driver
+        .cut(shield(), AREA, person(), None, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.summary.lines, shield().lines().len());
+    let sim = rig.finish().await;
+    assert!(!sim.laser_on());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stale_confirmation_is_refused() {
     let mut rig = Rig::new(SimConfig::default()).await;

@@ -561,6 +561,27 @@ impl Settings {
         self.axis_setting(130, axis)
     }
 
+    /// `$22`: the homing cycle. Only with it do machine coordinates mean a place on the
+    /// machine: without it they start wherever the head stood at power-up.
+    pub fn homing(&self) -> Option<bool> {
+        self.get(22).map(|v| v != 0.0)
+    }
+
+    /// Where machine coordinates of an axis can go once homed, mm: `-$13x..=0`. GRBL
+    /// (0.9 and 1.1 as built by default) gives the homed corner the position 0, less the
+    /// pull-off, whichever end `$23` homes to, so its machine space is negative
+    /// (`system_check_travel_limits` in `grbl/system.c`); a machine homed to the positive
+    /// end (`$23=0`, the default) has its work origin at a negative machine position.
+    /// `None` without homing or without a travel for the axis.
+    pub fn machine_space(&self, axis: usize) -> Option<(f64, f64)> {
+        if self.homing() != Some(true) {
+            return None;
+        }
+        self.max_travel(axis)
+            .filter(|t| *t > 0.0)
+            .map(|t| (-t, 0.0))
+    }
+
     fn axis_setting(&self, base: u16, axis: usize) -> Option<f64> {
         u16::try_from(axis)
             .ok()
@@ -611,6 +632,33 @@ impl MachineState {
             "home" => MachineState::Home,
             "sleep" => MachineState::Sleep,
             _ => MachineState::Unknown,
+        }
+    }
+
+    /// The state in words, for a sentence: "en alarme", "in alarm".
+    pub fn words(self, lang: Lang) -> &'static str {
+        use MachineState as S;
+        match (self, lang) {
+            (S::Idle, Lang::Fr) => "au repos",
+            (S::Idle, Lang::En) => "idle",
+            (S::Run, Lang::Fr) => "en mouvement",
+            (S::Run, Lang::En) => "moving",
+            (S::Hold(_), Lang::Fr) => "en pause",
+            (S::Hold(_), Lang::En) => "on hold",
+            (S::Jog, Lang::Fr) => "en déplacement manuel",
+            (S::Jog, Lang::En) => "jogging",
+            (S::Alarm, Lang::Fr) => "en alarme",
+            (S::Alarm, Lang::En) => "in alarm",
+            (S::Door(_), Lang::Fr) => "porte ouverte",
+            (S::Door(_), Lang::En) => "with its door open",
+            (S::Check, Lang::Fr) => "en mode vérification",
+            (S::Check, Lang::En) => "in check mode",
+            (S::Home, Lang::Fr) => "en prise d'origine",
+            (S::Home, Lang::En) => "homing",
+            (S::Sleep, Lang::Fr) => "en veille",
+            (S::Sleep, Lang::En) => "asleep",
+            (S::Unknown, Lang::Fr) => "dans un état inconnu",
+            (S::Unknown, Lang::En) => "in an unknown state",
         }
     }
 
@@ -981,6 +1029,19 @@ pub enum Refusal {
         /// The usable length of that axis.
         limit: f64,
     },
+    /// A position that, with the machine's work offset, leaves its travel.
+    #[error("line {line} goes to machine {axis}={value:.1} mm, outside {min:.1}..{max:.1} mm")]
+    OutsideTravel {
+        /// File line.
+        line: usize,
+        /// 'X' or 'Y'.
+        axis: char,
+        /// Where it goes, in machine coordinates.
+        value: f64,
+        /// The machine space of that axis.
+        min: f64,
+        max: f64,
+    },
     /// The file moves somewhere this check cannot know.
     #[error("line {0} changes coordinates (G92/G10/G28/G30/G53); bounds cannot be checked")]
     UnknowableBounds(usize),
@@ -1005,8 +1066,12 @@ impl Refusal {
             (R::NotReady, Lang::En) => "The machine is not connected or not ready. Check the cable and power, then connect again.".into(),
             (R::Busy, Lang::Fr) => "La machine est déjà occupée. Attendez la fin du travail en cours.".into(),
             (R::Busy, Lang::En) => "The machine is already busy. Wait for the current job to end.".into(),
-            (R::NotIdle(s), Lang::Fr) => format!("La machine n'est pas au repos (état {s:?}). Réglez l'alarme ou la pause ($X ou $H) avant de lancer."),
-            (R::NotIdle(s), Lang::En) => format!("The machine is not idle (state {s:?}). Clear the alarm or hold ($X or $H) before starting."),
+            (R::NotIdle(Some(MachineState::Alarm)), Lang::Fr) => "La machine est en alarme (après sa mise sous tension, une fin de course ou un arrêt) : elle ne bouge plus tant qu'on ne fait pas sa prise d'origine ($H) ou qu'on ne la déverrouille pas ($X). Vérifiez la tête et la pièce, puis faites-le depuis la machine.".into(),
+            (R::NotIdle(Some(MachineState::Alarm)), Lang::En) => "The machine is in alarm (after power-up, a limit switch or a stop): it will not move until it is homed ($H) or unlocked ($X). Check the head and the work piece, then do it at the machine.".into(),
+            (R::NotIdle(Some(s)), Lang::Fr) => format!("La machine n'est pas au repos : elle est {}. Attendez qu'elle le soit, ou reprenez-la depuis la machine, avant de lancer.", s.words(Lang::Fr)),
+            (R::NotIdle(Some(s)), Lang::En) => format!("The machine is not idle: it is {}. Wait until it is, or take it back at the machine, before starting.", s.words(Lang::En)),
+            (R::NotIdle(None), Lang::Fr) => "La machine n'a pas encore donné son état. Attendez quelques secondes et relancez.".into(),
+            (R::NotIdle(None), Lang::En) => "The machine has not reported its state yet. Wait a few seconds and start again.".into(),
             (R::LaserModeOff, Lang::Fr) => "Le mode laser ($32=1) n'est pas activé : le laser resterait allumé aux arrêts et brûlerait le matériau. Demandez au responsable de régler $32=1.".into(),
             (R::LaserModeOff, Lang::En) => "Laser mode ($32=1) is off: the laser would stay on at every stop and burn the material. Ask the fab manager to set $32=1.".into(),
             (R::MaxPowerUnknown, Lang::Fr) => "La puissance maximale ($30) de la machine est inconnue ; impossible de vérifier le fichier. Reconnectez la machine.".into(),
@@ -1015,6 +1080,8 @@ impl Refusal {
             (R::PowerTooHigh { line, power, max }, Lang::En) => format!("Line {line} asks for power S{power}, more than the machine's maximum ($30={max}). Set the power in the cutting software."),
             (R::OutOfBounds { line, axis, value, limit }, Lang::Fr) => format!("Le dessin sort de la zone de travail : la ligne {line} va à {axis}={value:.1} mm, alors que la zone va de 0 à {limit:.1} mm. Replacez le dessin dans la zone."),
             (R::OutOfBounds { line, axis, value, limit }, Lang::En) => format!("The drawing leaves the work area: line {line} goes to {axis}={value:.1} mm, while the area spans 0 to {limit:.1} mm. Move the drawing into the area."),
+            (R::OutsideTravel { line, axis, value, min, max }, Lang::Fr) => format!("Avec l'origine de travail réglée sur la machine, le dessin sort de sa course : la ligne {line} l'envoie à {axis}={value:.1} mm en coordonnées machine, alors qu'elle va de {min:.1} à {max:.1} mm. Placez l'origine ailleurs sur le matériau ou déplacez le dessin."),
+            (R::OutsideTravel { line, axis, value, min, max }, Lang::En) => format!("With the work origin set on the machine, the drawing leaves its travel: line {line} sends it to {axis}={value:.1} mm in machine coordinates, while the machine spans {min:.1} to {max:.1} mm. Set the origin elsewhere on the material or move the drawing."),
             (R::UnknowableBounds(line), Lang::Fr) => format!("La ligne {line} change le repère de la machine (G92, G10, G28, G30 ou G53) : Fabrique ne peut pas vérifier que le dessin reste dans la zone. Réexportez sans ces commandes."),
             (R::UnknowableBounds(line), Lang::En) => format!("Line {line} changes the machine's coordinates (G92, G10, G28, G30 or G53): Fabrique cannot check that the drawing stays in the area. Export again without them."),
             (R::SystemCommand(line), Lang::Fr) => format!("La ligne {line} est une commande de réglage « $ » : elle pourrait changer la machine pendant la découpe. Retirez-la du fichier."),
@@ -1028,11 +1095,16 @@ impl Refusal {
 }
 
 /// Checks a laser job against the machine's settings and work area: laser mode on, every
-/// `S` at most `$30`, every position inside the work area and `$130`/`$131`.
+/// `S` at most `$30`, and every position inside the machine. With homing on and the work
+/// offset known (`WCO`, GRBL's work position = machine position − offset), positions are
+/// checked where they land in machine space ([`Settings::machine_space`]), wherever the
+/// work origin was set; otherwise against the profile's work area and `$130`/`$131`, from a
+/// work origin at the lower-left corner.
 pub fn check_laser_job(
     program: &Program,
     settings: &Settings,
     area: WorkArea,
+    work_offset: Option<[f64; 3]>,
 ) -> Result<(), Refusal> {
     if program.lines().is_empty() {
         return Err(Refusal::Empty);
@@ -1056,6 +1128,26 @@ pub fn check_laser_job(
         return Err(Refusal::UnknowableBounds(line));
     }
     const EPS: f64 = 1e-6;
+    let machine = |a: usize| Some((settings.machine_space(a)?, work_offset?[a]));
+    if let (Some(x), Some(y)) = (machine(0), machine(1)) {
+        for (a, axis, ((min, max), offset)) in [(0, 'X', x), (1, 'Y', y)] {
+            let outside = [ext.min[a], ext.max[a]]
+                .into_iter()
+                .flatten()
+                .map(|(value, line)| (value + offset, line))
+                .find(|(value, _)| *value < min - EPS || *value > max + EPS);
+            if let Some((value, line)) = outside {
+                return Err(Refusal::OutsideTravel {
+                    line,
+                    axis,
+                    value,
+                    min,
+                    max,
+                });
+            }
+        }
+        return Ok(());
+    }
     for (a, axis, area_len) in [(0, 'X', area.width), (1, 'Y', area.height)] {
         let limit = settings.max_travel(a).map_or(area_len, |t| t.min(area_len));
         if let Some((value, line)) = ext.min[a]
@@ -1380,6 +1472,9 @@ pub struct Session {
     settings: Settings,
     version: Option<Version>,
     status: Option<StatusReport>,
+    /// The work offset (`WCO`) last reported since the last reset: GRBL 1.1 sends it in the
+    /// first report after a reset and every 10 to 30 reports; 0.9 reports both positions.
+    work_offset: Option<[f64; 3]>,
     status_since_reset: bool,
     next_status: Option<Instant>,
     idle_since: Option<Instant>,
@@ -1405,6 +1500,7 @@ impl Session {
             settings: Settings::default(),
             version: None,
             status: None,
+            work_offset: None,
             status_since_reset: false,
             next_status: None,
             idle_since: None,
@@ -1440,6 +1536,11 @@ impl Session {
     /// The latest status report.
     pub fn status(&self) -> Option<&StatusReport> {
         self.status.as_ref()
+    }
+
+    /// The work offset last reported: work position = machine position − offset.
+    pub fn work_offset(&self) -> Option<[f64; 3]> {
+        self.work_offset
     }
 
     /// Whether start-up and `$$` are done and the link is open.
@@ -1778,7 +1879,7 @@ impl Session {
         if now.saturating_duration_since(person.confirmed_at) > self.config.confirmation_ttl {
             return Err(Refusal::StaleConfirmation);
         }
-        check_laser_job(&program, &self.settings, area)?;
+        check_laser_job(&program, &self.settings, area, self.work_offset)?;
         self.begin(JobKind::Cut, program, now);
         Ok(())
     }
@@ -1899,6 +2000,14 @@ impl Session {
         if self.job.is_some() {
             self.note_progress(s.mpos.or(s.wpos), now);
         }
+        let reported = match (s.wco, s.mpos, s.wpos) {
+            (Some(wco), _, _) => Some(wco),
+            (None, Some(m), Some(w)) => Some([m[0] - w[0], m[1] - w[1], m[2] - w[2]]),
+            _ => None,
+        };
+        if reported.is_some() {
+            self.work_offset = reported;
+        }
         self.status = Some(s.clone());
         self.status_since_reset = true;
         self.emit(Event::Status(s));
@@ -2009,6 +2118,8 @@ impl Session {
 
     fn banner(&mut self, v: Version, now: Instant) {
         self.status_since_reset = false;
+        // A reset clears G92 and reloads G54 from EEPROM: the next report says the offset.
+        self.work_offset = None;
         self.idle_since = None;
         if !v.is_supported() {
             self.phase = Phase::Closed;
@@ -2346,10 +2457,87 @@ mod tests {
         height: 400.0,
     };
 
+    /// A machine homed to its positive end (`$23=0`): machine space runs from -400 to 0 in
+    /// X and -300 to 0 in Y, and where the drawing lands depends on the work origin set on
+    /// the material, not on a lower-left corner the profile assumes.
+    #[test]
+    fn with_homing_the_check_is_in_machine_space_from_the_work_offset() {
+        let mut homed = laser_settings();
+        for (n, v) in [(22, 1.0), (23, 0.0), (130, 400.0), (131, 300.0)] {
+            homed.set(n, v);
+        }
+        let drawing = Program::parse("G0X0Y0\nG1X100Y80F600S500\nG0X0Y0", 128).unwrap();
+        let check = |offset| check_laser_job(&drawing, &homed, AREA, offset);
+        // Origin at the lower-left corner of the bed: machine (-400, -300).
+        assert_eq!(check(Some([-400.0, -300.0, 0.0])), Ok(()));
+        // Origin set 50 mm from the home corner: 100 mm to the right leaves the machine.
+        assert_eq!(
+            check(Some([-50.0, -200.0, 0.0])),
+            Err(Refusal::OutsideTravel {
+                line: 2,
+                axis: 'X',
+                value: 50.0,
+                min: -400.0,
+                max: 0.0
+            })
+        );
+        // The profile's lower-left view would accept it: that was the wrong answer.
+        assert_eq!(check(None), Ok(()));
+        // Without homing machine coordinates mean nothing: the profile's area decides.
+        let mut unhomed = homed.clone();
+        unhomed.set(22, 0.0);
+        assert_eq!(unhomed.machine_space(0), None);
+        assert_eq!(
+            check_laser_job(&drawing, &unhomed, AREA, Some([-50.0, -200.0, 0.0])),
+            Ok(())
+        );
+        let message = Refusal::OutsideTravel {
+            line: 2,
+            axis: 'X',
+            value: 50.0,
+            min: -400.0,
+            max: 0.0,
+        }
+        .message(Lang::Fr);
+        assert!(
+            message.contains("X=50.0 mm en coordonnées machine"),
+            "{message}"
+        );
+        assert!(message.contains("de -400.0 à 0.0 mm"), "{message}");
+    }
+
+    #[test]
+    fn a_machine_not_idle_is_told_in_words() {
+        let alarm = Refusal::NotIdle(Some(MachineState::Alarm)).message(Lang::Fr);
+        assert!(
+            alarm.contains("en alarme") && alarm.contains("($H)"),
+            "{alarm}"
+        );
+        let held = Refusal::NotIdle(Some(MachineState::Hold(0))).message(Lang::En);
+        assert!(held.contains("it is on hold"), "{held}");
+        for state in [
+            MachineState::Run,
+            MachineState::Door(1),
+            MachineState::Check,
+            MachineState::Unknown,
+        ] {
+            for lang in [Lang::Fr, Lang::En] {
+                let text = Refusal::NotIdle(Some(state)).message(lang);
+                assert!(!text.contains("Some(") && !text.contains('{'), "{text}");
+            }
+        }
+        assert!(!Refusal::NotIdle(None).message(Lang::Fr).contains("None"));
+    }
+
     #[test]
     fn laser_checks_refuse_with_the_offending_line() {
         let check = |src: &str| {
-            check_laser_job(&Program::parse(src, 128).unwrap(), &laser_settings(), AREA)
+            check_laser_job(
+                &Program::parse(src, 128).unwrap(),
+                &laser_settings(),
+                AREA,
+                None,
+            )
         };
         assert_eq!(
             check(
@@ -2414,9 +2602,12 @@ G0X1"
         let mut off = laser_settings();
         off.set(32, 0.0);
         let p = Program::parse("G0X1", 128).unwrap();
-        assert_eq!(check_laser_job(&p, &off, AREA), Err(Refusal::LaserModeOff));
         assert_eq!(
-            check_laser_job(&p, &Settings::default(), AREA),
+            check_laser_job(&p, &off, AREA, None),
+            Err(Refusal::LaserModeOff)
+        );
+        assert_eq!(
+            check_laser_job(&p, &Settings::default(), AREA, None),
             Err(Refusal::LaserModeOff)
         );
     }

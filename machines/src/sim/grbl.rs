@@ -71,6 +71,13 @@ pub struct SimConfig {
     pub settings: Vec<(u16, f64)>,
     /// Starts locked in alarm, as a machine with homing enabled does at power-up.
     pub start_locked: bool,
+    /// Machine coordinates as GRBL keeps them: `Some(G54)` puts the work origin at that
+    /// machine position (`[-400, -300, 0]`: the lower-left corner of a machine homed to its
+    /// positive end); status reports then give `MPos` and `WCO`, `$#` the offset,
+    /// `G10 L2/L20 P1` set it, `$H` homes towards the end `$23` says, and soft limits
+    /// hold machine space at `-$13x..0`. `None`: machine and work coordinates are one, with
+    /// soft limits at `0..$13x`, and no `WCO` is reported.
+    pub work_offset: Option<[f64; 3]>,
     /// Faults.
     pub faults: Faults,
 }
@@ -85,6 +92,7 @@ impl Default for SimConfig {
             banner: "Grbl 1.1h ['$' for help]".into(),
             settings: Vec::new(),
             start_locked: false,
+            work_offset: None,
             faults: Faults::default(),
         }
     }
@@ -193,6 +201,9 @@ pub struct VirtualGrbl {
     pos: [f64; 3],
     absolute: bool,
     inches: bool,
+    /// The G54 work offset when machine coordinates are simulated; `pos` is in work
+    /// coordinates, the machine position is `pos + offset`.
+    offset: Option<[f64; 3]>,
     motion: u8,
     feed: Option<f64>,
     spindle: Spindle,
@@ -228,6 +239,7 @@ impl VirtualGrbl {
             State::Idle
         };
         VirtualGrbl {
+            offset: config.work_offset,
             config,
             settings,
             rx: VecDeque::new(),
@@ -416,8 +428,15 @@ impl VirtualGrbl {
         self.update_laser();
     }
 
+    /// The machine position of a work position.
+    fn machine(&self, p: [f64; 3]) -> [f64; 3] {
+        let o = self.offset.unwrap_or([0.0; 3]);
+        [p[0] + o[0], p[1] + o[1], p[2] + o[2]]
+    }
+
     fn status_report(&mut self) {
-        let p = self.pos;
+        let w = self.pos;
+        let p = self.machine(w);
         let state = match self.state {
             State::Idle => "Idle",
             State::Run => "Run",
@@ -429,7 +448,7 @@ impl VirtualGrbl {
             let state = state.trim_end_matches(":0");
             format!(
                 "<{state},MPos:{:.3},{:.3},{:.3},WPos:{:.3},{:.3},{:.3}>",
-                p[0], p[1], p[2], p[0], p[1], p[2]
+                p[0], p[1], p[2], w[0], w[1], w[2]
             )
         } else {
             let blocks_free = self
@@ -439,8 +458,12 @@ impl VirtualGrbl {
             let rx_free = self.config.rx_buffer.saturating_sub(self.rx.len());
             let feed = self.feed.unwrap_or(0.0);
             let [fo, ro, so] = self.overrides;
+            // GRBL sends WCO every 10 to 30 reports; this one in each.
+            let wco = self.offset.map_or(String::new(), |o| {
+                format!("|WCO:{:.3},{:.3},{:.3}", o[0], o[1], o[2])
+            });
             format!(
-                "<{state}|MPos:{:.3},{:.3},{:.3}|FS:{feed:.0},{:.0}|Bf:{blocks_free},{rx_free}|Ov:{fo},{ro},{so}>",
+                "<{state}|MPos:{:.3},{:.3},{:.3}|FS:{feed:.0},{:.0}|Bf:{blocks_free},{rx_free}|Ov:{fo},{ro},{so}{wco}>",
                 p[0], p[1], p[2], self.laser.1
             )
         };
@@ -729,6 +752,16 @@ impl VirtualGrbl {
                     return Err(8);
                 }
                 self.pos = [0.0; 3];
+                if let Some(o) = self.offset {
+                    // Homed to the end `$23` says (a set bit: the negative end); GRBL gives
+                    // the homed corner 0 or -travel, so machine space stays negative.
+                    let mask = self.setting(23).unwrap_or(0.0) as u32;
+                    for a in 0..3 {
+                        let travel = self.setting(130 + a as u16).unwrap_or(0.0);
+                        let home = if mask & (1 << a) != 0 { -travel } else { 0.0 };
+                        self.pos[a] = home - o[a];
+                    }
+                }
                 self.state = State::Idle;
                 Ok(())
             }
@@ -759,7 +792,9 @@ impl VirtualGrbl {
                 Ok(())
             }
             "#" => {
-                self.say("[G54:0.000,0.000,0.000]");
+                let o = self.offset.unwrap_or([0.0; 3]);
+                let g54 = format!("[G54:{:.3},{:.3},{:.3}]", o[0], o[1], o[2]);
+                self.say(&g54);
                 self.say("[G92:0.000,0.000,0.000]");
                 Ok(())
             }
@@ -801,6 +836,8 @@ impl VirtualGrbl {
         let mut feed = None;
         let mut power = None;
         let mut non_modal_axis = false;
+        let mut g10 = false;
+        let (mut l_word, mut p_word) = (None, None);
         for Word { letter, value } in &words {
             let letter = *letter;
             if letter != 'G' && letter != 'M' {
@@ -825,7 +862,11 @@ impl VirtualGrbl {
                         910 => absolute = false,
                         40 | 170 | 180 | 190 | 940 | 540 | 550 | 560 | 570 | 580 | 590 | 800
                         | 911 | 921 | 490 | 430 | 491 => {}
-                        100 | 280 | 300 | 530 | 920 | 281 | 301 => non_modal_axis = true,
+                        100 => {
+                            g10 = true;
+                            non_modal_axis = true;
+                        }
+                        280 | 300 | 530 | 920 | 281 | 301 => non_modal_axis = true,
                         _ => return Err(20),
                     }
                 }
@@ -846,11 +887,16 @@ impl VirtualGrbl {
                     }
                     power = Some(*value);
                 }
-                'I' | 'J' | 'K' | 'R' | 'P' | 'L' | 'N' | 'T' => {}
+                'L' => l_word = Some(value.round() as i64),
+                'P' => p_word = Some(value.round() as i64),
+                'I' | 'J' | 'K' | 'R' | 'N' | 'T' => {}
                 _ => return Err(20),
             }
         }
         let has_axis = target.iter().any(Option::is_some);
+        if g10 {
+            return self.set_work_offset(l_word, p_word, target);
+        }
         let motion = motion.unwrap_or(self.motion);
         let new_feed = feed.or(self.feed);
         if has_axis && !non_modal_axis && motion != 0 && new_feed.is_none_or(|f| f <= 0.0) {
@@ -930,6 +976,43 @@ impl VirtualGrbl {
         Ok(())
     }
 
+    /// `G10 L2 P1` (the G54 offset itself) or `G10 L20 P1` (the offset that makes the
+    /// current position the given work coordinates), for the axes given. Only G54 (`P0` or
+    /// `P1`) is simulated; nothing moves.
+    fn set_work_offset(
+        &mut self,
+        l: Option<i64>,
+        p: Option<i64>,
+        target: [Option<f64>; 3],
+    ) -> Result<(), u8> {
+        let Some(mut offset) = self.offset else {
+            return Ok(());
+        };
+        if !matches!(p, Some(0 | 1)) {
+            return Err(29);
+        }
+        let old = offset;
+        // GRBL takes the position where the moves already planned end.
+        let machine = self.machine(self.planned_end());
+        for (a, v) in target.iter().enumerate() {
+            let Some(v) = v else { continue };
+            offset[a] = match l {
+                Some(2) => *v,
+                Some(20) => machine[a] - v,
+                _ => return Err(20),
+            };
+        }
+        self.offset = Some(offset);
+        // Positions are kept in work coordinates: move them to the new frame, so that the
+        // machine positions, planned or reached, stay where they are.
+        let shift = |p: [f64; 3]| [0, 1, 2].map(|a| p[a] + old[a] - offset[a]);
+        self.pos = shift(self.pos);
+        for block in &mut self.planner {
+            block.target = shift(block.target);
+        }
+        Ok(())
+    }
+
     fn planned_end(&self) -> [f64; 3] {
         self.planner.back().map_or(self.pos, |b| b.target)
     }
@@ -940,6 +1023,11 @@ impl VirtualGrbl {
         }
         let t = |n| self.setting(n).unwrap_or(f64::MAX);
         let eps = 1e-6;
+        if self.offset.is_some() {
+            let m = self.machine(p);
+            return (0..2).any(|a| m[a] > eps || m[a] < -t(130 + a as u16) - eps)
+                || p[2].abs() > t(132) + eps;
+        }
         p[0] < -eps
             || p[0] > t(130) + eps
             || p[1] < -eps
