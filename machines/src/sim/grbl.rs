@@ -756,11 +756,11 @@ impl VirtualGrbl {
                     // Homed to the end `$23` says (a set bit: the negative end); GRBL gives
                     // the homed corner 0 or -travel, so machine space stays negative.
                     let mask = self.setting(23).unwrap_or(0.0) as u32;
-                    for a in 0..3 {
-                        let travel = self.setting(130 + a as u16).unwrap_or(0.0);
+                    self.pos = [0u16, 1, 2].map(|a| {
+                        let travel = self.setting(130 + a).unwrap_or(0.0);
                         let home = if mask & (1 << a) != 0 { -travel } else { 0.0 };
-                        self.pos[a] = home - o[a];
-                    }
+                        home - o[usize::from(a)]
+                    });
                 }
                 self.state = State::Idle;
                 Ok(())
