@@ -10,7 +10,8 @@
 
 use crate::domain::fit::{self, Refusal, Start, Waiting};
 use crate::domain::job::{Job, JobId, JobState};
-use crate::domain::{Connection, Machine, MachineId, MachineState, User, UserId};
+use crate::domain::panel::PanelAction;
+use crate::domain::{Connection, Machine, MachineId, MachineState, Role, User, UserId};
 use crate::jobs::Clearances;
 use crate::lab::{Lab, LabError, now};
 use crate::scheduler::{self, Busy, PlanJob, PlanMachine, Policy};
@@ -30,6 +31,10 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+mod grbl_link;
+use grbl_link::GrblLink;
+pub use grbl_link::{Answer as PanelAnswer, PanelStatus};
 
 /// What the workshop board shows of a machine, live.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -67,7 +72,71 @@ pub enum Command {
     },
     /// The machine's record changed in the store (state set by a manager): publish it.
     Refresh,
+    /// An operator panel action by the person named `by` ([`Runtime::panel`]).
+    Panel {
+        by: String,
+        action: PanelAction,
+        outline: Option<fabrique_machines::protocol::grbl::Program>,
+        reply: oneshot::Sender<Result<PanelAnswer, PanelError>>,
+    },
 }
+
+/// Why a panel action was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum PanelError {
+    #[error("the operator panel is for GRBL machines")]
+    NotGrbl,
+    /// Trainers and managers only.
+    #[error("not allowed")]
+    Forbidden,
+    /// A job runs: only pause, resume and overrides reach it.
+    #[error("a job is running")]
+    Busy,
+    /// Another person took the machine: take it first.
+    #[error("the machine is held by {0}")]
+    HeldBy(String),
+    /// The job to frame does not exist, or is not for this machine.
+    #[error("no such job for this machine")]
+    NoJob,
+    /// The link could not be opened, or was lost.
+    #[error("link: {0}")]
+    Link(fabrique_machines::driver::grbl::GrblError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl PanelError {
+    /// The stable code the web layer renders.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PanelError::NotGrbl => "panel_not_grbl",
+            PanelError::Forbidden => "forbidden",
+            PanelError::Busy => "panel_busy",
+            PanelError::HeldBy(_) => "panel_held",
+            PanelError::NoJob => "panel_no_job",
+            PanelError::Link(_) => "panel_link",
+            PanelError::Runtime(_) => "panel_stopped",
+        }
+    }
+}
+
+/// Who holds a GRBL machine's link, and its live status.
+#[derive(Debug, Clone)]
+pub struct PanelView {
+    /// The person who took the machine; `None` while a job has the link alone.
+    pub held_by: Option<String>,
+    pub status: watch::Receiver<PanelStatus>,
+}
+
+/// The GRBL link a machine task holds, and for whom.
+struct HeldLink {
+    link: GrblLink,
+    held_by: Option<String>,
+    last_used: std::time::Instant,
+}
+
+/// A machine taken with the panel and left untouched this long is given back.
+const PANEL_IDLE: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -92,6 +161,7 @@ fn already_working() -> LabError {
 struct Handle {
     commands: mpsc::Sender<Command>,
     live: watch::Receiver<Live>,
+    panel: watch::Receiver<Option<PanelView>>,
 }
 
 /// The runtime of all machines. Cheap to clone.
@@ -282,14 +352,24 @@ impl Runtime {
             last_error: None,
         };
         let (live_tx, live) = watch::channel(initial);
+        let (panel_tx, panel) = watch::channel(None);
         if let Ok(mut handles) = self.handles.lock() {
-            handles.insert(machine.id, Handle { commands, live });
+            handles.insert(
+                machine.id,
+                Handle {
+                    commands,
+                    live,
+                    panel,
+                },
+            );
         }
         let task = MachineTask {
             runtime: self.clone(),
             machine,
             live: live_tx,
             started_by: None,
+            grbl: None,
+            panel: panel_tx,
         };
         self.tracker.spawn(task.run(rx, reattach));
     }
@@ -329,6 +409,101 @@ impl Runtime {
     }
 
     /// A person at the machine starts a job (the only way a laser ever starts).
+    /// An operator panel action at a GRBL machine, by a trainer or a manager standing at
+    /// it: the pages and the API ask it of a signed-in person pressing the button, as they
+    /// ask the start of a cut. Every action is logged with who asked, what was sent and
+    /// what the machine answered (or why nothing was sent).
+    pub async fn panel(
+        &self,
+        machine: MachineId,
+        by: &User,
+        action: PanelAction,
+    ) -> Result<PanelAnswer, PanelError> {
+        if !by.role.at_least(Role::Trainer) {
+            return Err(PanelError::Forbidden);
+        }
+        let name = action.name();
+        let outline = match &action {
+            PanelAction::Frame { job, .. } => Some(self.outline(machine, *job).await?),
+            _ => None,
+        };
+        let (reply, answer) = oneshot::channel();
+        self.send(
+            machine,
+            Command::Panel {
+                by: by.display_name.clone(),
+                action,
+                outline,
+                reply,
+            },
+        )
+        .await?;
+        let answer = answer.await.map_err(|_| RuntimeError::Stopped)?;
+        let (sent, said) = match &answer {
+            Ok(a) => {
+                let mut said = a.lines.join("\n");
+                let verdict = match &a.outcome {
+                    Ok(()) if a.sent.is_empty() => String::new(),
+                    Ok(()) => "ok".to_string(),
+                    Err(why) => why.clone(),
+                };
+                if !verdict.is_empty() {
+                    if !said.is_empty() {
+                        said.push('\n');
+                    }
+                    said.push_str(&verdict);
+                }
+                (a.sent.clone(), said)
+            }
+            Err(e) => (String::new(), e.to_string()),
+        };
+        let entry = crate::store::PanelLogEntry {
+            at: now(),
+            who: by.display_name.clone(),
+            action: name.to_string(),
+            sent,
+            answer: said,
+        };
+        if let Err(e) = self.lab.store().log_panel(machine, by, &entry).await {
+            tracing::error!(machine = machine.0, error = %e, "could not log a panel action");
+        }
+        answer
+    }
+
+    /// The drawing of a job for this machine, to frame it.
+    async fn outline(
+        &self,
+        machine: MachineId,
+        job: JobId,
+    ) -> Result<fabrique_machines::protocol::grbl::Program, PanelError> {
+        let job = self
+            .lab
+            .store()
+            .job(job)
+            .await
+            .map_err(|_| PanelError::NoJob)?;
+        let for_here = job
+            .machine
+            .or(job.target_machine)
+            .is_none_or(|m| m == machine);
+        if !for_here || job.file_deleted {
+            return Err(PanelError::NoJob);
+        }
+        let text = tokio::fs::read_to_string(self.jobs_dir.join(&job.stored_name))
+            .await
+            .map_err(|_| PanelError::NoJob)?;
+        fabrique_machines::protocol::grbl::Program::parse(&text, usize::MAX)
+            .map_err(|_| PanelError::NoJob)
+    }
+
+    /// Who holds a GRBL machine's link and its status, while it is open.
+    pub fn panel_view(&self, machine: MachineId) -> Option<(Option<String>, PanelStatus)> {
+        let handles = self.handles.lock().ok()?;
+        let view = handles.get(&machine)?.panel.borrow().clone()?;
+        let status = view.status.borrow().clone();
+        Some((view.held_by, status))
+    }
+
     pub async fn start_job(
         &self,
         machine: MachineId,
@@ -590,6 +765,9 @@ struct MachineTask {
     live: watch::Sender<Live>,
     /// The name of the person who started the current job at the machine, if a person did.
     started_by: Option<String>,
+    /// A GRBL machine's link, while the panel holds it or a job runs.
+    grbl: Option<HeldLink>,
+    panel: watch::Sender<Option<PanelView>>,
 }
 
 impl MachineTask {
@@ -631,6 +809,10 @@ impl MachineTask {
                 () = self.runtime.shutdown.cancelled() => return,
                 command = commands.recv() => command,
                 () = tokio::time::sleep(check_in) => {
+                    // A machine taken with the panel and forgotten is given back.
+                    if self.grbl.as_ref().is_some_and(|h| h.last_used.elapsed() >= PANEL_IDLE || h.link.is_closed()) {
+                        self.drop_grbl_link().await;
+                    }
                     check_in = self.check_link(check_in).await;
                     continue;
                 }
@@ -654,8 +836,20 @@ impl MachineTask {
                             l.state = m.state;
                             l.last_error = None;
                         });
+                        if m.connection != self.machine.connection {
+                            self.drop_grbl_link().await;
+                        }
                         self.machine = m;
                     }
+                }
+                Command::Panel {
+                    by,
+                    action,
+                    outline,
+                    reply,
+                } => {
+                    let answer = self.panel(by, action, outline).await;
+                    let _answered = reply.send(answer);
                 }
                 // Nothing is running: controls have nothing to act on.
                 Command::Pause
@@ -672,6 +866,11 @@ impl MachineTask {
     /// usual delay, or twice the last one (up to [`PROBE_MAX`]) while the machine is away.
     async fn check_link(&self, last: Duration) -> Duration {
         let reachable = match &self.machine.connection {
+            // The panel holds the link open: the machine answers as long as it does.
+            Connection::SerialGrbl { .. } if self.grbl.is_some() => Ok((
+                self.grbl.as_ref().is_some_and(|h| !h.link.is_closed()),
+                String::from("liaison perdue"),
+            )),
             Connection::SerialMarlin { port, .. } | Connection::SerialGrbl { port, .. } => {
                 // Opening the port would reset most boards: only its presence is checked.
                 Ok(tokio::fs::try_exists(port).await.unwrap_or(false))
@@ -833,7 +1032,7 @@ impl MachineTask {
         });
     }
 
-    async fn run_job(&self, job: Job, commands: &mut mpsc::Receiver<Command>) {
+    async fn run_job(&mut self, job: Job, commands: &mut mpsc::Receiver<Command>) {
         match self.machine.connection.clone() {
             Connection::SerialMarlin { port, baud } => {
                 self.stream_marlin(job, port, baud, commands).await
@@ -946,6 +1145,10 @@ impl MachineTask {
                         Some(Command::EmergencyStop) => Control::EmergencyStop,
                         Some(Command::Start { reply, .. }) => {
                             let _answered = reply.send(Err(already_working()));
+                            continue;
+                        }
+                        Some(Command::Panel { reply, .. }) => {
+                            let _answered = reply.send(Err(PanelError::NotGrbl));
                             continue;
                         }
                         // The runtime is going away: the print goes on, followed again later.
@@ -1091,6 +1294,9 @@ impl MachineTask {
                 Some(Command::Start { reply, .. }) => {
                     let _answered = reply.send(Err(already_working()));
                 }
+                Some(Command::Panel { reply, .. }) => {
+                    let _answered = reply.send(Err(PanelError::NotGrbl));
+                }
                 Some(Command::Pause | Command::Resume | Command::Refresh) => {}
                 None => return,
             }
@@ -1099,17 +1305,18 @@ impl MachineTask {
 
     /// A laser (or a GRBL mill): started only by a person at the machine. The file is
     /// checked in GRBL's check mode first; any error, alarm, lost link or cancel holds then
-    /// resets the machine (laser off) and the job fails with the reason.
+    /// resets the machine (laser off) and the job fails with the reason. It goes through
+    /// the link the operator panel holds, if a person took the machine (the homing and the
+    /// work origin they set stay); otherwise a link is opened for the job and closed after.
     async fn stream_grbl(
-        &self,
+        &mut self,
         job: Job,
         port: String,
         baud: u32,
         commands: &mut mpsc::Receiver<Command>,
     ) {
-        use fabrique_machines::driver::grbl as grbl_driver;
-        use fabrique_machines::protocol::grbl::{Lang, PersonAtMachine, WorkArea};
-        use tokio_serial::SerialPortBuilderExt;
+        use fabrique_machines::driver::grbl::{self as grbl_driver, Control as GrblControl};
+        use fabrique_machines::protocol::grbl::{Lang, PersonAtMachine, Program, WorkArea};
         let Some(person) = self.started_by.clone() else {
             return self
                 .finish(
@@ -1122,86 +1329,100 @@ impl MachineTask {
         };
         // Laser files are small (a cut outline, an engraving); read whole for the check mode.
         let path = self.runtime.jobs_dir.join(&job.stored_name);
-        let source = match tokio::fs::read_to_string(&path).await {
-            Ok(text) => text,
-            Err(e) => {
+        let program = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => Program::parse(&text, grbl_driver::Config::default().rx_buffer)
+                .map_err(|e| grbl_driver::GrblError::from(e).message(Lang::Fr)),
+            Err(e) => Err(format!("fichier illisible : {e}")),
+        };
+        let program = match program {
+            Ok(program) => program,
+            Err(why) => {
                 return self
-                    .finish(
-                        &job,
-                        JobState::Failed,
-                        &format!("fichier illisible : {e}"),
-                        MachineState::Idle,
-                    )
+                    .finish(&job, JobState::Failed, &why, MachineState::Idle)
                     .await;
             }
         };
-        let io = match tokio_serial::new(&port, baud).open_native_async() {
-            Ok(io) => io,
+        let opened_for_job = match self.grbl_link(&port, baud, None).await {
+            Ok(opened) => opened,
             Err(e) => {
-                return self
-                    .finish(
-                        &job,
-                        JobState::Failed,
-                        &format!("machine injoignable : {e}"),
-                        MachineState::Offline,
-                    )
-                    .await;
+                let machine = if matches!(e, grbl_driver::GrblError::Io(_)) {
+                    MachineState::Offline
+                } else {
+                    MachineState::Error
+                };
+                let why = format!("machine injoignable : {}", e.message(Lang::Fr));
+                return self.finish(&job, JobState::Failed, &why, machine).await;
             }
         };
         let [width, height, _] = self.machine.profile.work_area_mm;
-        let options = grbl_driver::StreamOptions {
-            config: Default::default(),
-            area: WorkArea { width, height },
-            dry_run_first: true,
-        };
         // The person pressed "Démarrer" on the board, signed in at the workshop PC: that is
         // the explicit start at the machine that a laser requires.
         #[allow(clippy::disallowed_methods)]
         let person = PersonAtMachine::confirmed_at_the_machine(person, std::time::Instant::now());
-        let (controls_tx, mut controls_rx) = mpsc::channel(8);
-        let total = source.lines().count().max(1) as f64;
+        let (controls_tx, controls_rx) = mpsc::channel(8);
+        let total = program.lines().last().map_or(1, |l| l.number).max(1) as f64;
         let (lines_tx, mut lines_rx) = watch::channel(0usize);
-        // The GRBL driver's future holds a `&mut dyn FnMut` and is not `Send`: it runs on a
-        // blocking thread of its own, driven by this runtime's handle.
-        let handle = tokio::runtime::Handle::current();
-        let stream = tokio::task::spawn_blocking(move || {
-            handle.block_on(async move {
-                let mut on_event = |event: &fabrique_machines::protocol::grbl::Event| {
-                    if let fabrique_machines::protocol::grbl::Event::Line { number, .. } = event {
-                        let _ = lines_tx.send(*number);
-                    }
-                };
-                grbl_driver::stream_file(
-                    io,
-                    &source,
-                    &options,
-                    person,
-                    Some(&mut controls_rx),
-                    &mut on_event,
-                )
-                .await
-            })
-        });
-        tokio::pin!(stream);
+        let handed = match &self.grbl {
+            Some(held) => {
+                held.link
+                    .job(
+                        program,
+                        WorkArea { width, height },
+                        person,
+                        controls_rx,
+                        lines_tx,
+                    )
+                    .await
+            }
+            None => Err(grbl_driver::GrblError::LinkClosed),
+        };
+        let mut stream = match handed {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.drop_grbl_link().await;
+                let why = e.message(Lang::Fr);
+                return self
+                    .finish(&job, JobState::Failed, &why, MachineState::Error)
+                    .await;
+            }
+        };
         let mut stopping = false;
         let mut closed = false;
         let result = loop {
             // select!: the cut ends the job; board commands become controls (an emergency
             // stop is a hold and reset, the laser's safe stop); line reports move the bar.
             tokio::select! {
-                result = &mut stream => break result.unwrap_or_else(|e| Err(grbl_driver::GrblError::Io(std::io::Error::other(e)))),
+                result = &mut stream => break result.unwrap_or(Err(grbl_driver::GrblError::LinkClosed)),
                 () = self.runtime.shutdown.cancelled(), if !stopping => {
                     stopping = true;
-                    let _ = controls_tx.try_send(grbl_driver::Control::Cancel);
+                    let _ = controls_tx.try_send(GrblControl::Cancel);
                 }
                 command = commands.recv(), if !closed => {
                     closed = command.is_none();
                     let control = match command {
-                        Some(Command::Pause) => grbl_driver::Control::Pause,
-                        Some(Command::Resume) => grbl_driver::Control::Resume,
-                        Some(Command::Cancel | Command::EmergencyStop) | None => grbl_driver::Control::Cancel,
+                        Some(Command::Pause) => GrblControl::Pause,
+                        Some(Command::Resume) => GrblControl::Resume,
+                        Some(Command::Cancel | Command::EmergencyStop) | None => GrblControl::Cancel,
                         Some(Command::Start { reply, .. }) => {
                             let _answered = reply.send(Err(already_working()));
+                            continue;
+                        }
+                        // During a cut the panel may pause, resume and override, nothing else.
+                        Some(Command::Panel { action, reply, .. }) => {
+                            let control = match &action {
+                                PanelAction::Pause => Some(GrblControl::Pause),
+                                PanelAction::Resume => Some(GrblControl::Resume),
+                                PanelAction::Override(o) => Some(GrblControl::Override(o.realtime())),
+                                _ => None,
+                            };
+                            let answer = match control {
+                                Some(control) => {
+                                    let _ = controls_tx.send(control).await;
+                                    Ok(PanelAnswer::sent_during_job(&action))
+                                }
+                                None => Err(PanelError::Busy),
+                            };
+                            let _answered = reply.send(answer);
                             continue;
                         }
                         Some(Command::Finished { .. } | Command::Refresh) => continue,
@@ -1216,6 +1437,17 @@ impl MachineTask {
                 }
             }
         };
+        let link_lost = matches!(
+            result,
+            Err(grbl_driver::GrblError::LinkClosed
+                | grbl_driver::GrblError::Io(_)
+                | grbl_driver::GrblError::JobFailed(
+                    fabrique_machines::protocol::grbl::FailReason::Disconnected
+                ))
+        );
+        if opened_for_job || link_lost {
+            self.drop_grbl_link().await;
+        }
         match result {
             Ok(report) => {
                 let lines = i64::try_from(report.summary.lines).unwrap_or(i64::MAX);
@@ -1237,6 +1469,100 @@ impl MachineTask {
                     (JobState::Failed, MachineState::Error)
                 };
                 self.finish(&job, state, &reason, machine).await;
+            }
+        }
+    }
+
+    /// Makes sure the GRBL link is open: the one the panel holds, or a new one. Returns
+    /// whether it was opened now. `holder` takes the machine (the panel); `None` opens it
+    /// for a job.
+    async fn grbl_link(
+        &mut self,
+        port: &str,
+        baud: u32,
+        holder: Option<&str>,
+    ) -> Result<bool, fabrique_machines::driver::grbl::GrblError> {
+        if self.grbl.as_ref().is_some_and(|h| h.link.is_closed()) {
+            self.drop_grbl_link().await;
+        }
+        let opened = match &mut self.grbl {
+            Some(held) => {
+                if let Some(name) = holder {
+                    held.held_by = Some(name.to_string());
+                }
+                false
+            }
+            None => {
+                let link = GrblLink::open(port, baud).await?;
+                self.grbl = Some(HeldLink {
+                    link,
+                    held_by: holder.map(str::to_string),
+                    last_used: std::time::Instant::now(),
+                });
+                true
+            }
+        };
+        if let Some(held) = &mut self.grbl {
+            held.last_used = std::time::Instant::now();
+        }
+        self.show_panel();
+        Ok(opened)
+    }
+
+    /// Closes the GRBL link, if one is open.
+    async fn drop_grbl_link(&mut self) {
+        if let Some(held) = self.grbl.take() {
+            held.link.close().await;
+        }
+        self.show_panel();
+    }
+
+    /// Publishes who holds the machine and where its link's status comes from.
+    fn show_panel(&self) {
+        let view = self.grbl.as_ref().map(|h| PanelView {
+            held_by: h.held_by.clone(),
+            status: h.link.status_receiver(),
+        });
+        self.panel.send_replace(view);
+    }
+
+    /// An operator panel action, outside a job.
+    async fn panel(
+        &mut self,
+        by: String,
+        action: PanelAction,
+        outline: Option<fabrique_machines::protocol::grbl::Program>,
+    ) -> Result<PanelAnswer, PanelError> {
+        let Connection::SerialGrbl { port, baud } = self.machine.connection.clone() else {
+            return Err(PanelError::NotGrbl);
+        };
+        if let Some(Some(holder)) = self.grbl.as_ref().map(|h| &h.held_by)
+            && *holder != by
+            && action != PanelAction::Take
+        {
+            return Err(PanelError::HeldBy(holder.clone()));
+        }
+        if action == PanelAction::Release {
+            self.drop_grbl_link().await;
+            return Ok(PanelAnswer::nothing_sent());
+        }
+        let opened = self
+            .grbl_link(&port, baud, Some(&by))
+            .await
+            .map_err(PanelError::Link)?;
+        if opened && self.live.borrow().state == MachineState::Offline {
+            self.set_machine(MachineState::Idle, "").await;
+        }
+        let Some(held) = &self.grbl else {
+            return Err(PanelError::Link(
+                fabrique_machines::driver::grbl::GrblError::LinkClosed,
+            ));
+        };
+        match held.link.panel(action, outline).await {
+            Ok(answer) => Ok(answer),
+            Err(e) => {
+                self.drop_grbl_link().await;
+                Err(PanelError::Link(e))
             }
         }
     }
@@ -1293,6 +1619,10 @@ impl MachineTask {
                         Some(Command::EmergencyStop) => Control::EmergencyStop,
                         Some(Command::Start { reply, .. }) => {
                             let _answered = reply.send(Err(already_working()));
+                            continue;
+                        }
+                        Some(Command::Panel { reply, .. }) => {
+                            let _answered = reply.send(Err(PanelError::NotGrbl));
                             continue;
                         }
                         Some(Command::Finished { .. } | Command::Refresh) => continue,

@@ -36,8 +36,18 @@ pub fn router(state: AppState) -> Router {
         .merge(api::octoprint::router(max_upload))
         .route("/healthz", get(healthz))
         .route("/static/app.css", get(stylesheet))
-        .route("/static/board.js", get(board_script))
-        .route("/static/job.js", get(job_script))
+        .route(
+            "/static/board.js",
+            get(|| script(include_str!("../static/board.js"))),
+        )
+        .route(
+            "/static/job.js",
+            get(|| script(include_str!("../static/job.js"))),
+        )
+        .route(
+            "/static/panel.js",
+            get(|| script(include_str!("../static/panel.js"))),
+        )
         .route("/static/favicon.svg", get(favicon))
         .route("/favicon.ico", get(favicon))
         .fallback(|| async { AppError::not_found() })
@@ -67,16 +77,6 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-async fn board_script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        include_str!("../static/board.js"),
-    )
-}
-
 /// The icon of the lab's tabs and bookmarks: an "F", drawn in SVG (browsers that ask for
 /// `/favicon.ico` get it too).
 async fn favicon() -> impl IntoResponse {
@@ -89,13 +89,14 @@ async fn favicon() -> impl IntoResponse {
     )
 }
 
-async fn job_script() -> impl IntoResponse {
+/// One of the pages' scripts (each page works without it).
+async fn script(text: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        include_str!("../static/job.js"),
+        text,
     )
 }
 

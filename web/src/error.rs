@@ -18,6 +18,9 @@ pub struct AppError {
     /// Catalogue key of the message people read.
     pub key: String,
     pub args: Vec<(String, String)>,
+    /// An argument already in words below the web layer, in French and in English (what a
+    /// machine's driver said).
+    pub words: Option<Box<(String, [String; 2])>>,
     /// A refusal of the fit rule, whose words (machine kinds, states, findings) are
     /// translated too.
     pub refusal: Option<Box<Refusal>>,
@@ -32,6 +35,7 @@ impl AppError {
             code: code.to_string(),
             key: key.to_string(),
             args: Vec::new(),
+            words: None,
             refusal: None,
             retry_after_s: None,
         }
@@ -53,12 +57,24 @@ impl AppError {
         if let Some(refusal) = &self.refusal {
             return tr.refusal(refusal);
         }
+        let which = usize::from(tr.lang == fabrique_controller::domain::Lang::En);
         let args: Vec<(&str, &str)> = self
             .args
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(
+                self.words
+                    .iter()
+                    .map(|w| (w.0.as_str(), w.1[which].as_str())),
+            )
             .collect();
         tr.f(&self.key, &args)
+    }
+
+    /// An argument in words, French then English.
+    pub fn words(mut self, name: &str, fr: String, en: String) -> Self {
+        self.words = Some(Box::new((name.to_string(), [fr, en])));
+        self
     }
 
     pub fn arg(mut self, name: &str, value: impl ToString) -> Self {
@@ -247,6 +263,28 @@ impl From<fabrique_controller::runtime::RuntimeError> for AppError {
                 "board.stopped",
             ),
             RuntimeError::Refused(e) => e.into(),
+        }
+    }
+}
+
+impl From<fabrique_controller::runtime::PanelError> for AppError {
+    fn from(e: fabrique_controller::runtime::PanelError) -> Self {
+        use fabrique_controller::runtime::PanelError;
+        use fabrique_machines::protocol::grbl::Lang;
+        let code = e.code();
+        let refused = |key: &str| AppError::new(StatusCode::CONFLICT, code, key);
+        match e {
+            PanelError::Forbidden => AppError::forbidden(),
+            PanelError::NotGrbl => refused("panel.error.not_grbl"),
+            PanelError::Busy => refused("panel.error.busy"),
+            PanelError::HeldBy(name) => refused("panel.error.held").arg("name", name),
+            PanelError::NoJob => AppError::new(StatusCode::NOT_FOUND, code, "panel.error.no_job"),
+            PanelError::Link(why) => refused("panel.error.link").words(
+                "why",
+                why.message(Lang::Fr),
+                why.message(Lang::En),
+            ),
+            PanelError::Runtime(e) => e.into(),
         }
     }
 }

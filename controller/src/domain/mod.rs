@@ -8,6 +8,7 @@ pub mod campaign;
 pub mod fit;
 pub mod job;
 pub mod machine;
+pub mod panel;
 pub mod training;
 
 pub use account::{CredentialKind, Lang, NewUser, Role, Secret, User, UserId, UserPatch, Username};

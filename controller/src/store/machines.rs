@@ -237,3 +237,69 @@ impl Store {
         Ok(())
     }
 }
+
+/// One line of a machine's operator panel log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PanelLogEntry {
+    pub at: i64,
+    pub who: String,
+    /// [`crate::domain::panel::PanelAction::name`].
+    pub action: String,
+    /// The line or byte sent, as text.
+    pub sent: String,
+    /// What the machine answered (its lines, `ok`, `error:N` in words), or why nothing
+    /// was sent.
+    pub answer: String,
+}
+
+/// What people did at a machine's operator panel.
+impl Store {
+    pub async fn log_panel(
+        &self,
+        machine: MachineId,
+        by: &crate::domain::User,
+        entry: &PanelLogEntry,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO machine_panel_log (machine_id, user_id, user_name, action, sent, answer, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(machine.0)
+        .bind(by.id.0)
+        .bind(&by.display_name)
+        .bind(&entry.action)
+        .bind(&entry.sent)
+        .bind(&entry.answer)
+        .bind(entry.at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest `limit` entries, newest first.
+    pub async fn panel_log(
+        &self,
+        machine: MachineId,
+        limit: i64,
+    ) -> StoreResult<Vec<PanelLogEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, user_name, action, sent, answer FROM machine_panel_log \
+             WHERE machine_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(machine.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PanelLogEntry {
+                    at: r.try_get("at")?,
+                    who: r.try_get("user_name")?,
+                    action: r.try_get("action")?,
+                    sent: r.try_get("sent")?,
+                    answer: r.try_get("answer")?,
+                })
+            })
+            .collect()
+    }
+}

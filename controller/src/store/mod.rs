@@ -14,6 +14,7 @@ pub use accounts::{AccountEvent, AccountEventKind, ApiKeyInfo, UserUpdate};
 pub use calendar::NewBooking;
 pub use campaigns::NewPrint;
 mod machines;
+pub use machines::PanelLogEntry;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};

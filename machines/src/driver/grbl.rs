@@ -175,6 +175,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GrblDriver<S> {
         .await
     }
 
+    /// Sends a real-time byte (a jog cancel, a feed hold, an override) outside a job; it
+    /// goes out at the next call that drives the link ([`idle`](Self::idle),
+    /// [`command`](Self::command)).
+    pub fn realtime(&mut self, r: Realtime) {
+        self.session.realtime(r, now());
+    }
+
+    /// Keeps the link alive (status polls, replies, alarms, all passed to `on_event`)
+    /// until a request arrives on `requests`; `None` when nobody can send any more.
+    pub async fn idle<R>(
+        &mut self,
+        requests: &mut mpsc::Receiver<R>,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Option<R>, GrblError> {
+        loop {
+            while let Some(out) = self.session.poll_output() {
+                match out {
+                    Output::Write(bytes) => {
+                        if !self.session.is_closed() && !self.write(&bytes).await {
+                            self.session.link_lost(now());
+                        }
+                    }
+                    Output::Event(e) => on_event(&e),
+                }
+            }
+            if self.session.is_closed() {
+                return Err(GrblError::LinkClosed);
+            }
+            let deadline = self
+                .session
+                .next_deadline()
+                .map(tokio::time::Instant::from_std);
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.io.read(&mut self.buf) => match r {
+                    Ok(0) | Err(_) => self.session.link_lost(now()),
+                    Ok(n) => self.session.receive(&self.buf[..n], now()),
+                },
+                () = sleep => self.session.tick(now()),
+                request = requests.recv() => return Ok(request),
+            }
+        }
+    }
+
     /// Checks a program in `$C` check mode: nothing moves or fires; every line GRBL
     /// refuses is reported by its file line. GRBL resets when it leaves check mode; this
     /// returns once it is ready again.
@@ -214,6 +263,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GrblDriver<S> {
             bytes,
             elapsed: now().saturating_duration_since(started),
         })
+    }
+
+    /// Checks `program` in check mode, and cuts it only if GRBL took every line: what
+    /// [`stream_file`] does on a link already open.
+    pub async fn check_then_cut(
+        &mut self,
+        program: Program,
+        area: WorkArea,
+        person: PersonAtMachine,
+        controls: Option<&mut mpsc::Receiver<Control>>,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<JobReport, GrblError> {
+        let summary = self.dry_run(program.clone(), on_event).await?;
+        if let Some(first) = summary.errors.first() {
+            return Err(GrblError::JobFailed(FailReason::Error(*first)));
+        }
+        self.wait_ready(on_event).await?;
+        self.cut(program, area, person, controls, on_event).await
     }
 
     async fn run_job(
@@ -391,15 +458,14 @@ pub async fn stream_file<S: AsyncRead + AsyncWrite + Unpin>(
     let program = Program::parse(source, options.config.rx_buffer)?;
     let mut driver = GrblDriver::connect(io, options.config.clone(), on_event).await?;
     if options.dry_run_first {
-        let summary = driver.dry_run(program.clone(), on_event).await?;
-        if let Some(first) = summary.errors.first() {
-            return Err(GrblError::JobFailed(FailReason::Error(*first)));
-        }
-        driver.wait_ready(on_event).await?;
+        driver
+            .check_then_cut(program, options.area, person, controls, on_event)
+            .await
+    } else {
+        driver
+            .cut(program, options.area, person, controls, on_event)
+            .await
     }
-    driver
-        .cut(program, options.area, person, controls, on_event)
-        .await
 }
 
 /// Connects and checks `source` in check mode; returns every refused line.

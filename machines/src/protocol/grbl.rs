@@ -1984,7 +1984,13 @@ impl Session {
                 }
             }
             Response::Status(s) => self.status_report(s, now),
-            Response::Setting(n, v) => self.settings.set(n, v),
+            Response::Setting(n, v) => {
+                self.settings.set(n, v);
+                // Outside start-up, a `$$` someone asked for: they want to read it.
+                if self.phase == Phase::Ready {
+                    self.emit(Event::Feedback(line.trim().to_string()));
+                }
+            }
             Response::Message(m) => self.emit(Event::Message(m)),
             Response::Feedback(f) | Response::Other(f) => self.emit(Event::Feedback(f)),
         }

@@ -186,6 +186,8 @@ struct Block {
     remaining: Duration,
     /// Laser power while this block runs; 0 for rapids.
     power: f64,
+    /// A `$J=` jog, which the jog cancel byte stops.
+    jog: bool,
 }
 
 /// The virtual firmware, without I/O.
@@ -423,7 +425,17 @@ impl VirtualGrbl {
             Realtime::PowerMinus1 => {
                 self.overrides[2] = self.overrides[2].saturating_sub(1).max(10)
             }
-            Realtime::SafetyDoor | Realtime::JogCancel | Realtime::SpindleStop => {}
+            Realtime::JogCancel => {
+                // Stops a jog where it is (the sim has no deceleration: at the end of the
+                // block in progress) and drops the jogs queued; any other motion goes on.
+                if self.state == State::Run && self.planner.front().is_some_and(|b| b.jog) {
+                    self.planner.retain(|b| !b.jog);
+                    if self.planner.is_empty() {
+                        self.state = State::Idle;
+                    }
+                }
+            }
+            Realtime::SafetyDoor | Realtime::SpindleStop => {}
         }
         self.update_laser();
     }
@@ -437,8 +449,10 @@ impl VirtualGrbl {
     fn status_report(&mut self) {
         let w = self.pos;
         let p = self.machine(w);
+        let jogging = self.planner.front().is_some_and(|b| b.jog);
         let state = match self.state {
             State::Idle => "Idle",
+            State::Run if jogging => "Jog",
             State::Run => "Run",
             State::Hold => "Hold:0",
             State::Alarm => "Alarm",
@@ -799,10 +813,26 @@ impl VirtualGrbl {
                 Ok(())
             }
             _ if cmd.starts_with("J=") => {
-                if self.state != State::Idle {
+                // Jogs queue behind jogs, as GRBL lets a sender stream them.
+                let jogging = self.state == State::Run && self.planner.iter().all(|b| b.jog);
+                if self.state != State::Idle && !jogging {
                     return Err(8);
                 }
-                self.gcode(&cmd[2..])
+                let planned = self.planner.len();
+                // A jog past the soft limits is refused (`error:15`), not an alarm.
+                if self.setting(20).is_some_and(|v| v != 0.0) && self.jog_leaves_travel(&cmd[2..]) {
+                    return Err(15);
+                }
+                // A jog's G90/G91, G20/G21 and feed are its own: the parser state stays.
+                let modal = (self.absolute, self.inches, self.motion, self.feed);
+                let jogged = self.gcode(&format!("G1{}", &cmd[2..]));
+                (self.absolute, self.inches, self.motion, self.feed) = modal;
+                jogged?;
+                // GRBL keeps the spindle as it is during a jog: a laser left on fires.
+                for block in self.planner.iter_mut().skip(planned) {
+                    block.jog = true;
+                }
+                Ok(())
             }
             _ => {
                 let Some((n, v)) = cmd.split_once('=') else {
@@ -968,6 +998,7 @@ impl VirtualGrbl {
             target: dest,
             remaining: Duration::from_secs_f64(secs),
             power: block_power,
+            jog: false,
         });
         if self.state == State::Idle {
             self.state = State::Run;
@@ -1015,6 +1046,31 @@ impl VirtualGrbl {
 
     fn planned_end(&self) -> [f64; 3] {
         self.planner.back().map_or(self.pos, |b| b.target)
+    }
+
+    /// Whether a jog's target leaves the travel (the jog's own `G90`/`G91`, millimetres).
+    fn jog_leaves_travel(&self, text: &str) -> bool {
+        let Ok(words) = parse_words(text) else {
+            return false;
+        };
+        let relative = words
+            .iter()
+            .any(|w| w.letter == 'G' && (w.value * 10.0).round() as i64 == 910);
+        let mut dest = self.planned_end();
+        for w in &words {
+            let axis = match w.letter {
+                'X' => 0,
+                'Y' => 1,
+                'Z' => 2,
+                _ => continue,
+            };
+            dest[axis] = if relative {
+                dest[axis] + w.value
+            } else {
+                w.value
+            };
+        }
+        self.soft_limited(dest)
     }
 
     fn soft_limited(&self, p: [f64; 3]) -> bool {

@@ -27,6 +27,7 @@ mod calendar;
 mod campaigns;
 mod jobs;
 pub mod octoprint;
+mod panel;
 pub use calendar::parse_time;
 
 pub fn router(max_upload: usize) -> Router<AppState> {
@@ -50,6 +51,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
         .route("/machines/{id}/state", post(set_machine_state))
         .merge(calendar::router())
         .merge(jobs::router(max_upload))
+        .merge(panel::router())
         .merge(campaigns::router())
 }
 
@@ -59,6 +61,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
     paths(login, logout, me, update_me, create_api_key, my_api_keys, revoke_my_api_key,
           member_api_keys, revoke_member_api_key, member_events, list_members, create_member, get_member, update_member,
           list_machines, create_machine, get_machine, update_machine, set_machine_state,
+          panel::get_panel, panel::panel_action,
           calendar::create_booking, calendar::my_bookings, calendar::cancel_booking, calendar::check_in,
           calendar::create_block, calendar::machine_bookings, calendar::list_trainings, calendar::create_training,
           calendar::create_session, calendar::list_sessions, calendar::enrol, calendar::attendance,
@@ -68,7 +71,8 @@ pub fn router(max_upload: usize) -> Router<AppState> {
           campaigns::create_pledge, campaigns::my_batches, campaigns::declare_batch, campaigns::drop_batch),
     components(schemas(ErrorBody, ErrorDetail, LoginBody, MemberDto, NewMemberBody, MemberPatchBody, ApiKeyBody,
                        ApiKeyCreated, ApiKeyDto, AccountEventDto, RoleWord, LangWord, CredentialWord,
-                       MachineKindWord, ConnectionWord, JunctionRuleWord, SettableStateWord, campaigns::PlaceWord, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
+                       MachineKindWord, ConnectionWord, JunctionRuleWord, SettableStateWord,
+                       panel::PanelActionWord, panel::PanelBody, panel::PanelAnswerDto, panel::PanelLogDto, panel::PanelDto, campaigns::PlaceWord, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
                        calendar::BookingDto, calendar::BookingBody, calendar::BlockBody, calendar::TrainingDto,
                        calendar::TrainingBody, calendar::SessionDto, calendar::SessionBody, calendar::EnrolBody,
                        calendar::EnrolmentDto, calendar::AttendanceBody, calendar::BadgeDto, calendar::AwardBody,

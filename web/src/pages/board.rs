@@ -44,6 +44,8 @@ struct Tile {
     last_error: Option<String>,
     actions: Vec<(String, String)>,
     startable: Vec<(i64, String)>,
+    /// A GRBL machine: a link to its operator panel, and who holds it.
+    panel: Option<Option<String>>,
 }
 
 #[derive(Template)]
@@ -58,6 +60,7 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
     let viewer = ctx.require(Role::Trainer)?;
     let machines = state.lab.machines().await?;
     let live = state.runtime.live();
+    let runtime = &state.runtime;
     let queued = state
         .lab
         .store()
@@ -132,6 +135,9 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
                     .and_then(|l| l.last_error.clone())
                     .or_else(|| (!m.state_reason.is_empty()).then(|| m.state_reason.clone())),
                 actions,
+                panel: (m.connection.kind()
+                    == fabrique_controller::domain::machine::ConnectionKind::SerialGrbl)
+                    .then(|| runtime.panel_view(m.id).and_then(|(who, _)| who)),
                 startable,
             }
         })

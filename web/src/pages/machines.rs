@@ -241,6 +241,8 @@ pub async fn home(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response
 #[template(path = "machine.html")]
 struct MachinePage {
     p: Page,
+    /// A GRBL machine, seen by a trainer or a manager: the operator panel's link.
+    panel: bool,
     m: MachineView,
     states: Vec<(String, String)>,
     /// A printer's OctoPrint address, for a maker's slicer.
@@ -328,8 +330,11 @@ async fn machine_page(
             .map(|(limits, at)| Reported::new(&ctx.tr, &limits, at, &machine.profile)),
         false => None,
     };
+    let panel = machine.connection.kind() == ConnectionKind::SerialGrbl
+        && ctx.user()?.role.at_least(Role::Trainer);
     Ok(render(&MachinePage {
         p,
+        panel,
         m: MachineView::new(&ctx.tr, &machine, sees_links(&ctx)),
         states,
         slicer_address,

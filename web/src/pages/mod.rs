@@ -7,6 +7,8 @@ mod calendar;
 mod campaigns;
 mod jobs;
 mod machines;
+mod panel;
+pub use panel::state_words as panel_state_words;
 mod members;
 mod public;
 
@@ -34,6 +36,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/lang", post(switch_lang))
         .merge(machines::router())
+        .merge(panel::router())
         .merge(members::router())
         .merge(account::router())
         .merge(calendar::router())
