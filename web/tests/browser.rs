@@ -38,6 +38,45 @@ async fn every_page_is_accessible_in_french_and_english() {
     fabrique_web::demo::seed_campaign(&app.lab, &config)
         .await
         .unwrap();
+    // The laser answers on a virtual GRBL, for its operator panel.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let link = app.dir.path().join("laser");
+    let (at, stop_serving) = (link.clone(), stop.clone());
+    let laser_sim = fabrique_machines::sim::grbl::VirtualGrbl::new(Default::default());
+    tokio::spawn(async move {
+        fabrique_machines::sim::grbl::serve_at(&at, laser_sim, Default::default(), stop_serving)
+            .await
+    });
+    while !link.exists() {
+        tokio::task::yield_now().await;
+    }
+    let laser = app
+        .lab
+        .machines()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "Découpeuse laser")
+        .unwrap();
+    let mut input = fabrique_controller::domain::MachineInput::new(
+        &laser.name,
+        laser.kind,
+        laser.connection.clone(),
+        laser.profile.clone(),
+        &laser.location,
+        &laser.required_training,
+    )
+    .unwrap();
+    input.connection = fabrique_controller::domain::Connection::SerialGrbl {
+        port: link.display().to_string(),
+        baud: 115_200,
+    };
+    app.lab
+        .store()
+        .update_machine(laser.id, &input, fabrique_controller::lab::now())
+        .await
+        .unwrap();
+    app.runtime.refresh(laser.id).await;
     let password = |name: &str| {
         accounts
             .iter()
@@ -60,6 +99,8 @@ async fn every_page_is_accessible_in_french_and_english() {
         "browser checks failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("all pages clean"));
+    assert!(stdout.contains("operator panel: checked"), "{stdout}");
+    stop.cancel();
     assert!(
         stdout
             .lines()

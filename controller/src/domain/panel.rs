@@ -189,7 +189,7 @@ impl PanelAction {
             "pause" => PanelAction::Pause,
             "resume" => PanelAction::Resume,
             "console" => PanelAction::Console(
-                console_line(&field("command")).map_err(|r| Invalid::new("command", r.code()))?,
+                console_line(&field("command")).map_err(ConsoleRefusal::invalid)?,
             ),
             _ => return Err(Invalid::new("action", "choice")),
         })
@@ -214,15 +214,16 @@ pub enum ConsoleRefusal {
 }
 
 impl ConsoleRefusal {
-    pub fn code(self) -> &'static str {
+    /// The refusal as the form's field error.
+    pub fn invalid(self) -> Invalid {
         match self {
-            ConsoleRefusal::Empty => "required",
-            ConsoleRefusal::TooLong => "too_long",
-            ConsoleRefusal::NotText => "control_chars",
-            ConsoleRefusal::StartsTool => "console_starts_tool",
-            ConsoleRefusal::CuttingMove => "console_cutting_move",
-            ConsoleRefusal::CheckMode => "console_check_mode",
-            ConsoleRefusal::NotGcode => "console_not_gcode",
+            ConsoleRefusal::Empty => Invalid::new("command", "required"),
+            ConsoleRefusal::TooLong => Invalid::new("command", "too_long"),
+            ConsoleRefusal::NotText => Invalid::new("command", "control_chars"),
+            ConsoleRefusal::StartsTool => Invalid::new("command", "console_starts_tool"),
+            ConsoleRefusal::CuttingMove => Invalid::new("command", "console_cutting_move"),
+            ConsoleRefusal::CheckMode => Invalid::new("command", "console_check_mode"),
+            ConsoleRefusal::NotGcode => Invalid::new("command", "console_not_gcode"),
         }
     }
 }

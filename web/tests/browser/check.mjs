@@ -209,6 +209,35 @@ async function jobLive(context, label) {
   await page.close();
 }
 
+// The laser's operator panel, from the board's link: taken (every control shown, with the
+// notice), one jog step pressed from the keyboard, then given back.
+async function operatorPanel(context, label) {
+  const page = await context.newPage();
+  await page.goto(`${base}/board`);
+  const link = await page.locator('a[href$="/panel"]').first().getAttribute('href').catch(() => null);
+  if (!link) { problems.push(`${label}: no operator panel link on the board`); await page.close(); return; }
+  await page.goto(`${base}${link}`);
+  await axe(page, `${label} panel`);
+  await Promise.all([page.waitForNavigation(), page.locator('form:has(input[name="action"][value="take"]) button').click()]);
+  if (!(await page.locator('button[name="move"]').count())) {
+    const said = await page.locator('main').innerText();
+    problems.push(`${label}: the panel shows no jog buttons once taken (${page.url()}): ${said.slice(0, 400)}`);
+    await page.close();
+    return;
+  }
+  await axe(page, `${label} panel taken`);
+  await noSidewaysScroll(page, `${label} panel taken`);
+  await page.locator('input[name="step"][value="1"]').check();
+  await page.locator('button[name="move"][value="x-"]').focus();
+  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+  if (!(await page.locator('[role="status"]').count())) problems.push(`${label}: no notice after a jog step`);
+  await axe(page, `${label} panel after a step`);
+  await Promise.all([page.waitForNavigation(), page.locator('button[name="action"][value="release"], form:has(input[name="action"][value="release"]) button').first().click()]);
+  await axe(page, `${label} panel given back`);
+  console.log(`${label} operator panel: checked`);
+  await page.close();
+}
+
 // Pages reached by following links: a booking confirmation and a badge's public page.
 async function followed(context, lang) {
   const page = await context.newPage();
@@ -273,6 +302,7 @@ for (const viewport of [{ width: 1280, height: 900 }, { width: 640, height: 800 
         if (username === 'manager' && viewport.width !== 640) await deskBooking(context, `${lang} ${viewport.width}px`);
         if (username === 'member') await gridKeyboard(context, `${lang} ${viewport.width}px ${username}`);
         if (username === 'manager' && viewport.width === 1280) await jobLive(context, `${lang} manager`);
+        if (username === 'manager' && viewport.width !== 640) await operatorPanel(context, `${lang} ${viewport.width}px manager`);
       }
     }
     // Leave the account in French for the next round.
