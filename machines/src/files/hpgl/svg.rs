@@ -223,3 +223,87 @@ fn units(p: Point) -> (i64, i64) {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::hpgl::{CutterSettings, analyze};
+
+    fn extent(hpgl: &str) -> (f64, f64, f64, f64) {
+        let s = analyze(hpgl.as_bytes(), &CutterSettings::default(), None)
+            .unwrap()
+            .summary;
+        assert!(s.issues.is_empty(), "{:?}", s.issues);
+        let e = s.extent.unwrap();
+        (e.min_x_mm, e.min_y_mm, e.max_x_mm, e.max_y_mm)
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1.0 / UNITS_PER_MM + 1e-9
+    }
+
+    #[test]
+    fn a_circle_in_mm_is_cut_at_its_size_with_y_up() {
+        let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="100mm" height="50mm" viewBox="0 0 100 50">
+            <circle cx="20" cy="15" r="10" fill="black"/></svg>"#;
+        let c = svg_to_hpgl(svg).unwrap();
+        assert!(close(c.width_mm, 100.0) && close(c.height_mm, 50.0));
+        assert_eq!(c.outlines, 1);
+        assert!(c.hpgl.starts_with("IN;") && c.hpgl.ends_with("PU;SP0;\n"));
+        let (x0, y0, x1, y1) = extent(&c.hpgl);
+        // SVG y 5..25 from the top of a 50 mm drawing is 25..45 from the bottom.
+        assert!(close(x0, 10.0) && close(x1, 30.0), "{x0} {x1}");
+        assert!(close(y0, 25.0) && close(y1, 45.0), "{y0} {y1}");
+    }
+
+    #[test]
+    fn flattening_keeps_every_point_within_one_unit_of_the_curve() {
+        let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="200mm" height="200mm" viewBox="0 0 200 200">
+            <circle cx="100" cy="100" r="80" fill="none" stroke="black"/></svg>"#;
+        let c = svg_to_hpgl(svg).unwrap();
+        let numbers: Vec<f64> = c
+            .hpgl
+            .split(|ch: char| !(ch.is_ascii_digit() || ch == '-'))
+            .filter(|t| !t.is_empty() && *t != "-")
+            .map(|t| t.parse().unwrap())
+            .collect();
+        // Skip SP1 and the final SP0: the rest are coordinate pairs.
+        let pairs = &numbers[1..numbers.len() - 1];
+        assert!(pairs.len() > 100, "a circle of 80 mm needs many chords");
+        for p in pairs.chunks(2) {
+            let r = (p[0] / UNITS_PER_MM - 100.0).hypot(p[1] / UNITS_PER_MM - 100.0);
+            assert!((r - 80.0).abs() <= 2.0 / UNITS_PER_MM, "{r}");
+        }
+    }
+
+    #[test]
+    fn nested_transforms_and_groups_are_applied() {
+        // A 10 × 10 square, scaled by 2 and moved by (30, 40) in an inner group, the whole
+        // drawing in px (96 per inch): 378 px is 100 mm.
+        let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="378" height="378">
+            <g transform="translate(30 40)"><g transform="scale(2)">
+              <path d="M0 0 C 5 -3 5 -3 10 0 L10 10 L0 10 Z" fill="red"/>
+            </g></g></svg>"#;
+        let c = svg_to_hpgl(svg).unwrap();
+        let px = 25.4 / 96.0;
+        let (x0, y0, x1, y1) = extent(&c.hpgl);
+        assert!(close(x0, 30.0 * px) && close(x1, 50.0 * px), "{x0} {x1}");
+        let h = 378.0 * px;
+        // The curve bulges 2.25 units above y=0 at its middle (3/4 of the control offset).
+        assert!(close(y1, h - (40.0 - 2.0 * 2.25) * px), "{y1}");
+        assert!(close(y0, h - 60.0 * px), "{y0}");
+        assert!(close(c.width_mm, 100.0), "{}", c.width_mm);
+    }
+
+    #[test]
+    fn text_and_empty_drawings_are_told_not_cut() {
+        let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="10mm" height="10mm">
+            <rect x="1" y="1" width="5" height="5"/><text x="1" y="9">Hi</text></svg>"#;
+        let c = svg_to_hpgl(svg).unwrap();
+        assert_eq!(c.notes.len(), 1);
+        assert!(c.notes[0].en.contains("text"));
+        let empty = br#"<svg xmlns="http://www.w3.org/2000/svg" width="10mm" height="10mm"/>"#;
+        assert_eq!(svg_to_hpgl(empty), Err(SvgError::Empty));
+        assert!(matches!(svg_to_hpgl(b"not svg"), Err(SvgError::Parse(_))));
+    }
+}
