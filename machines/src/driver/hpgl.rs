@@ -226,7 +226,7 @@ where
                 Ok(n) => {
                     off += n;
                     waiting_since = now();
-                    sender.wrote(n);
+                    sender.wrote(n, now());
                     if off >= pending.len() {
                         pending.clear();
                         off = 0;
@@ -310,6 +310,7 @@ mod tests {
         };
         let config = Config {
             chunk_bytes: 8,
+            pace_baud: Some(9600),
             ..Config::default()
         };
         let mut progress = Vec::new();

@@ -8,6 +8,13 @@
 //! both work with the same sender. Chunks are small (64 bytes by default) so that an XOFF
 //! stops the flow within one chunk of where the cutter asked.
 //!
+//! An XOFF read by the program cannot call back what the operating system already holds in
+//! its output buffer (kilobytes, all sent after the XOFF whatever we do). So with XON/XOFF
+//! the sender also paces its writes at the line's rate ([`Config::pace_baud`]): a chunk
+//! goes out only once the previous one has had time to cross the wire, and what is in
+//! flight when the cutter says XOFF stays within a chunk or two, inside the slack cutters
+//! keep past their XOFF mark. With RTS/CTS the port stops by itself and pacing can be off.
+//!
 //! The end: once the last byte is written, the sender asks for the actual position (`OA;`,
 //! which Roland CAMM-GL and Graphtec's HP-GL mode answer as `x,y,pen` and a carriage
 //! return). The cutter answers only when it reaches that instruction, so the answer means
@@ -36,6 +43,9 @@ pub const END_QUERY: &[u8] = b"OA;";
 pub struct Config {
     /// Largest write.
     pub chunk_bytes: usize,
+    /// The line's rate, to pace writes at (10 bits a byte, 8N1); `None`: write as fast as
+    /// the port takes (hardware flow control).
+    pub pace_baud: Option<u32>,
     /// Longest the cutter may hold the flow (XOFF) before the job fails.
     pub silence: Duration,
     /// Ask for the position at the end and wait for the answer (see the module's docs).
@@ -52,6 +62,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             chunk_bytes: 64,
+            pace_baud: Some(9600),
             silence: Duration::from_secs(30),
             end_query: true,
             end_timeout: Duration::from_secs(120),
@@ -124,6 +135,8 @@ pub struct Sender {
     /// The person paused the job (nothing is sent; the cutter finishes its buffer).
     paused: bool,
     ending_since: Option<Instant>,
+    /// Paced writes: not before this.
+    next_write: Option<Instant>,
     state: State,
     written: u64,
     garbage: usize,
@@ -140,6 +153,7 @@ impl Sender {
             held_since: None,
             paused: false,
             ending_since: None,
+            next_write: None,
             state: State::Sending,
             written: 0,
             garbage: 0,
@@ -193,6 +207,9 @@ impl Sender {
         if self.state != State::Sending || self.held_since.is_some() || self.paused {
             return None;
         }
+        if self.next_write.is_some_and(|t| now < t) {
+            return None;
+        }
         if self.queue.is_empty() {
             if !self.input_done {
                 return None;
@@ -209,10 +226,15 @@ impl Sender {
         Some(self.queue.drain(..n).collect())
     }
 
-    /// `n` bytes of the last chunk went out (the end question's are not counted).
-    pub fn wrote(&mut self, n: usize) {
+    /// `n` bytes of the last chunk went out at `now` (the end question's are not counted).
+    pub fn wrote(&mut self, n: usize, now: Instant) {
         if self.state == State::Sending {
             self.written += n as u64;
+        }
+        if let Some(baud) = self.config.pace_baud {
+            let wire = Duration::from_secs_f64(n as f64 * 10.0 / f64::from(baud.max(1)));
+            let from = self.next_write.map_or(now, |t| t.max(now));
+            self.next_write = Some(from + wire);
         }
     }
 
@@ -240,7 +262,10 @@ impl Sender {
                     }
                 }
                 b'\r' | b'\n' if self.answer.is_empty() => {}
-                _ if self.state == State::Ending && self.answer.len() < 64 => {
+                // An answer is digits, signs, commas and blanks; noise around it is noise.
+                b'0'..=b'9' | b'-' | b'+' | b',' | b' '
+                    if self.state == State::Ending && self.answer.len() < 64 =>
+                {
                     self.answer.push(b);
                 }
                 _ => junk += 1,
@@ -272,12 +297,15 @@ impl Sender {
         }
     }
 
-    /// When [`Sender::tick`] next has something to decide.
+    /// When [`Sender::tick`] next has something to decide, or the next paced write may go.
     pub fn deadline(&self) -> Option<Instant> {
         if !self.is_running() {
             return None;
         }
-        let held = self.held_since.map(|t| t + self.config.silence);
+        let paced = self
+            .next_write
+            .filter(|_| self.state == State::Sending && self.held_since.is_none());
+        let held = self.held_since.map(|t| t + self.config.silence).or(paced);
         let ending = self
             .ending_since
             .filter(|_| self.state == State::Ending)
@@ -337,7 +365,7 @@ mod tests {
     fn all(s: &mut Sender, now: Instant) -> Vec<u8> {
         let mut out = Vec::new();
         while let Some(c) = s.next_chunk(now) {
-            s.wrote(c.len());
+            s.wrote(c.len(), now);
             out.extend(c);
         }
         out
@@ -348,6 +376,7 @@ mod tests {
         let t = Instant::now();
         let mut s = Sender::new(Config {
             chunk_bytes: 4,
+            pace_baud: None,
             ..Config::default()
         });
         assert_eq!(s.wants(), 16);
@@ -355,7 +384,7 @@ mod tests {
         s.end_of_input();
         let c = s.next_chunk(t).unwrap();
         assert_eq!(c, b"IN;P");
-        s.wrote(4);
+        s.wrote(4, t);
         let rest = all(&mut s, t);
         assert!(rest.ends_with(b"OA;"));
         assert_eq!(s.state(), State::Ending);
@@ -397,6 +426,23 @@ mod tests {
     }
 
     #[test]
+    fn writes_are_paced_at_the_lines_rate() {
+        let t = Instant::now();
+        let mut s = Sender::new(Config {
+            chunk_bytes: 96,
+            pace_baud: Some(9600),
+            ..Config::default()
+        });
+        s.feed(&[b'P'; 200]);
+        let c = s.next_chunk(t).unwrap();
+        s.wrote(c.len(), t);
+        // 96 bytes at 960 bytes/s: 100 ms on the wire.
+        assert!(s.next_chunk(t + Duration::from_millis(99)).is_none());
+        assert_eq!(s.deadline(), Some(t + Duration::from_millis(100)));
+        assert!(s.next_chunk(t + Duration::from_millis(100)).is_some());
+    }
+
+    #[test]
     fn garbage_is_tolerated_up_to_a_point() {
         let t = Instant::now();
         let mut s = Sender::new(Config::default());
@@ -412,6 +458,7 @@ mod tests {
         let t = Instant::now();
         let mut s = Sender::new(Config {
             end_query: false,
+            pace_baud: None,
             ..Config::default()
         });
         s.feed(b"PU;");
