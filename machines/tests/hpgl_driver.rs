@@ -204,7 +204,10 @@ async fn a_cutter_that_falls_silent_fails_the_job_with_a_clear_message() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(e, HpglError::JobFailed(FailReason::Silent)), "{e:?}");
+    assert!(
+        matches!(e, HpglError::JobFailed(FailReason::Silent)),
+        "{e:?}"
+    );
     assert!(e.message(Lang::Fr).contains("ne répond plus"));
     assert!(e.message(Lang::En).contains("no longer answers"));
     let sim = rig.finish(Duration::ZERO).await;
@@ -250,7 +253,10 @@ async fn noise_from_the_cutter_is_tolerated_then_called_a_garbled_link() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(e, HpglError::JobFailed(FailReason::Garbled)), "{e:?}");
+    assert!(
+        matches!(e, HpglError::JobFailed(FailReason::Garbled)),
+        "{e:?}"
+    );
     assert!(e.message(Lang::En).contains("baud"));
     rig.finish(Duration::ZERO).await;
 }
@@ -286,7 +292,12 @@ async fn a_cancel_drops_the_cutters_buffer_and_ends_with_the_blade_up() {
     assert!(e.message(Lang::Fr).contains("lame a été relevée"));
     let sim = rig.finish(Duration::from_millis(200)).await;
     let done = sim.instructions();
-    assert_eq!(done.last(), Some(&"PU"), "{:?}", &done[done.len().saturating_sub(3)..]);
+    assert_eq!(
+        done.last(),
+        Some(&"PU"),
+        "{:?}",
+        &done[done.len().saturating_sub(3)..]
+    );
     assert!(done.len() < cmds.len() / 2);
     assert!(!sim.blade_down());
     assert!(sim.records().contains(&Record::DeviceControl('K')));

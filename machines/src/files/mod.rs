@@ -230,14 +230,21 @@ mod tests {
             assert!(file.preview_svg.is_some());
             let json = serde_json::to_value(&file.summary).unwrap();
             assert_eq!(json["kind"], "hpgl");
-            assert_eq!(serde_json::from_value::<FileSummary>(json).unwrap(), file.summary);
+            assert_eq!(
+                serde_json::from_value::<FileSummary>(json).unwrap(),
+                file.summary
+            );
         }
         std::fs::write(&path, b"").unwrap();
         let e = read_job_file(&path, "junk.plt", None, &machine, "t").unwrap_err();
         assert_eq!(e, Unreadable::NoHpgl);
-        std::fs::write(&path, b"G28
+        std::fs::write(
+            &path,
+            b"G28
 G1 X1
-").unwrap();
+",
+        )
+        .unwrap();
         let file = read_job_file(&path, "part.gcode", None, &machine, "t").unwrap();
         assert!(matches!(file.summary, FileSummary::Gcode(_)));
     }

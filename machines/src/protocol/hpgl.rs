@@ -120,7 +120,10 @@ pub enum Event {
     /// Bytes that were neither flow control nor an answer.
     Garbage(usize),
     /// The cutter answered the end question: its position, plotter units.
-    Finished { x: i64, y: i64 },
+    Finished {
+        x: i64,
+        y: i64,
+    },
     Failed(FailReason),
 }
 

@@ -192,7 +192,7 @@ impl VirtualCutter {
                 .config
                 .faults
                 .drop_every
-                .is_some_and(|n| n > 0 && self.received % n == 0)
+                .is_some_and(|n| n > 0 && self.received.is_multiple_of(n))
             {
                 continue;
             }
@@ -272,7 +272,7 @@ impl VirtualCutter {
         self.taken += 1;
         if let Some((n, junk)) = &self.config.faults.garbage_every
             && *n > 0
-            && self.taken % n == 0
+            && self.taken.is_multiple_of(*n)
         {
             self.output.extend_from_slice(junk);
         }

@@ -594,13 +594,22 @@ fn a_cutting_file_runs_on_a_vinyl_cutter_only_and_within_its_media() {
             }]
         );
     }
-    assert_eq!(codes(&misfits(&gcode_file("G1 X1\n"), &vinyl)), vec!["wrong_kind"]);
-    assert_eq!(codes(&misfits(&design(100, 100), &vinyl)), vec!["wrong_kind"]);
+    assert_eq!(
+        codes(&misfits(&gcode_file("G1 X1\n"), &vinyl)),
+        vec!["wrong_kind"]
+    );
+    assert_eq!(
+        codes(&misfits(&design(100, 100), &vinyl)),
+        vec!["wrong_kind"]
+    );
     // A cut below the origin, then 700 mm across a 600 mm roll.
     let low = cut_file("IN;PU0,-40;PD0,8000;PU;");
     assert_eq!(
         misfits(&low, &vinyl),
-        vec![Refusal::BelowZero { axis: 'Y', at: -1.0 }]
+        vec![Refusal::BelowZero {
+            axis: 'Y',
+            at: -1.0
+        }]
     );
     let wide = cut_file("IN;PU0,0;PD0,28000;PU;");
     assert_eq!(

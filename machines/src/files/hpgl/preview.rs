@@ -62,7 +62,7 @@ impl PreviewBuilder {
         let (a, b) = ([a[0] as f32, a[1] as f32], [b[0] as f32, b[1] as f32]);
         if !down {
             self.travel_seen += 1;
-            if self.travel_seen % self.travel_stride == 0 && !near(a, b, self.tolerance_mm) {
+            if self.travel_seen.is_multiple_of(self.travel_stride) && !near(a, b, self.tolerance_mm) {
                 self.travels.push([a[0], a[1], b[0], b[1]]);
                 if self.travels.len() > self.options.max_travels.max(10) {
                     self.travel_stride *= 2;
@@ -83,7 +83,11 @@ impl PreviewBuilder {
             self.starts.push(self.points.len());
             self.points.push(a);
         }
-        if self.points.last().is_some_and(|&l| !near(l, b, self.tolerance_mm)) {
+        if self
+            .points
+            .last()
+            .is_some_and(|&l| !near(l, b, self.tolerance_mm))
+        {
             self.points.push(b);
         }
         if self.points.len() > self.options.max_points.max(100) * 2 {
