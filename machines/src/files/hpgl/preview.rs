@@ -62,7 +62,8 @@ impl PreviewBuilder {
         let (a, b) = ([a[0] as f32, a[1] as f32], [b[0] as f32, b[1] as f32]);
         if !down {
             self.travel_seen += 1;
-            if self.travel_seen.is_multiple_of(self.travel_stride) && !near(a, b, self.tolerance_mm) {
+            if self.travel_seen.is_multiple_of(self.travel_stride) && !near(a, b, self.tolerance_mm)
+            {
                 self.travels.push([a[0], a[1], b[0], b[1]]);
                 if self.travels.len() > self.options.max_travels.max(10) {
                     self.travel_stride *= 2;
