@@ -135,7 +135,8 @@ pub struct Analysis {
 pub fn looks_like_hpgl(head: &[u8]) -> bool {
     let mut i = 0;
     loop {
-        while i < head.len() && matches!(head[i], b' ' | b'\t' | b'\r' | b'\n' | b';') {
+        // Not `;`: a G-code comment starts with one.
+        while i < head.len() && matches!(head[i], b' ' | b'\t' | b'\r' | b'\n') {
             i += 1;
         }
         if head.get(i) == Some(&0x1b) {

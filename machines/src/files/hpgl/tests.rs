@@ -114,6 +114,7 @@ fn hpgl_is_recognised_by_its_first_instruction() {
     assert!(!looks_like_hpgl(b"G28\nG1 X10\n"));
     assert!(!looks_like_hpgl(b"INCLUDE this"));
     assert!(!looks_like_hpgl(b"PD\0\0\0"));
+    assert!(!looks_like_hpgl(b";PA 3 mm layers\nG28\n"));
 }
 
 #[test]
