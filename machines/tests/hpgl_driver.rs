@@ -302,3 +302,42 @@ async fn a_cancel_drops_the_cutters_buffer_and_ends_with_the_blade_up() {
     assert!(!sim.blade_down());
     assert!(sim.records().contains(&Record::DeviceControl('K')));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_file_goes_through_a_serial_port_opened_by_its_path() {
+    use fabrique_machines::driver::hpgl::stream_file_to_port;
+    use fabrique_machines::transport::{FlowControl, SerialOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyCUTTER");
+    let mut pty = PtyLink::open_at(&link).unwrap();
+    let master = pty.take_master().unwrap();
+    let stop = CancellationToken::new();
+    let sim = tokio::spawn(serve(
+        master,
+        VirtualCutter::new(cutter(Faults::default())),
+        stop.clone(),
+    ));
+    let (text, cmds) = job(30);
+    let file = dir.path().join("sticker.plt");
+    std::fs::write(&file, &text).unwrap();
+    let options = SerialOptions {
+        port: link.to_string_lossy().into_owned(),
+        baud: 115_200,
+        flow: FlowControl::Software,
+    };
+    let report = stream_file_to_port(
+        &options,
+        &file,
+        &config(),
+        None,
+        &mut |_| {},
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.bytes, text.len() as u64);
+    stop.cancel();
+    let sim = sim.await.unwrap();
+    assert_eq!(sim.instructions().len(), cmds.len() + 1);
+    drop(pty);
+}
