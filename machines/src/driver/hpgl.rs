@@ -84,9 +84,9 @@ impl HpglError {
             (HpglError::JobFailed(r), _) => r.message(lang),
             (HpglError::Io(_) | HpglError::LinkClosed, Lang::Fr) => "La liaison avec le plotter de découpe est coupée. Vérifiez le câble USB ou série, puis relancez la découpe.".into(),
             (HpglError::Io(_) | HpglError::LinkClosed, Lang::En) => "The link to the cutter is cut. Check the USB or serial cable, then start the cut again.".into(),
-            (HpglError::WriteStalled, Lang::Fr) => "Le plotter de découpe n'accepte plus de données. Vérifiez qu'il est en ligne (« online »), que le contrôle de flux réglé correspond au sien, et le câble.".into(),
+            (HpglError::WriteStalled, Lang::Fr) => "Le plotter de découpe n'accepte plus de données. Vérifiez qu'il est en ligne (« online »), que le contrôle de flux réglé correspond au sien, et le câble.".into(),
             (HpglError::WriteStalled, Lang::En) => "The cutter takes no more data. Check it is online, that the flow control set here matches its own, and the cable.".into(),
-            (HpglError::Cancelled, Lang::Fr) => "Découpe annulée : la lame a été relevée.".into(),
+            (HpglError::Cancelled, Lang::Fr) => "Découpe annulée : la lame a été relevée.".into(),
             (HpglError::Cancelled, Lang::En) => "Cut cancelled: the blade was lifted.".into(),
         }
     }

@@ -91,7 +91,7 @@ impl FailReason {
         match (self, lang) {
             (FailReason::NeverResumed, Lang::Fr) => "Le plotter de découpe a suspendu l'envoi (XOFF) et ne l'a jamais repris. Vérifiez qu'il n'est pas en pause ou à court de média, puis relancez la découpe.".into(),
             (FailReason::NeverResumed, Lang::En) => "The cutter held the flow (XOFF) and never resumed it. Check it is not paused or out of media, then start the cut again.".into(),
-            (FailReason::Silent, Lang::Fr) => "Le plotter de découpe ne répond plus. Vérifiez qu'il est allumé, en ligne (« online ») et le câble, puis relancez la découpe.".into(),
+            (FailReason::Silent, Lang::Fr) => "Le plotter de découpe ne répond plus. Vérifiez qu'il est allumé, en ligne (« online ») et le câble, puis relancez la découpe.".into(),
             (FailReason::Silent, Lang::En) => "The cutter no longer answers. Check it is on, online and the cable, then start the cut again.".into(),
             (FailReason::Garbled, Lang::Fr) => "Le plotter de découpe envoie des octets incompréhensibles. Vérifiez la vitesse de la liaison (bauds) et le câble.".into(),
             (FailReason::Garbled, Lang::En) => "The cutter sends bytes that make no sense. Check the link's speed (baud) and the cable.".into(),

@@ -44,28 +44,38 @@ pub fn hpgl_summary(s: &HpglSummary, en: bool) -> String {
     let mut out = vec![
         format!(
             "{} {:.1} × {:.1} mm",
-            t("Taille de la découpe :", "Cut size:"),
+            t("Taille de la découpe :", "Cut size:"),
             s.width_mm,
             s.height_mm
         ),
         format!(
             "{} {:.2} m, {} {}, {:.2} m {}",
-            t("Longueur découpée :", "Length cut:"),
+            t("Longueur découpée :", "Length cut:"),
             s.cut_mm / 1000.0,
             s.strokes,
-            t("tracés", "strokes"),
+            match (s.strokes, en) {
+                (0 | 1, false) => "tracé",
+                (_, false) => "tracés",
+                (1, true) => "stroke",
+                (_, true) => "strokes",
+            },
             s.travel_mm / 1000.0,
             t("de déplacements lame levée", "of moves with the blade up"),
         ),
         format!(
             "{} {}",
-            t("Durée estimée :", "Estimated time:"),
+            t("Durée estimée :", "Estimated time:"),
             duration(s.estimate_s)
         ),
     ];
     for f in &s.issues {
         let m = if en { &f.message.en } else { &f.message.fr };
-        out.push(format!("{} {}: {m}", t("ligne", "line"), f.line));
+        out.push(format!(
+            "{} {}{} {m}",
+            t("ligne", "line"),
+            f.line,
+            t("\u{a0}:", ":")
+        ));
     }
     out.join("\n")
 }

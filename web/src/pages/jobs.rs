@@ -246,10 +246,9 @@ fn details(tr: &Tr, job: &Job) -> Vec<(String, String)> {
             facts.push((
                 tr.t("jobs.cut_length").to_string(),
                 format!(
-                    "{:.2} m, {} {}",
+                    "{:.2} m, {}",
                     h.cut_mm / 1000.0,
-                    h.strokes,
-                    tr.t("jobs.strokes")
+                    tr.n("jobs.strokes", h.strokes as i64, &[])
                 ),
             ));
         }

@@ -263,7 +263,7 @@ impl<'a> Plotter<'a> {
                 self.line = line;
                 self.find(
                     "label",
-                    "un texte (LB) n'est pas découpé : convertissez-le en tracés",
+                    "un texte (LB) n'est pas découpé : convertissez-le en tracés",
                     "a text label (LB) is not cut: convert it to outlines",
                 );
             }
@@ -316,7 +316,7 @@ impl<'a> Plotter<'a> {
                 let name = String::from_utf8_lossy(&m).into_owned();
                 self.find(
                     "unsupported_command",
-                    &format!("l'instruction {name} n'est pas suivie : ce qu'elle trace manque"),
+                    &format!("l'instruction {name} n'est pas suivie : ce qu'elle trace manque"),
                     &format!("the {name} instruction is not followed: what it draws is missing"),
                 );
                 Current::Ignored

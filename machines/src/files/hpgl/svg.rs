@@ -56,7 +56,7 @@ impl SvgError {
         match self {
             SvgError::TooLarge => (
                 format!(
-                    "le dessin dépasse {} Mo : simplifiez-le avant de l'envoyer",
+                    "le dessin dépasse {} Mo : simplifiez-le avant de l'envoyer",
                     MAX_SVG_BYTES / 1024 / 1024
                 ),
                 format!(
@@ -100,13 +100,13 @@ pub fn svg_to_hpgl(data: &[u8]) -> Result<Converted, SvgError> {
     // usvg without its `text` feature drops text; say so rather than cut a drawing short.
     if contains(data, b"<text") {
         notes.push(Message {
-            fr: "le texte du dessin n'est pas découpé : convertissez-le en tracés (Inkscape : Chemin > Objet en chemin)".into(),
+            fr: "le texte du dessin n'est pas découpé : convertissez-le en tracés (Inkscape : Chemin > Objet en chemin)".into(),
             en: "the drawing's text is not cut: convert it to paths (Inkscape: Path > Object to Path)".into(),
         });
     }
     if out.images > 0 {
         notes.push(Message {
-            fr: "les images du dessin ne sont pas découpées : vectorisez-les".into(),
+            fr: "les images du dessin ne sont pas découpées : vectorisez-les".into(),
             en: "the drawing's images are not cut: trace them into paths".into(),
         });
     }
