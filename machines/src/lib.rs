@@ -10,8 +10,9 @@
 //! - [`transport`]: the byte pipes (serial ports, HTTP to OctoPrint and Moonraker).
 //! - [`driver`]: one driver per connection kind, generic over `AsyncRead + AsyncWrite`, that
 //!   runs a protocol over a transport.
-//! - [`files`]: G-code analysis and time estimates, embroidery formats, previews.
-//! - `sim` (feature `sim`): virtual Marlin and GRBL machines on a pseudo-terminal, with
+//! - [`files`]: G-code analysis and time estimates, embroidery formats, HP-GL for vinyl
+//!   cutters (and SVG to HP-GL), previews.
+//! - `sim` (feature `sim`): virtual Marlin, GRBL and vinyl-cutter machines on a pseudo-terminal, with
 //!   fault injection, for tests, benchmarks and the demo.
 
 pub mod driver;

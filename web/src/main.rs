@@ -379,6 +379,7 @@ async fn analyze(args: cli::analyze::Args, config: Config) -> anyhow::Result<Exi
         let mut text = match &file.summary {
             FileSummary::Gcode(s) => cli::analyze::summary(s, en),
             FileSummary::Embroidery(s) => cli::analyze::embroidery_summary(s, en),
+            FileSummary::Hpgl(s) => cli::analyze::hpgl_summary(s, en),
         } + "\n";
         if let FileSummary::Gcode(s) = &file.summary {
             let colon = if en { ":" } else { "\u{a0}:" };

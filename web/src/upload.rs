@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
-/// File endings Fabrique reads: G-code for printers, lasers and mills; embroidery formats.
-/// Cura's `.ufp` package arrives as the G-code inside it.
+/// File endings Fabrique reads: G-code for printers, lasers and mills; embroidery formats;
+/// HP-GL for vinyl cutters. Cura's `.ufp` package arrives as the G-code inside it.
 pub const ACCEPTED: &[&str] = &[
-    "gcode", "gco", "g", "nc", "ngc", "dst", "pes", "exp", "jef", "ufp",
+    "gcode", "gco", "g", "nc", "ngc", "dst", "pes", "exp", "jef", "plt", "hpgl", "ufp",
 ];
 
 #[derive(Debug)]

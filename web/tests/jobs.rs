@@ -551,6 +551,91 @@ async fn embroidery_designs_are_read_checked_against_the_hoops_and_previewed() {
 }
 
 #[tokio::test]
+async fn a_cutting_file_goes_to_the_vinyl_cutter_with_its_size_and_preview() {
+    use fabrique_controller::domain::{Connection, MachineInput, MachineKind, MachineProfile};
+    let app = spawn_app().await;
+    let (_, manager) = app.signed_in("nadia", Role::Manager).await;
+    let (maker_client, maker) = app.signed_in("amina", Role::Member).await;
+    let key = app.lab.create_api_key(&maker, "k", now()).await.unwrap();
+    // A 600 mm roll: no length, 600 mm across.
+    let profile = MachineProfile::parse(["", "600", ""], "", "", "", "", "").unwrap();
+    let input = MachineInput::new(
+        "Roland",
+        MachineKind::VinylCutter,
+        Connection::Manual,
+        profile,
+        "",
+        "",
+    )
+    .unwrap();
+    let cutter = app
+        .lab
+        .create_machine(&manager, &input, now())
+        .await
+        .unwrap();
+    let send = |name: &str, bytes: &[u8]| {
+        client()
+            .post(app.url("/api/v1/jobs"))
+            .header("x-api-key", &key)
+            .multipart(file_form(name, bytes.to_vec()).text("machine_id", cutter.id.0.to_string()))
+            .send()
+    };
+
+    // A 100 × 50 mm sticker at 10 cm/s.
+    let job: Value = send(
+        "sticker.plt",
+        b"IN;SP1;VS10;PU0,0;PD4000,0,4000,2000,0,2000,0,0;PU;SP0;",
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_ne!(job["state"], "failed", "{job}");
+    let a = &job["analysis"];
+    assert_eq!(a["kind"], "hpgl");
+    assert_eq!(
+        (a["width_mm"].as_f64(), a["height_mm"].as_f64()),
+        (Some(100.0), Some(50.0))
+    );
+    assert_eq!(a["cut_mm"], 300.0);
+    assert_eq!(a["strokes"], 1);
+    // 300 mm at 100 mm/s, and two blade changes.
+    assert_eq!(job["estimate_s"], 3);
+    let svg = maker_client
+        .get(app.url(&format!("/jobs/{}/preview.svg", job["id"])))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("class=\"cut\""),
+        "{svg}"
+    );
+    let html = maker_client
+        .get(app.url(&format!("/jobs/{}", job["id"])))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("100.0 × 50.0 mm"), "{html}");
+
+    // 700 mm across a 600 mm roll: refused with the sizes.
+    let job: Value = send("banner.hpgl", b"IN;PU0,0;PD0,28000;PU;")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(job["state"], "queued", "{job}");
+    assert_eq!(job["waiting"]["code"], "too_large", "{job}");
+}
+
+#[tokio::test]
 async fn a_gcode_file_gets_our_estimate_a_preview_and_the_slicers_thumbnail() {
     let app = spawn_app().await;
     let (maker_client, maker) = app.signed_in("amina", Role::Member).await;

@@ -23,6 +23,7 @@ use super::{Connection, Machine, MachineKind, MachineState, Role};
 use fabrique_machines::files::FileSummary;
 use fabrique_machines::files::embroidery::{EmbroiderySummary, fit_hoops};
 use fabrique_machines::files::gcode::GcodeSummary;
+use fabrique_machines::files::hpgl::HpglSummary;
 
 /// Who or what starts the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +278,40 @@ pub fn misfits(file: &FileSummary, machine: &Machine) -> Vec<Refusal> {
     match file {
         FileSummary::Gcode(g) => gcode_misfits(g, machine),
         FileSummary::Embroidery(e) => embroidery_misfits(e, machine),
+        FileSummary::Hpgl(h) => hpgl_misfits(h, machine),
     }
+}
+
+/// A cutting file runs on a vinyl cutter only, and its cuts must lie on the media: the
+/// profile's work area, X along the feed (0: a roll, as long as needed) and Y across the
+/// width (0: not checked), from the origin the cutter sets after loading.
+fn hpgl_misfits(h: &HpglSummary, machine: &Machine) -> Vec<Refusal> {
+    if machine.kind != MachineKind::VinylCutter {
+        return vec![Refusal::WrongKind {
+            file: "hpgl",
+            machine: machine.kind,
+        }];
+    }
+    let Some(e) = h.extent else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let area = machine.profile.work_area_mm;
+    for (axis, lo, hi, have) in [
+        ('X', e.min_x_mm, e.max_x_mm, area[0]),
+        ('Y', e.min_y_mm, e.max_y_mm, area[1]),
+    ] {
+        if have > 0.0 && hi > have + 0.01 {
+            out.push(Refusal::TooLarge {
+                axis,
+                need: hi,
+                have,
+            });
+        } else if lo < -0.01 {
+            out.push(Refusal::BelowZero { axis, at: lo });
+        }
+    }
+    out
 }
 
 fn embroidery_misfits(e: &EmbroiderySummary, machine: &Machine) -> Vec<Refusal> {

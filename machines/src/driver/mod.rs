@@ -1,5 +1,6 @@
 //! Drivers: a protocol run over a transport, generic over `AsyncRead + AsyncWrite`.
 
 pub mod grbl;
+pub mod hpgl;
 pub mod marlin;
 pub mod remote;

@@ -6,24 +6,29 @@
 //!   asks of a machine, with messages in French and English.
 //! - [`embroidery`]: DST, PES/PEC, EXP and JEF designs: stitches, jumps, trims, colour
 //!   changes and threads, size and hoop fit, sewing time, an SVG preview; DST writing.
+//! - [`hpgl`]: HP-GL for vinyl cutters: extent, lengths cut and travelled, time, whether
+//!   the cuts stay on the media, an SVG preview; SVG drawings converted to HP-GL.
 //!
-//! [`read_job_file`] tells the two apart and returns a [`FileSummary`]: what a job keeps of
+//! [`read_job_file`] tells them apart and returns a [`FileSummary`]: what a job keeps of
 //! its file, stored as JSON and read back as the same type. Whether a file may run on a
 //! machine is not decided here: the controller's fit rule compares a summary with a machine.
 
 pub mod embroidery;
 pub mod gcode;
+pub mod hpgl;
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-/// What was read in a job file. Stored as JSON with its `kind` (`gcode` or `embroidery`).
+/// What was read in a job file. Stored as JSON with its `kind` (`gcode`, `embroidery` or
+/// `hpgl`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FileSummary {
     Gcode(Box<gcode::GcodeSummary>),
     Embroidery(Box<embroidery::EmbroiderySummary>),
+    Hpgl(Box<hpgl::HpglSummary>),
 }
 
 impl FileSummary {
@@ -32,6 +37,7 @@ impl FileSummary {
         match self {
             FileSummary::Gcode(s) => s.estimate_s,
             FileSummary::Embroidery(s) => s.estimate_s.round() as i64,
+            FileSummary::Hpgl(s) => s.estimate_s.round() as i64,
         }
     }
 
@@ -40,6 +46,7 @@ impl FileSummary {
         match self {
             FileSummary::Gcode(s) => &s.issues,
             FileSummary::Embroidery(_) => &[],
+            FileSummary::Hpgl(s) => &s.issues,
         }
     }
 }
@@ -63,6 +70,8 @@ pub enum Unreadable {
     NoCommands,
     #[error("{}", .0.en)]
     Embroidery(embroidery::Message),
+    #[error("no HP-GL instruction")]
+    NoHpgl,
 }
 
 impl Unreadable {
@@ -82,6 +91,10 @@ impl Unreadable {
                 "the file holds no G-code command".into(),
             ),
             Unreadable::Embroidery(m) => (m.fr.clone(), m.en.clone()),
+            Unreadable::NoHpgl => (
+                "le fichier ne contient aucune instruction HP-GL".into(),
+                "the file holds no HP-GL instruction".into(),
+            ),
         }
     }
 }
@@ -91,9 +104,11 @@ fn io(e: impl std::fmt::Display) -> Unreadable {
 }
 
 /// Reads the job file at `path`, sent as `file_name`: an embroidery design (by its
-/// signature, then its name) or G-code, read incrementally (a 500 MB file is never loaded
-/// whole). `gcode_limits` and `hoops` tune the estimate and the hoop advice to a machine;
-/// `title` is the preview's accessible name.
+/// signature, then its name), HP-GL for a cutter (`.plt`, `.hpgl`, or content that starts as
+/// HP-GL does) or G-code, read incrementally (a 500 MB file is never loaded whole).
+/// `gcode_limits` and `hoops` tune the estimate and the hoop advice to a machine (HP-GL is
+/// read with the usual cutter's settings, [`hpgl::CutterSettings::default`]); `title` is the
+/// preview's accessible name.
 pub fn read_job_file(
     path: &Path,
     file_name: &str,
@@ -116,6 +131,13 @@ pub fn read_job_file(
             preview_svg: Some(embroidery::preview_svg(&design, title)),
             thumbnail_png: None,
         });
+    }
+    if is_hpgl(file_name, &head[..n]) {
+        // A binary file renamed .plt is not worth reading to its end.
+        if head[..n].contains(&0) {
+            return Err(Unreadable::NoHpgl);
+        }
+        return read_hpgl(path, title);
     }
     // A binary file renamed .gcode: refuse it before reading it all.
     if head[..n].contains(&0) {
@@ -147,6 +169,36 @@ pub fn read_job_file(
     })
 }
 
+fn is_hpgl(file_name: &str, head: &[u8]) -> bool {
+    let lower = file_name.to_ascii_lowercase();
+    let named = [".plt", ".hpgl", ".hpg", ".hgl"]
+        .iter()
+        .any(|e| lower.ends_with(e));
+    named || hpgl::looks_like_hpgl(head)
+}
+
+fn read_hpgl(path: &Path, title: &str) -> Result<JobFile, Unreadable> {
+    let file = std::fs::File::open(path).map_err(io)?;
+    let preview = hpgl::PreviewOptions {
+        title: title.to_string(),
+        ..hpgl::PreviewOptions::default()
+    };
+    let analysis = hpgl::analyze(
+        BufReader::with_capacity(256 * 1024, file),
+        &hpgl::CutterSettings::default(),
+        Some(&preview),
+    )
+    .map_err(io)?;
+    if analysis.summary.commands == 0 {
+        return Err(Unreadable::NoHpgl);
+    }
+    Ok(JobFile {
+        summary: FileSummary::Hpgl(Box::new(analysis.summary)),
+        preview_svg: analysis.preview_svg,
+        thumbnail_png: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +213,40 @@ mod tests {
         let back: FileSummary = serde_json::from_value(json).unwrap();
         assert_eq!(back, summary);
         assert_eq!(back.issues()[0].code, "forbidden_command");
+    }
+
+    #[test]
+    fn a_plt_file_or_hpgl_content_reads_as_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job");
+        std::fs::write(&path, b"IN;SP1;PU0,0;PD400,0,400,400;PU;").unwrap();
+        let machine = embroidery::EmbroideryMachine::default();
+        for name in ["sticker.plt", "sticker.HPGL", "sticker.txt"] {
+            let file = read_job_file(&path, name, None, &machine, "t").unwrap();
+            let FileSummary::Hpgl(s) = &file.summary else {
+                panic!("{name}: {:?}", file.summary);
+            };
+            assert_eq!(s.cut_mm, 20.0);
+            assert!(file.preview_svg.is_some());
+            let json = serde_json::to_value(&file.summary).unwrap();
+            assert_eq!(json["kind"], "hpgl");
+            assert_eq!(
+                serde_json::from_value::<FileSummary>(json).unwrap(),
+                file.summary
+            );
+        }
+        std::fs::write(&path, b"").unwrap();
+        let e = read_job_file(&path, "junk.plt", None, &machine, "t").unwrap_err();
+        assert_eq!(e, Unreadable::NoHpgl);
+        std::fs::write(
+            &path,
+            b"G28
+G1 X1
+",
+        )
+        .unwrap();
+        let file = read_job_file(&path, "part.gcode", None, &machine, "t").unwrap();
+        assert!(matches!(file.summary, FileSummary::Gcode(_)));
     }
 
     #[test]

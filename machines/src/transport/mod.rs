@@ -1,5 +1,6 @@
-//! Byte pipes to machines: serial ports (tokio-serial, opened by the drivers), and HTTP for
-//! print servers: [`octoprint`] and [`moonraker`].
+//! Byte pipes to machines: serial ports (tokio-serial; [`open_serial`] with the options a
+//! cutter needs, the printers' and lasers' opened by their drivers), and HTTP for print
+//! servers: [`octoprint`] and [`moonraker`].
 
 pub mod moonraker;
 pub mod octoprint;
@@ -8,6 +9,44 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::driver::remote::RemoteError;
+
+/// How a serial link holds the flow when the machine is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlowControl {
+    /// XON/XOFF bytes from the machine, read and honoured by the protocol itself (the port
+    /// is opened without the system's own software flow control, so that the protocol sees
+    /// every hold and can time it).
+    #[default]
+    Software,
+    /// RTS/CTS lines: the port holds writes while the machine lowers CTS.
+    Hardware,
+    /// None: the machine keeps up, or drops bytes.
+    None,
+}
+
+/// A serial port to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialOptions {
+    pub port: String,
+    pub baud: u32,
+    pub flow: FlowControl,
+}
+
+/// Opens a serial port, 8 data bits, no parity, 1 stop bit, with `options`' flow control.
+pub fn open_serial(options: &SerialOptions) -> std::io::Result<tokio_serial::SerialStream> {
+    use tokio_serial::SerialPortBuilderExt as _;
+    let flow = match options.flow {
+        FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
+        FlowControl::Software | FlowControl::None => tokio_serial::FlowControl::None,
+    };
+    tokio_serial::new(&options.port, options.baud)
+        .data_bits(tokio_serial::DataBits::Eight)
+        .parity(tokio_serial::Parity::None)
+        .stop_bits(tokio_serial::StopBits::One)
+        .flow_control(flow)
+        .open_native_async()
+        .map_err(std::io::Error::other)
+}
 
 /// Plain HTTP on the lab's network; a request that gets no answer in 10 s is an outage.
 fn http_client() -> Result<reqwest::Client, RemoteError> {

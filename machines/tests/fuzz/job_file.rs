@@ -7,8 +7,10 @@ use fabrique_machines::files::embroidery::{EmbroideryMachine, Format};
 use fabrique_machines::files::{FileSummary, read_job_file};
 
 /// The names the file may come with: every format's, G-code's, and none that means a thing.
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 10] = [
     "part.gcode",
+    "sticker.plt",
+    "logo.hpgl",
     "ROSE.DST",
     "rose.pes",
     "rose.pec",

@@ -7,6 +7,8 @@
 //!   `tests/data/` mutated byte by byte; random bytes);
 //! - `gcode_lines`: near-valid G-code, the real files' lines with odd numbers, extra words,
 //!   repeated arcs and dwells, thumbnail blocks, overlong lines;
+//! - `hpgl`: bytes into the cutter-file analysis and preview, and through the SVG to
+//!   HP-GL conversion (HP-GL and SVG seeds, mutated; random bytes);
 //! - `job_file`: any of those as an upload, under any of the names it may come with, into
 //!   `read_job_file` (format detection, the binary check, then the reader).
 //!
@@ -22,13 +24,14 @@ mod embroidery;
 mod embroidery_support;
 mod engine;
 mod gcode;
+mod hpgl;
 mod job_file;
 
 use fabrique_machines::files::embroidery::Format;
 use std::path::Path;
 
 /// Every target by the name of its regression folder.
-const TARGETS: [(&str, engine::Target); 8] = [
+const TARGETS: [(&str, engine::Target); 9] = [
     ("embroidery_dst", embroidery::dst),
     ("embroidery_pes", embroidery::pes),
     ("embroidery_pec", embroidery::pec),
@@ -36,6 +39,7 @@ const TARGETS: [(&str, engine::Target); 8] = [
     ("embroidery_jef", embroidery::jef),
     ("gcode_bytes", gcode::check),
     ("gcode_lines", gcode::check),
+    ("hpgl", hpgl::check),
     ("job_file", job_file::check),
 ];
 
@@ -86,6 +90,11 @@ fn gcode_lines() {
         gcode::lines_source(),
         gcode::BOUND,
     );
+}
+
+#[test]
+fn hpgl() {
+    engine::run("hpgl", hpgl::check, hpgl::source(), hpgl::BOUND);
 }
 
 #[test]

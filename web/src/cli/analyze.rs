@@ -3,6 +3,7 @@
 
 use fabrique_machines::files::embroidery::EmbroiderySummary;
 use fabrique_machines::files::gcode::GcodeSummary;
+use fabrique_machines::files::hpgl::HpglSummary;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +38,48 @@ fn duration(secs: f64) -> String {
 }
 
 /// What a person reads of an embroidery design.
+/// A cutting file in a few lines, in French or English.
+pub fn hpgl_summary(s: &HpglSummary, en: bool) -> String {
+    let t = |fr: &'static str, en_text: &'static str| if en { en_text } else { fr };
+    let mut out = vec![
+        format!(
+            "{} {:.1} × {:.1} mm",
+            t("Taille de la découpe :", "Cut size:"),
+            s.width_mm,
+            s.height_mm
+        ),
+        format!(
+            "{} {:.2} m, {} {}, {:.2} m {}",
+            t("Longueur découpée :", "Length cut:"),
+            s.cut_mm / 1000.0,
+            s.strokes,
+            match (s.strokes, en) {
+                (0 | 1, false) => "tracé",
+                (_, false) => "tracés",
+                (1, true) => "stroke",
+                (_, true) => "strokes",
+            },
+            s.travel_mm / 1000.0,
+            t("de déplacements lame levée", "of moves with the blade up"),
+        ),
+        format!(
+            "{} {}",
+            t("Durée estimée :", "Estimated time:"),
+            duration(s.estimate_s)
+        ),
+    ];
+    for f in &s.issues {
+        let m = if en { &f.message.en } else { &f.message.fr };
+        out.push(format!(
+            "{} {}{} {m}",
+            t("ligne", "line"),
+            f.line,
+            t("\u{a0}:", ":")
+        ));
+    }
+    out.join("\n")
+}
+
 pub fn embroidery_summary(s: &EmbroiderySummary, en: bool) -> String {
     let t = |fr: &'static str, en_text: &'static str| if en { en_text } else { fr };
     let mut out = vec![

@@ -238,6 +238,20 @@ fn details(tr: &Tr, job: &Job) -> Vec<(String, String)> {
                 ));
             }
         }
+        Some(FileSummary::Hpgl(h)) => {
+            facts.push((
+                tr.t("jobs.cut_size").to_string(),
+                format!("{:.1} × {:.1} mm", h.width_mm, h.height_mm),
+            ));
+            facts.push((
+                tr.t("jobs.cut_length").to_string(),
+                format!(
+                    "{:.2} m, {}",
+                    h.cut_mm / 1000.0,
+                    tr.n("jobs.strokes", h.strokes as i64, &[])
+                ),
+            ));
+        }
         Some(FileSummary::Gcode(g)) => {
             if g.filament_mm > 0.0 {
                 // The filament types the slicer was set for, when it says: "PLA, 2.51 m (7 g)".

@@ -570,3 +570,54 @@ fn every_refusal_has_a_listed_code() {
     let codes: Vec<&str> = all.iter().map(Refusal::code).collect();
     assert_eq!(codes, Refusal::CODES);
 }
+
+fn cut_file(text: &str) -> FileSummary {
+    use fabrique_machines::files::hpgl;
+    let a = hpgl::analyze(text.as_bytes(), &hpgl::CutterSettings::default(), None).unwrap();
+    FileSummary::Hpgl(Box::new(a.summary))
+}
+
+#[test]
+fn a_cutting_file_runs_on_a_vinyl_cutter_only_and_within_its_media() {
+    let mut vinyl = machine(7, "Roland", MachineKind::VinylCutter, Connection::Manual);
+    // A 600 mm wide roll: no length, 600 mm across.
+    vinyl.profile = MachineProfile::parse(["0", "600", "0"], "", "", "", "", "").unwrap();
+    // 100 × 50 mm from the origin.
+    let sticker = cut_file("IN;PU0,0;PD4000,0,4000,2000,0,2000,0,0;PU;");
+    assert_eq!(misfits(&sticker, &vinyl), vec![]);
+    for other in [prusa(), laser(), brother()] {
+        assert_eq!(
+            misfits(&sticker, &other),
+            vec![Refusal::WrongKind {
+                file: "hpgl",
+                machine: other.kind
+            }]
+        );
+    }
+    assert_eq!(
+        codes(&misfits(&gcode_file("G1 X1\n"), &vinyl)),
+        vec!["wrong_kind"]
+    );
+    assert_eq!(
+        codes(&misfits(&design(100, 100), &vinyl)),
+        vec!["wrong_kind"]
+    );
+    // A cut below the origin, then 700 mm across a 600 mm roll.
+    let low = cut_file("IN;PU0,-40;PD0,8000;PU;");
+    assert_eq!(
+        misfits(&low, &vinyl),
+        vec![Refusal::BelowZero {
+            axis: 'Y',
+            at: -1.0
+        }]
+    );
+    let wide = cut_file("IN;PU0,0;PD0,28000;PU;");
+    assert_eq!(
+        misfits(&wide, &vinyl),
+        vec![Refusal::TooLarge {
+            axis: 'Y',
+            need: 700.0,
+            have: 600.0
+        }]
+    );
+}
