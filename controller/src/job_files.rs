@@ -14,7 +14,7 @@ fn dialect(connection: &Connection) -> Dialect {
         Connection::SerialMarlin { .. } | Connection::OctoPrint { .. } => Dialect::Marlin,
         Connection::SerialGrbl { .. } => Dialect::Grbl,
         Connection::Moonraker { .. } => Dialect::Klipper,
-        Connection::Manual => Dialect::Unknown,
+        Connection::Manual | Connection::SerialHpgl { .. } => Dialect::Unknown,
     }
 }
 

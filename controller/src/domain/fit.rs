@@ -259,6 +259,8 @@ enum Firmware {
     Marlin,
     Grbl,
     Klipper,
+    /// A cutter's HP-GL: G-code never goes to it (the kind rule refuses it first).
+    Hpgl,
     /// No data link: the operator carries the file.
     Unknown,
 }
@@ -267,6 +269,7 @@ fn firmware(connection: &Connection) -> Firmware {
     match connection {
         Connection::SerialMarlin { .. } | Connection::OctoPrint { .. } => Firmware::Marlin,
         Connection::SerialGrbl { .. } => Firmware::Grbl,
+        Connection::SerialHpgl { .. } => Firmware::Hpgl,
         Connection::Moonraker { .. } => Firmware::Klipper,
         Connection::Manual => Firmware::Unknown,
     }

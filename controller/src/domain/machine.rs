@@ -62,6 +62,8 @@ text_enum! {
     ConnectionKind {
         SerialMarlin = "serial_marlin",
         SerialGrbl = "serial_grbl",
+        SerialHpgl = "serial_hpgl",
+        SerialHpglRtsCts = "serial_hpgl_rts_cts",
         OctoPrint = "octoprint",
         Moonraker = "moonraker",
         Manual = "manual",
@@ -72,10 +74,28 @@ text_enum! {
 /// and end (embroidery machines fed by USB stick, vinyl cutters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Connection {
-    SerialMarlin { port: String, baud: u32 },
-    SerialGrbl { port: String, baud: u32 },
-    OctoPrint { url: String, api_key: Secret },
-    Moonraker { url: String },
+    SerialMarlin {
+        port: String,
+        baud: u32,
+    },
+    SerialGrbl {
+        port: String,
+        baud: u32,
+    },
+    /// A cutter or plotter speaking HP-GL (Roland CAMM-GL, Graphtec), with XON/XOFF flow
+    /// control, or the RTS/CTS lines when `hardware_flow`.
+    SerialHpgl {
+        port: String,
+        baud: u32,
+        hardware_flow: bool,
+    },
+    OctoPrint {
+        url: String,
+        api_key: Secret,
+    },
+    Moonraker {
+        url: String,
+    },
     Manual,
 }
 
@@ -92,6 +112,14 @@ impl Connection {
         match self {
             Connection::SerialMarlin { .. } => ConnectionKind::SerialMarlin,
             Connection::SerialGrbl { .. } => ConnectionKind::SerialGrbl,
+            Connection::SerialHpgl {
+                hardware_flow: false,
+                ..
+            } => ConnectionKind::SerialHpgl,
+            Connection::SerialHpgl {
+                hardware_flow: true,
+                ..
+            } => ConnectionKind::SerialHpglRtsCts,
             Connection::OctoPrint { .. } => ConnectionKind::OctoPrint,
             Connection::Moonraker { .. } => ConnectionKind::Moonraker,
             Connection::Manual => ConnectionKind::Manual,
@@ -130,6 +158,14 @@ impl Connection {
             ConnectionKind::SerialGrbl => {
                 let (port, baud) = serial()?;
                 Connection::SerialGrbl { port, baud }
+            }
+            ConnectionKind::SerialHpgl | ConnectionKind::SerialHpglRtsCts => {
+                let (port, baud) = serial()?;
+                Connection::SerialHpgl {
+                    port,
+                    baud,
+                    hardware_flow: kind == ConnectionKind::SerialHpglRtsCts,
+                }
             }
             ConnectionKind::OctoPrint => {
                 let url = parse_url(url)?;

@@ -35,6 +35,14 @@ fn machine_from_row(row: &AnyRow) -> StoreResult<Machine> {
                 let (port, baud) = serial()?;
                 Connection::SerialGrbl { port, baud }
             }
+            kind @ (ConnectionKind::SerialHpgl | ConnectionKind::SerialHpglRtsCts) => {
+                let (port, baud) = serial()?;
+                Connection::SerialHpgl {
+                    port,
+                    baud,
+                    hardware_flow: kind == ConnectionKind::SerialHpglRtsCts,
+                }
+            }
             ConnectionKind::OctoPrint => Connection::OctoPrint {
                 url: url()?,
                 api_key: Secret::new(api_key.ok_or_else(|| corrupt("api_key"))?),
@@ -69,7 +77,9 @@ type ConnectionColumns<'a> = (
 fn connection_columns(connection: &Connection) -> ConnectionColumns<'_> {
     let kind = connection.kind().as_str();
     match connection {
-        Connection::SerialMarlin { port, baud } | Connection::SerialGrbl { port, baud } => {
+        Connection::SerialMarlin { port, baud }
+        | Connection::SerialGrbl { port, baud }
+        | Connection::SerialHpgl { port, baud, .. } => {
             (kind, Some(port), Some(i64::from(*baud)), None, None)
         }
         Connection::OctoPrint { url, api_key } => {

@@ -144,12 +144,31 @@ impl Store {
     }
 
     /// Applies the migrations of this database's folder that have not run yet.
+    ///
+    /// SQLite's run on one connection with foreign keys off, as SQLite asks of a migration
+    /// that rebuilds a table others refer to (the pragma has no effect inside the
+    /// transaction sqlx opens for each migration, so it is set before), and every
+    /// reference is checked once they have run.
     pub async fn migrate(&self) -> StoreResult<()> {
         match self.backend {
             Backend::Sqlite => {
-                sqlx::migrate!("../migrations/sqlite")
-                    .run(&self.pool)
-                    .await?
+                let mut conn = self.pool.acquire().await?;
+                sqlx::query("PRAGMA foreign_keys = OFF")
+                    .execute(&mut *conn)
+                    .await?;
+                let ran = sqlx::migrate!("../migrations/sqlite").run(&mut *conn).await;
+                let broken = sqlx::query("PRAGMA foreign_key_check")
+                    .fetch_all(&mut *conn)
+                    .await;
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                ran?;
+                if !broken?.is_empty() {
+                    return Err(StoreError::Corrupt(
+                        "a migration left references to rows that do not exist".into(),
+                    ));
+                }
             }
             Backend::Postgres => {
                 sqlx::migrate!("../migrations/postgres")

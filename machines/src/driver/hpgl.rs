@@ -119,7 +119,7 @@ pub async fn stream_file<S, F>(
     total: u64,
     config: &Config,
     mut controls: Option<&mut mpsc::Receiver<Control>>,
-    on_progress: &mut dyn FnMut(&Progress),
+    on_progress: &mut (dyn FnMut(&Progress) + Send),
     cancel: &CancellationToken,
 ) -> Result<JobReport, HpglError>
 where
@@ -272,7 +272,7 @@ pub async fn stream_file_to_port(
     path: &std::path::Path,
     config: &Config,
     controls: Option<&mut mpsc::Receiver<Control>>,
-    on_progress: &mut dyn FnMut(&Progress),
+    on_progress: &mut (dyn FnMut(&Progress) + Send),
     cancel: &CancellationToken,
 ) -> Result<JobReport, HpglError> {
     let io = crate::transport::open_serial(options)?;

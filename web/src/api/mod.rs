@@ -272,6 +272,8 @@ pub enum JunctionRuleWord {
 pub enum ConnectionWord {
     SerialMarlin,
     SerialGrbl,
+    SerialHpgl,
+    SerialHpglRtsCts,
     Octoprint,
     Moonraker,
     Manual,
@@ -781,7 +783,9 @@ impl MachineDto {
 impl From<&Machine> for MachineDto {
     fn from(m: &Machine) -> Self {
         let (serial_port, baud, url, has_api_key) = match &m.connection {
-            Connection::SerialMarlin { port, baud } | Connection::SerialGrbl { port, baud } => {
+            Connection::SerialMarlin { port, baud }
+            | Connection::SerialGrbl { port, baud }
+            | Connection::SerialHpgl { port, baud, .. } => {
                 (Some(port.clone()), Some(*baud), None, false)
             }
             Connection::OctoPrint { url, .. } => (None, None, Some(url.clone()), true),

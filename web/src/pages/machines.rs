@@ -48,7 +48,9 @@ pub struct MachineView {
 pub fn without_links(text: &str, connection: &Connection) -> String {
     let mut hidden: Vec<String> = Vec::new();
     match connection {
-        Connection::SerialMarlin { port, .. } | Connection::SerialGrbl { port, .. } => {
+        Connection::SerialMarlin { port, .. }
+        | Connection::SerialGrbl { port, .. }
+        | Connection::SerialHpgl { port, .. } => {
             hidden.push(port.clone());
         }
         Connection::OctoPrint { url, .. } | Connection::Moonraker { url } => {
@@ -127,7 +129,9 @@ impl MachineView {
     pub fn new(tr: &Tr, m: &Machine, links: bool) -> Self {
         let connection = match &m.connection {
             _ if !links => tr.word("connection", m.connection.kind().as_str()),
-            Connection::SerialMarlin { port, baud } | Connection::SerialGrbl { port, baud } => {
+            Connection::SerialMarlin { port, baud }
+            | Connection::SerialGrbl { port, baud }
+            | Connection::SerialHpgl { port, baud, .. } => {
                 format!(
                     "{} ({port}, {baud} bauds)",
                     tr.word("connection", m.connection.kind().as_str())
@@ -448,7 +452,9 @@ impl MachineFields {
         let p = &m.profile;
         let blank_zero = |v: f64| if v == 0.0 { String::new() } else { number(v) };
         let (serial_port, baud, url) = match &m.connection {
-            Connection::SerialMarlin { port, baud } | Connection::SerialGrbl { port, baud } => {
+            Connection::SerialMarlin { port, baud }
+            | Connection::SerialGrbl { port, baud }
+            | Connection::SerialHpgl { port, baud, .. } => {
                 (port.clone(), baud.to_string(), String::new())
             }
             Connection::OctoPrint { url, .. } | Connection::Moonraker { url } => {
