@@ -589,8 +589,10 @@ impl Lab {
 }
 
 /// The throttle's key of a username (bounded: any text may be typed there).
+/// The throttle's key of a username as typed, without control characters (PostgreSQL
+/// refuses a NUL in text; no username has one).
 fn throttle_user_key(name: &str) -> String {
-    let name: String = name.chars().take(64).collect();
+    let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
     format!("user:{name}")
 }
 

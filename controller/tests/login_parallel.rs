@@ -157,3 +157,25 @@ async fn ended_windows_are_purged_and_the_next_guesses_count_afresh() {
         .unwrap_err();
     assert!(matches!(err, LabError::BadCredentials), "{err:?}");
 }
+
+/// A username no account can have (a NUL, control characters, 200 letters) is a wrong login
+/// like any other, on both databases: PostgreSQL refuses a NUL in text, and the throttle's
+/// key once carried the name as typed (schemathesis met it as a 500).
+#[tokio::test]
+async fn a_username_with_a_nul_or_control_characters_is_only_a_wrong_login() {
+    let (lab, _dir) = fresh().await;
+    for name in [
+        "a\u{0}b",
+        "\u{1}\u{7f}josette",
+        &"x".repeat(200),
+        "\u{a0}Ñ'÷\u{89}",
+    ] {
+        let r = lab
+            .login(name, &Secret::new("whatever"), "10.0.0.9", 100)
+            .await;
+        assert!(
+            matches!(r, Err(LabError::BadCredentials)),
+            "{name:?}: {r:?}"
+        );
+    }
+}

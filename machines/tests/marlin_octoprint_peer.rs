@@ -141,6 +141,13 @@ async fn octoprint_virtual_printer_with_its_scripted_errors_ends_at_the_files_la
     assert!(stats.resend_requests >= 3, "{stats:?}");
     assert!(stats.resends >= 2, "{stats:?}");
 
+    // Every line is acknowledged once planned, not once moved: the peer's moves wait in its
+    // command buffer (its M114 answers at once, with where the head is now), so wait for
+    // them first, as a host that reads the position must (under load they lag seconds).
+    conn.query("M400", Duration::from_secs(60), &cancel)
+        .await
+        .unwrap()
+        .unwrap();
     let lines = conn
         .query("M114", Duration::from_secs(30), &cancel)
         .await
