@@ -249,7 +249,8 @@ fn machines() -> anyhow::Result<Vec<(MachineInput, MachineState, &'static str)>>
 }
 
 /// The demo's printer is a virtual Marlin on a pseudo-terminal in the data folder (moves
-/// fifty times faster than real), so the board shows a job streaming for real.
+/// fifty times faster than real), so the board shows a job streaming for real; the laser a
+/// virtual GRBL, the vinyl cutter a virtual HP-GL cutter.
 pub async fn start_machines(
     lab: &Lab,
     config: &crate::config::Config,
@@ -278,12 +279,26 @@ pub async fn start_machines(
         ..Default::default()
     });
     let serve_laser = laser_link.clone();
+    let simulators_cancel = cancel.clone();
     tokio::spawn(async move {
         if let Err(e) =
             grbl_sim::serve_at(&serve_laser, laser, grbl_sim::LinkConfig::default(), cancel).await
         {
             tracing::error!(error = %e, "virtual laser stopped");
         }
+    });
+    // The vinyl cutter: a virtual HP-GL cutter with XON/XOFF at 9600 bauds.
+    use fabrique_machines::sim::cutter as cutter_sim;
+    let cutter_link = dir.join("plotter");
+    let mut cutter_pty = grbl_sim::PtyLink::open_at(&cutter_link)?;
+    let cutter_master = cutter_pty
+        .take_master()
+        .ok_or_else(|| anyhow::anyhow!("the cutter's pseudo-terminal has no master"))?;
+    let cutter_cancel = simulators_cancel;
+    tokio::spawn(async move {
+        let cutter = cutter_sim::VirtualCutter::new(cutter_sim::SimConfig::default());
+        cutter_sim::serve(cutter_master, cutter, cutter_cancel).await;
+        drop(cutter_pty);
     });
     for _ in 0..50 {
         if link.exists() && laser_link.exists() {
@@ -292,55 +307,46 @@ pub async fn start_machines(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let at = now();
-    if let Some(laser) = lab
-        .machines()
-        .await?
-        .into_iter()
-        .find(|m| m.name == "Découpeuse laser")
-    {
-        let mut input = MachineInput::new(
-            &laser.name,
-            laser.kind,
-            laser.connection.clone(),
-            laser.profile.clone(),
-            &laser.location,
-            &laser.required_training,
-        )?;
-        input.connection = Connection::SerialGrbl {
-            port: laser_link.display().to_string(),
-            baud: 115_200,
-        };
-        lab.store().update_machine(laser.id, &input, at).await?;
-        if !matches!(laser.state, MachineState::Busy | MachineState::Paused) {
-            lab.store()
-                .set_machine_state(laser.id, MachineState::Idle, "", at)
-                .await?;
-        }
-    }
-    if let Some(prusa) = lab
-        .machines()
-        .await?
-        .into_iter()
-        .find(|m| m.name == "Prusa MK3S")
-    {
-        let mut input = MachineInput::new(
-            &prusa.name,
-            prusa.kind,
-            prusa.connection.clone(),
-            prusa.profile.clone(),
-            &prusa.location,
-            &prusa.required_training,
-        )?;
-        input.connection = Connection::SerialMarlin {
-            port: link.display().to_string(),
-            baud: 115_200,
-        };
-        lab.store().update_machine(prusa.id, &input, at).await?;
-        if !matches!(prusa.state, MachineState::Busy | MachineState::Paused) {
-            lab.store()
-                .set_machine_state(prusa.id, MachineState::Idle, "", at)
-                .await?;
-        }
+    let port = |path: &std::path::Path| path.display().to_string();
+    let laser = Connection::SerialGrbl {
+        port: port(&laser_link),
+        baud: 115_200,
+    };
+    attach(lab, "Découpeuse laser", laser, at).await?;
+    let prusa = Connection::SerialMarlin {
+        port: port(&link),
+        baud: 115_200,
+    };
+    attach(lab, "Prusa MK3S", prusa, at).await?;
+    let connection = Connection::SerialHpgl {
+        port: port(&cutter_link),
+        baud: 9_600,
+        hardware_flow: false,
+    };
+    attach(lab, "Plotter vinyle", connection, at).await?;
+    Ok(())
+}
+
+/// Points the seeded machine `name` at `connection` (a virtual machine's link), idle unless
+/// a job runs on it.
+async fn attach(lab: &Lab, name: &str, connection: Connection, at: i64) -> anyhow::Result<()> {
+    let Some(m) = lab.machines().await?.into_iter().find(|m| m.name == name) else {
+        return Ok(());
+    };
+    let mut input = MachineInput::new(
+        &m.name,
+        m.kind,
+        m.connection.clone(),
+        m.profile.clone(),
+        &m.location,
+        &m.required_training,
+    )?;
+    input.connection = connection;
+    lab.store().update_machine(m.id, &input, at).await?;
+    if !matches!(m.state, MachineState::Busy | MachineState::Paused) {
+        lab.store()
+            .set_machine_state(m.id, MachineState::Idle, "", at)
+            .await?;
     }
     Ok(())
 }
