@@ -387,3 +387,97 @@ async fn the_panel_is_for_trainers_at_a_grbl_machine_held_by_one_person_at_a_tim
         MachineState::Idle
     );
 }
+
+/// A mill's Z zero: the tool goes down until it touches the plate on the work piece, the
+/// top of the piece becomes Z 0 (the plate's thickness above the contact), the tool goes
+/// back up; a probe that touches nothing ends in GRBL's alarm, said in words.
+#[tokio::test]
+async fn a_mill_finds_its_z_zero_with_the_probe_and_a_missed_probe_is_said() {
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let stop = CancellationToken::new();
+    let link = app.dir.path().join("mill");
+    let sim = VirtualGrbl::new(SimConfig {
+        time_scale: 0.0,
+        work_offset: Some([-200.0, -150.0, 0.0]),
+        // The plate's top, 12.5 mm below where the spindle stands at power-up.
+        probe_contact_z: Some(-12.5),
+        settings: vec![(32, 0.0)],
+        ..SimConfig::default()
+    });
+    let (at, stop_serving) = (link.clone(), stop.clone());
+    let served = tokio::spawn(async move {
+        serve_at(&at, sim, LinkConfig::default(), stop_serving)
+            .await
+            .unwrap()
+    });
+    while !link.exists() {
+        tokio::task::yield_now().await;
+    }
+    let profile = MachineProfile::parse(["200", "150", "50"], "", "", "", "", "").unwrap();
+    let input = MachineInput::new(
+        "Fraiseuse",
+        MachineKind::CncMill,
+        Connection::SerialGrbl {
+            port: link.display().to_string(),
+            baud: 115_200,
+        },
+        profile,
+        "",
+        "",
+    )
+    .unwrap();
+    let mill = app.add_idle_machine(&manager, &input).await;
+    app.runtime.refresh(mill.id).await;
+    let (karim, trainer) = app.signed_in("karim", Role::Trainer).await;
+    let key = app.lab.create_api_key(&trainer, "k", now()).await.unwrap();
+    let (status, _) = press(&app, &karim, &mill, &[("action", "take")]).await;
+    assert_eq!(status, 303);
+    let html = page(&app, &karim, &mill).await;
+    assert!(html.contains("Zéro Z au palpeur"), "{html}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, html) = press(
+        &app,
+        &karim,
+        &mill,
+        &[("action", "probe_z"), ("plate", "1.5"), ("depth", "30")],
+    )
+    .await;
+    assert_eq!(status, 303, "{html}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let panel = api_panel(&app, &key, &mill).await;
+    // Touched at machine Z -12.5 with a 1.5 mm plate: the piece's top (Z 0) is machine
+    // -14.0, and the tool stands 5 mm above the contact.
+    assert_eq!(panel["machine_position"][2], json!(-7.5), "{panel}");
+    assert_eq!(panel["work_position"][2], json!(6.5), "{panel}");
+    let log = panel["log"].as_array().unwrap();
+    assert!(
+        log[0]["sent"].as_str().unwrap().starts_with("G38.2G90Z"),
+        "{panel}"
+    );
+    assert!(
+        log[0]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("[PRB:-200.000,-150.000,-12.500:1]"),
+        "{panel}"
+    );
+
+    // Too short a way down: the probe touches nothing, GRBL locks, the panel says why.
+    let (status, answer) =
+        api_act(&app, &key, &mill, json!({"action": "probe_z", "depth": 1})).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert!(
+        answer["refused"].as_str().unwrap().contains("rien touché"),
+        "{answer}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let html = page(&app, &karim, &mill).await;
+    assert!(
+        html.contains("en alarme") && html.contains("Alarme 5"),
+        "{html}"
+    );
+    stop.cancel();
+    let _ = served.await;
+}

@@ -92,6 +92,13 @@ pub enum PanelAction {
         job: JobId,
         feed: f64,
     },
+    /// A mill's Z zero: probe down at most `depth` mm at `feed` (`G38.2`) until the tool
+    /// touches the plate, whose `plate` mm thickness make the work's top Z 0; then up 5 mm.
+    ProbeZ {
+        depth: f64,
+        feed: f64,
+        plate: f64,
+    },
     Override(Override),
     /// Feed hold and cycle start.
     Pause,
@@ -114,6 +121,7 @@ impl PanelAction {
             PanelAction::SetOrigin => "set_origin",
             PanelAction::GoToOrigin { .. } => "go_to_origin",
             PanelAction::Frame { .. } => "frame",
+            PanelAction::ProbeZ { .. } => "probe_z",
             PanelAction::Override(_) => "override",
             PanelAction::Pause => "pause",
             PanelAction::Resume => "resume",
@@ -180,6 +188,24 @@ impl PanelAction {
                 ),
                 feed: feed(3000.0)?,
             },
+            "probe_z" => {
+                let mm = |name: &'static str, default: f64, max: f64| {
+                    let raw = field(name).trim().replace(',', ".");
+                    if raw.is_empty() {
+                        return Ok(default);
+                    }
+                    match raw.parse::<f64>() {
+                        Ok(v) if v > 0.0 && v <= max => Ok(v),
+                        Ok(v) if v == 0.0 && name == "plate" => Ok(v),
+                        _ => Err(Invalid::new(name, "number_range")),
+                    }
+                };
+                PanelAction::ProbeZ {
+                    depth: mm("depth", 20.0, 100.0)?,
+                    feed: feed(50.0)?,
+                    plate: mm("plate", 0.0, 50.0)?,
+                }
+            }
             "override" => PanelAction::Override(
                 field("override")
                     .trim()

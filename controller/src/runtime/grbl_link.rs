@@ -246,7 +246,7 @@ async fn serve(
                 reply,
             } => {
                 printed.borrow_mut().clear();
-                let answer = perform(&mut driver, action, outline, &mut on_event).await;
+                let answer = perform(&mut driver, action, outline, &mut on_event, &printed).await;
                 let answer = answer.map(|(sent, outcome)| Answer {
                     sent,
                     lines: printed.borrow_mut().drain(..).collect(),
@@ -317,6 +317,7 @@ async fn perform(
     action: PanelAction,
     outline: Option<Program>,
     on_event: &mut dyn FnMut(&Event),
+    printed: &RefCell<Vec<String>>,
 ) -> Result<(String, Result<(), String>), GrblError> {
     let byte = |driver: &mut GrblDriver<_>, r: Realtime| {
         driver.realtime(r);
@@ -370,6 +371,49 @@ async fn perform(
                 .iter()
                 .map(|(x, y)| format!("$J=G90G21X{x:.3}Y{y:.3}F{feed:.0}"))
                 .collect()
+        }
+        PanelAction::ProbeZ { depth, feed, plate } => {
+            // In absolute coordinates, from where the head stands: a G91 on the probe's line
+            // would stay GRBL's mode after a failed probe, which locks the machine.
+            let session = driver.session();
+            let work_z = session
+                .status()
+                .and_then(|s| s.mpos)
+                .zip(session.work_offset())
+                .map(|(m, o)| m[2] - o[2]);
+            let Some(work_z) = work_z else {
+                return Ok((
+                    String::new(),
+                    Err(
+                        "position de la tête inconnue\u{a0}: attendez son état, puis recommencez"
+                            .into(),
+                    ),
+                ));
+            };
+            let probe = format!("G38.2G90Z{:.3}F{feed:.0}", work_z - depth);
+            let outcome = line(driver, &probe, on_event).await?;
+            let touched = printed
+                .borrow()
+                .iter()
+                .any(|l| l.starts_with("[PRB:") && l.ends_with(":1]"));
+            if outcome.is_err() || !touched {
+                let why = outcome.err().unwrap_or_else(|| {
+                    format!("le palpeur n'a rien touché sur {depth:.1} mm\u{a0}: vérifiez la plaque et sa pince, puis déverrouillez")
+                });
+                return Ok((probe, Err(why)));
+            }
+            let mut sent = vec![probe];
+            for text in [
+                format!("G10L20P1Z{plate:.3}"),
+                "$J=G91G21Z5F500".to_string(),
+            ] {
+                sent.push(text.clone());
+                let outcome = line(driver, &text, on_event).await?;
+                if outcome.is_err() {
+                    return Ok((sent.join("\n"), outcome));
+                }
+            }
+            return Ok((sent.join("\n"), Ok(())));
         }
         PanelAction::Console(text) => vec![text],
     };

@@ -78,6 +78,9 @@ pub struct SimConfig {
     /// hold machine space at `-$13x..0`. `None`: machine and work coordinates are one, with
     /// soft limits at `0..$13x`, and no `WCO` is reported.
     pub work_offset: Option<[f64; 3]>,
+    /// A `G38.2` probe touches at this machine Z (the top of the work piece, or the plate on
+    /// it); `None`: it never touches, and the probe fails with `ALARM:5`.
+    pub probe_contact_z: Option<f64>,
     /// Faults.
     pub faults: Faults,
 }
@@ -93,6 +96,7 @@ impl Default for SimConfig {
             settings: Vec::new(),
             start_locked: false,
             work_offset: None,
+            probe_contact_z: None,
             faults: Faults::default(),
         }
     }
@@ -867,6 +871,7 @@ impl VirtualGrbl {
         let mut power = None;
         let mut non_modal_axis = false;
         let mut g10 = false;
+        let mut probe = false;
         let (mut l_word, mut p_word) = (None, None);
         for Word { letter, value } in &words {
             let letter = *letter;
@@ -897,6 +902,7 @@ impl VirtualGrbl {
                             non_modal_axis = true;
                         }
                         280 | 300 | 530 | 920 | 281 | 301 => non_modal_axis = true,
+                        382 => probe = true,
                         _ => return Err(20),
                     }
                 }
@@ -926,6 +932,9 @@ impl VirtualGrbl {
         let has_axis = target.iter().any(Option::is_some);
         if g10 {
             return self.set_work_offset(l_word, p_word, target);
+        }
+        if probe {
+            return self.probe_z(target[2], absolute, inches, feed.or(self.feed));
         }
         let motion = motion.unwrap_or(self.motion);
         let new_feed = feed.or(self.feed);
@@ -1042,6 +1051,62 @@ impl VirtualGrbl {
             block.target = shift(block.target);
         }
         Ok(())
+    }
+
+    /// `G38.2` along Z, instantly: the head stops where the probe touches and GRBL reports
+    /// `[PRB:x,y,z:1]`; without a contact on the way, `ALARM:5`, `[PRB:...:0]`, then `ok`. The
+    /// parser's modes are those of the line (GRBL keeps its G91 after it, as here).
+    fn probe_z(
+        &mut self,
+        z: Option<f64>,
+        absolute: bool,
+        inches: bool,
+        feed: Option<f64>,
+    ) -> Result<(), u8> {
+        let Some(z) = z else {
+            return Err(26);
+        };
+        if feed.is_none_or(|f| f <= 0.0) {
+            return Err(22);
+        }
+        self.absolute = absolute;
+        self.inches = inches;
+        self.feed = feed;
+        let scale = if inches { 25.4 } else { 1.0 };
+        let start = self.planned_end();
+        let target = if absolute {
+            z * scale
+        } else {
+            start[2] + z * scale
+        };
+        let machine = self.machine(start);
+        let offset = machine[2] - start[2];
+        let (low, high) = (target.min(start[2]), target.max(start[2]));
+        let touch = self
+            .config
+            .probe_contact_z
+            .map(|m| m - offset)
+            .filter(|w| (low..=high).contains(w));
+        let report = |p: [f64; 3], ok: u8, sim: &Self| {
+            let m = sim.machine(p);
+            format!("[PRB:{:.3},{:.3},{:.3}:{ok}]", m[0], m[1], m[2])
+        };
+        match touch {
+            Some(w) => {
+                self.pos = [start[0], start[1], w];
+                let line = report(self.pos, 1, self);
+                self.say(&line);
+                Ok(())
+            }
+            None => {
+                self.pos = [start[0], start[1], target];
+                let line = report(self.pos, 0, self);
+                // Not a critical alarm: GRBL still answers the line.
+                self.raise_alarm(5);
+                self.say(&line);
+                Ok(())
+            }
+        }
     }
 
     fn planned_end(&self) -> [f64; 3] {

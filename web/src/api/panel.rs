@@ -35,6 +35,7 @@ pub enum PanelActionWord {
     SetOrigin,
     GoToOrigin,
     Frame,
+    ProbeZ,
     Override,
     Pause,
     Resume,
@@ -46,7 +47,8 @@ pub enum PanelActionWord {
 /// sent again while the button is held and ended by `jog_stop`; `frame`: `job`, traced by
 /// jogs with the laser off; `override`: `feed_plus`, `feed_minus`, `feed_reset`,
 /// `rapid_full`, `rapid_half`, `rapid_quarter`, `power_plus`, `power_minus`, `power_reset`;
-/// `console`: `command`, a `$` command or G-code that neither fires nor cuts.
+/// `console`: `command`, a `$` command or G-code that neither fires nor cuts; `probe_z`
+/// (a mill): `depth`, `feed` and the `plate`'s thickness.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PanelBody {
@@ -70,6 +72,12 @@ pub struct PanelBody {
     pub command: Option<String>,
     #[serde(default)]
     pub job: Option<i64>,
+    /// `probe_z`: how far down to probe at most, mm (default 20).
+    #[serde(default)]
+    pub depth: Option<f64>,
+    /// `probe_z`: the thickness of the plate on the work piece, mm (default 0).
+    #[serde(default)]
+    pub plate: Option<f64>,
 }
 
 /// What was sent and what the machine answered.
@@ -183,6 +191,8 @@ pub async fn panel_action(
         "override" => body.override_.clone().unwrap_or_default(),
         "command" => body.command.clone().unwrap_or_default(),
         "job" => body.job.map_or(String::new(), |j| j.to_string()),
+        "depth" => number(body.depth),
+        "plate" => number(body.plate),
         _ => String::new(),
     })?;
     state.lab.machine(MachineId(id)).await?;

@@ -80,6 +80,8 @@ struct PanelPage {
     open: bool,
     held_by: Option<String>,
     mine: bool,
+    /// A mill: the Z probe.
+    mill: bool,
     state: String,
     alarm: Option<String>,
     machine_position: String,
@@ -160,6 +162,7 @@ async fn build(
         error,
         open: view.is_some(),
         mine: held_by.as_deref() == Some(user.display_name.as_str()),
+        mill: machine.kind == fabrique_controller::domain::MachineKind::CncMill,
         held_by,
         state: words,
         alarm,
