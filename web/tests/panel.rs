@@ -332,6 +332,15 @@ async fn the_panel_is_for_trainers_at_a_grbl_machine_held_by_one_person_at_a_tim
     let key = app.lab.create_api_key(&awa_user, "k", now()).await.unwrap();
     assert_eq!(api_panel(&app, &key, &machine).await["held_by"], "awa");
 
+    // A jog button's move the page never offers is a field error, never a crash.
+    let (status, _) = press(
+        &app,
+        &awa,
+        &machine,
+        &[("action", "jog"), ("move", "é+"), ("step", "10")],
+    )
+    .await;
+    assert_eq!(status, 422);
     // A bad field is refused in words, in English too.
     let (status, body) = client()
         .post(app.url(&format!("/api/v1/machines/{}/panel", machine.id.0)))

@@ -239,7 +239,7 @@ async fn act(
     let user = ctx.require(Role::Trainer)?.clone();
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
     let parsed = PanelAction::parse(&field("action"), |name| match (name, field("move")) {
-        ("axis", m) if !m.is_empty() => m[..1].to_string(),
+        ("axis", m) if !m.is_empty() => m.chars().take(1).collect(),
         ("distance", m) if m.ends_with('-') => format!("-{}", field("step")),
         ("distance", m) if m.ends_with('+') => field("step"),
         _ => field(name),
