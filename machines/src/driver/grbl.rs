@@ -190,29 +190,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GrblDriver<S> {
         on_event: &mut dyn FnMut(&Event),
     ) -> Result<Option<R>, GrblError> {
         loop {
-            while let Some(out) = self.session.poll_output() {
-                match out {
-                    Output::Write(bytes) => {
-                        if !self.session.is_closed() && !self.write(&bytes).await {
-                            self.session.link_lost(now());
-                        }
-                    }
-                    Output::Event(e) => on_event(&e),
-                }
-            }
+            self.flush(on_event).await;
             if self.session.is_closed() {
                 return Err(GrblError::LinkClosed);
             }
-            let deadline = self
-                .session
-                .next_deadline()
-                .map(tokio::time::Instant::from_std);
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = self.until_deadline();
             tokio::select! {
                 r = self.io.read(&mut self.buf) => match r {
                     Ok(0) | Err(_) => self.session.link_lost(now()),
@@ -321,6 +303,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GrblDriver<S> {
         matches!(tokio::time::timeout(WRITE_TIMEOUT, w).await, Ok(Ok(())))
     }
 
+    /// Performs the session's outputs in order: its writes, and its events passed to `event`.
+    async fn flush(&mut self, event: &mut dyn FnMut(&Event)) {
+        while let Some(out) = self.session.poll_output() {
+            match out {
+                Output::Write(bytes) => {
+                    if !self.session.is_closed() && !self.write(&bytes).await {
+                        self.session.link_lost(now());
+                    }
+                }
+                Output::Event(e) => event(&e),
+            }
+        }
+    }
+
+    /// Sleeps until the session's next deadline (status poll, time-outs); forever without
+    /// one.
+    fn until_deadline(&self) -> impl std::future::Future<Output = ()> + use<S> {
+        let deadline = self
+            .session
+            .next_deadline()
+            .map(tokio::time::Instant::from_std);
+        async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     /// Runs the session until `done` returns a value for one of its events.
     ///
     /// Each turn performs the session's outputs in order (writes, then events as they
@@ -333,36 +344,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GrblDriver<S> {
     ) -> Result<T, GrblError> {
         loop {
             let mut result = None;
-            while let Some(out) = self.session.poll_output() {
-                match out {
-                    Output::Write(bytes) => {
-                        if !self.session.is_closed() && !self.write(&bytes).await {
-                            self.session.link_lost(now());
-                        }
-                    }
-                    Output::Event(e) => {
-                        if let Some(r) = done(&e) {
-                            result.get_or_insert(r);
-                        }
-                    }
+            self.flush(&mut |e: &Event| {
+                if let Some(r) = done(e) {
+                    result.get_or_insert(r);
                 }
-            }
+            })
+            .await;
             if let Some(r) = result {
                 return Ok(r);
             }
             if self.session.is_closed() {
                 return Err(GrblError::LinkClosed);
             }
-            let deadline = self
-                .session
-                .next_deadline()
-                .map(tokio::time::Instant::from_std);
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = self.until_deadline();
             let control = async {
                 match controls.as_deref_mut() {
                     Some(rx) => rx.recv().await,
