@@ -441,6 +441,30 @@ impl Lab {
         Ok(self.store().job(id).await?)
     }
 
+    /// Checks that the person `by` may go on with a running job on `machine` after it
+    /// stopped for them (a mill's tool change): the rule of [`fit::check`] for a person's
+    /// start, as when the job began. Returns who they are.
+    pub async fn check_resume(
+        &self,
+        machine: MachineId,
+        id: JobId,
+        by: UserId,
+        now: i64,
+    ) -> LabResult<User> {
+        let machine = self.store().machine(machine).await?;
+        let job = self.store().job(id).await?;
+        if job.machine != Some(machine.id) || job.state.is_finished() {
+            return Err(Refusal::NotQueued { state: job.state }.into());
+        }
+        let person = self.store().user(by).await?;
+        let owner = self
+            .clearances(&[job.owner], now)
+            .await?
+            .owner(job.owner, machine.id);
+        fit::check(&job, &machine, &owner, Start::Person(person.role))?;
+        Ok(person)
+    }
+
     /// Removes from `jobs_dir` what an interrupted write left there, before anything else
     /// runs (`fabrique serve` calls it before it listens): uploads cut short (`*.part`), and
     /// files no job and no campaign model refers to (a file renamed into place whose job was

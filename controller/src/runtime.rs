@@ -52,6 +52,29 @@ pub struct Live {
     pub bed: Option<(f64, Option<f64>)>,
     /// The last error, in words.
     pub last_error: Option<String>,
+    /// A mill's job waits here for a person to change the tool.
+    pub tool_change: Option<ToolChangeView>,
+}
+
+/// Where a mill's job stopped for a tool change, and the tool it asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ToolChangeView {
+    /// The file line of the `M6`.
+    pub line: usize,
+    /// `T2`: 2; `None` when the file names none.
+    pub tool: Option<u32>,
+}
+
+/// How a GRBL job ended early.
+enum GrblEnd {
+    /// The driver stopped it (error, alarm, cancel, lost link): the machine was reset.
+    Failed(fabrique_machines::driver::grbl::GrblError),
+    /// Between two parts of a mill's job, with the machine at rest.
+    Stopped {
+        state: JobState,
+        reason: &'static str,
+        machine: MachineState,
+    },
 }
 
 #[derive(Debug)]
@@ -350,6 +373,7 @@ impl Runtime {
             hotend: None,
             bed: None,
             last_error: None,
+            tool_change: None,
         };
         let (live_tx, live) = watch::channel(initial);
         let (panel_tx, panel) = watch::channel(None);
@@ -836,7 +860,12 @@ impl MachineTask {
                             l.state = m.state;
                             l.last_error = None;
                         });
-                        if m.connection != self.machine.connection {
+                        // The link knows what the head carries: a new kind or profile
+                        // opens it again.
+                        if m.connection != self.machine.connection
+                            || m.kind != self.machine.kind
+                            || m.profile != self.machine.profile
+                        {
                             self.drop_grbl_link().await;
                         }
                         self.machine = m;
@@ -1325,9 +1354,9 @@ impl MachineTask {
         baud: u32,
         commands: &mut mpsc::Receiver<Command>,
     ) {
-        use fabrique_machines::driver::grbl::{self as grbl_driver, Control as GrblControl};
-        use fabrique_machines::protocol::grbl::{Lang, PersonAtMachine, Program, WorkArea};
-        let Some(person) = self.started_by.clone() else {
+        use fabrique_machines::driver::grbl as grbl_driver;
+        use fabrique_machines::protocol::grbl::{FailReason, Lang, Program, Segment, Tool};
+        let Some(mut person) = self.started_by.clone() else {
             return self
                 .finish(
                     &job,
@@ -1337,7 +1366,7 @@ impl MachineTask {
                 )
                 .await;
         };
-        // Laser files are small (a cut outline, an engraving); read whole for the check mode.
+        // Laser and mill files are small next to a print; read whole for the check mode.
         let path = self.runtime.jobs_dir.join(&job.stored_name);
         let program = match tokio::fs::read_to_string(&path).await {
             Ok(text) => Program::parse(&text, grbl_driver::Config::default().rx_buffer)
@@ -1352,6 +1381,15 @@ impl MachineTask {
                     .await;
             }
         };
+        // A mill's file stops at each tool change (`M6`); a laser's is one part.
+        let parts = match self.grbl_tool() {
+            Tool::Laser => vec![Segment {
+                after: None,
+                program,
+            }],
+            Tool::Spindle { .. } => program.split_at_tool_changes(),
+        };
+        let whole = Program::joined(&parts);
         let opened_for_job = match self.grbl_link(&port, baud, None).await {
             Ok(opened) => opened,
             Err(e) => {
@@ -1364,19 +1402,117 @@ impl MachineTask {
                 return self.finish(&job, JobState::Failed, &why, machine).await;
             }
         };
+        let total = whole.lines().last().map_or(1, |l| l.number).max(1) as f64;
+        let mut lines = 0;
+        let mut result = Ok(());
+        for (index, part) in parts.into_iter().enumerate() {
+            if let Some(change) = part.after {
+                match self.await_tool_change(&job, change, commands).await {
+                    Ok(name) => person = name,
+                    Err(end) => {
+                        result = Err(end);
+                        break;
+                    }
+                }
+            }
+            let check = (index == 0).then(|| whole.clone());
+            match self
+                .cut_grbl_part(part.program, check, &person, total, commands)
+                .await
+            {
+                Ok(report) => lines += report.summary.lines,
+                Err(e) => {
+                    result = Err(GrblEnd::Failed(e));
+                    break;
+                }
+            }
+        }
+        let link_lost = matches!(
+            result,
+            Err(GrblEnd::Failed(
+                grbl_driver::GrblError::LinkClosed
+                    | grbl_driver::GrblError::Io(_)
+                    | grbl_driver::GrblError::JobFailed(FailReason::Disconnected)
+            ))
+        );
+        if opened_for_job || link_lost {
+            self.drop_grbl_link().await;
+        }
+        self.publish(|l| l.tool_change = None);
+        match result {
+            Ok(()) => {
+                let lines = i64::try_from(lines).unwrap_or(i64::MAX);
+                self.save_progress(job.id, lines, job.size_bytes).await;
+                self.finish(&job, JobState::Done, "", MachineState::ToCheck)
+                    .await;
+            }
+            Err(GrblEnd::Stopped {
+                state,
+                reason,
+                machine,
+            }) => self.finish(&job, state, reason, machine).await,
+            Err(GrblEnd::Failed(e)) => {
+                let reason = e.message(Lang::Fr);
+                let cancelled =
+                    matches!(e, grbl_driver::GrblError::JobFailed(FailReason::Cancelled));
+                let (state, machine) = if cancelled {
+                    (JobState::Cancelled, MachineState::ToCheck)
+                } else {
+                    (JobState::Failed, MachineState::Error)
+                };
+                self.finish(&job, state, &reason, machine).await;
+            }
+        }
+    }
+
+    /// What a GRBL machine's head carries, from its kind and profile.
+    fn grbl_tool(&self) -> fabrique_machines::protocol::grbl::Tool {
+        use crate::domain::machine::{MachineKind, MillCoolant};
+        use fabrique_machines::protocol::grbl::{Coolant, Tool};
+        match self.machine.kind {
+            MachineKind::CncMill => Tool::Spindle {
+                coolant: match self.machine.profile.coolant {
+                    MillCoolant::None => Coolant::None,
+                    MillCoolant::Flood => Coolant::Flood,
+                    MillCoolant::FloodAndMist => Coolant::FloodAndMist,
+                },
+            },
+            _ => Tool::Laser,
+        }
+    }
+
+    /// Cuts one part of a GRBL job through the held link, `check` (the whole file) checked
+    /// first when given, started by `person` at the machine. Board commands become
+    /// controls; line reports move the progress bar.
+    async fn cut_grbl_part(
+        &mut self,
+        program: fabrique_machines::protocol::grbl::Program,
+        check: Option<fabrique_machines::protocol::grbl::Program>,
+        person: &str,
+        total: f64,
+        commands: &mut mpsc::Receiver<Command>,
+    ) -> Result<
+        fabrique_machines::driver::grbl::JobReport,
+        fabrique_machines::driver::grbl::GrblError,
+    > {
+        use fabrique_machines::driver::grbl::{Control as GrblControl, GrblError};
+        use fabrique_machines::protocol::grbl::{PersonAtMachine, WorkArea};
         let [width, height, _] = self.machine.profile.work_area_mm;
-        // The person pressed "Démarrer" on the board, signed in at the workshop PC: that is
-        // the explicit start at the machine that a laser requires.
+        // The person pressed "Démarrer" (or "Outil changé") on the board, signed in at the
+        // workshop PC: that is the explicit start at the machine that a cut requires.
         #[allow(clippy::disallowed_methods)]
-        let person = PersonAtMachine::confirmed_at_the_machine(person, std::time::Instant::now());
+        let person = PersonAtMachine::confirmed_at_the_machine(
+            person.to_string(),
+            std::time::Instant::now(),
+        );
         let (controls_tx, controls_rx) = mpsc::channel(8);
-        let total = program.lines().last().map_or(1, |l| l.number).max(1) as f64;
         let (lines_tx, mut lines_rx) = watch::channel(0usize);
         let handed = match &self.grbl {
             Some(held) => {
                 held.link
                     .job(
                         program,
+                        check,
                         WorkArea { width, height },
                         person,
                         controls_rx,
@@ -1384,25 +1520,22 @@ impl MachineTask {
                     )
                     .await
             }
-            None => Err(grbl_driver::GrblError::LinkClosed),
+            None => Err(GrblError::LinkClosed),
         };
         let mut stream = match handed {
             Ok(answer) => answer,
             Err(e) => {
                 self.drop_grbl_link().await;
-                let why = e.message(Lang::Fr);
-                return self
-                    .finish(&job, JobState::Failed, &why, MachineState::Error)
-                    .await;
+                return Err(e);
             }
         };
         let mut stopping = false;
         let mut closed = false;
-        let result = loop {
-            // select!: the cut ends the job; board commands become controls (an emergency
-            // stop is a hold and reset, the laser's safe stop); line reports move the bar.
+        loop {
+            // select!: the cut ends the part; board commands become controls (an emergency
+            // stop is a hold and reset, the safe stop); line reports move the bar.
             tokio::select! {
-                result = &mut stream => break result.unwrap_or(Err(grbl_driver::GrblError::LinkClosed)),
+                result = &mut stream => return result.unwrap_or(Err(GrblError::LinkClosed)),
                 () = self.runtime.shutdown.cancelled(), if !stopping => {
                     stopping = true;
                     let _ = controls_tx.try_send(GrblControl::Cancel);
@@ -1446,41 +1579,105 @@ impl MachineTask {
                     }
                 }
             }
+        }
+    }
+
+    /// A mill's job stopped at a tool change, spindle and coolant off: the job is paused
+    /// until a person allowed to start it says the tool is in (the board's "Outil changé",
+    /// a start of the same job). Meanwhile the panel works (jog, Z probe, unlock, home).
+    /// Returns who said so, or how the job ends: cancelled, or interrupted by a shutdown.
+    async fn await_tool_change(
+        &mut self,
+        job: &Job,
+        change: fabrique_machines::protocol::grbl::ToolChange,
+        commands: &mut mpsc::Receiver<Command>,
+    ) -> Result<String, GrblEnd> {
+        if !self.record_pause(job.id, true).await {
+            return Err(GrblEnd::Stopped {
+                state: JobState::Failed,
+                reason: UNRECORDED,
+                machine: MachineState::Error,
+            });
+        }
+        self.publish(|l| {
+            l.tool_change = Some(ToolChangeView {
+                line: change.line,
+                tool: change.tool,
+            })
+        });
+        let person = loop {
+            let command = tokio::select! {
+                () = self.runtime.shutdown.cancelled() => {
+                    return Err(GrblEnd::Stopped {
+                        state: JobState::Interrupted,
+                        reason: "Fabrique s'est arrêté pendant le changement d'outil",
+                        machine: MachineState::ToCheck,
+                    });
+                }
+                command = commands.recv() => command,
+            };
+            match command {
+                Some(Command::Start { job: id, by, reply }) if id == job.id => {
+                    let Some(by) = by else {
+                        let _answered = reply.send(Err(already_working()));
+                        continue;
+                    };
+                    match self
+                        .runtime
+                        .lab
+                        .check_resume(self.machine.id, job.id, by, now())
+                        .await
+                    {
+                        Ok(person) => {
+                            let _answered = reply.send(Ok(()));
+                            break person.display_name;
+                        }
+                        Err(e) => {
+                            let _answered = reply.send(Err(e));
+                        }
+                    }
+                }
+                Some(Command::Start { reply, .. }) => {
+                    let _answered = reply.send(Err(already_working()));
+                }
+                Some(Command::Cancel | Command::EmergencyStop) | None => {
+                    return Err(GrblEnd::Stopped {
+                        state: JobState::Cancelled,
+                        reason: "annulé pendant le changement d'outil",
+                        machine: MachineState::ToCheck,
+                    });
+                }
+                // The job holds the link: giving the machine back would close it.
+                Some(Command::Panel {
+                    action: PanelAction::Release,
+                    reply,
+                    ..
+                }) => {
+                    let _answered = reply.send(Ok(PanelAnswer::nothing_sent()));
+                }
+                Some(Command::Panel {
+                    by,
+                    action,
+                    outline,
+                    reply,
+                }) => {
+                    let answer = self.panel(by, action, outline).await;
+                    let _answered = reply.send(answer);
+                }
+                Some(
+                    Command::Pause | Command::Resume | Command::Finished { .. } | Command::Refresh,
+                ) => {}
+            }
         };
-        let link_lost = matches!(
-            result,
-            Err(grbl_driver::GrblError::LinkClosed
-                | grbl_driver::GrblError::Io(_)
-                | grbl_driver::GrblError::JobFailed(
-                    fabrique_machines::protocol::grbl::FailReason::Disconnected
-                ))
-        );
-        if opened_for_job || link_lost {
-            self.drop_grbl_link().await;
+        self.publish(|l| l.tool_change = None);
+        if !self.record_pause(job.id, false).await {
+            return Err(GrblEnd::Stopped {
+                state: JobState::Failed,
+                reason: UNRECORDED,
+                machine: MachineState::Error,
+            });
         }
-        match result {
-            Ok(report) => {
-                let lines = i64::try_from(report.summary.lines).unwrap_or(i64::MAX);
-                self.save_progress(job.id, lines, job.size_bytes).await;
-                self.finish(&job, JobState::Done, "", MachineState::ToCheck)
-                    .await;
-            }
-            Err(e) => {
-                let reason = e.message(Lang::Fr);
-                let cancelled = matches!(
-                    e,
-                    grbl_driver::GrblError::JobFailed(
-                        fabrique_machines::protocol::grbl::FailReason::Cancelled
-                    )
-                );
-                let (state, machine) = if cancelled {
-                    (JobState::Cancelled, MachineState::ToCheck)
-                } else {
-                    (JobState::Failed, MachineState::Error)
-                };
-                self.finish(&job, state, &reason, machine).await;
-            }
-        }
+        Ok(person)
     }
 
     /// A vinyl cutter (HP-GL over serial), started by a person who loaded the media: the file
@@ -1599,7 +1796,7 @@ impl MachineTask {
                 false
             }
             None => {
-                let link = GrblLink::open(port, baud).await?;
+                let link = GrblLink::open(port, baud, self.grbl_tool()).await?;
                 self.grbl = Some(HeldLink {
                     link,
                     held_by: holder.map(str::to_string),

@@ -18,6 +18,21 @@ text_enum! {
 }
 
 text_enum! {
+    /// The coolant a CNC mill has: a file that turns on one it lacks is refused.
+    MillCoolant {
+        None = "none",
+        Flood = "flood",
+        FloodAndMist = "flood_and_mist",
+    }
+}
+
+impl Default for MillCoolant {
+    fn default() -> Self {
+        MillCoolant::None
+    }
+}
+
+text_enum! {
     /// The states of a machine. `ToCheck` means used and waiting for someone to check
     /// and clean it before the next member.
     MachineState {
@@ -242,6 +257,9 @@ pub struct MachineProfile {
     /// `max_accel_to_decel` is `accel × (1 − ratio)`.
     #[serde(default)]
     pub minimum_cruise_ratio: Option<f64>,
+    /// A CNC mill's coolant (`M8` flood, `M7` mist).
+    #[serde(default)]
+    pub coolant: MillCoolant,
 }
 
 /// A number of a form: blank is 0; a comma may stand for the decimal point.
@@ -361,6 +379,17 @@ impl MachineProfile {
             silent_mode,
             ..self
         })
+    }
+
+    /// Adds a mill's coolant: `none` (or blank), `flood` or `flood_and_mist`.
+    pub fn with_coolant(self, coolant: &str) -> Result<Self, Invalid> {
+        let coolant = match coolant.trim() {
+            "" => MillCoolant::None,
+            name => name
+                .parse()
+                .map_err(|()| Invalid::new("coolant", "choice"))?,
+        };
+        Ok(Self { coolant, ..self })
     }
 
     /// Whether the lab gave any motion limit of the machine's own (else the estimate takes

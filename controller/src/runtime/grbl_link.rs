@@ -14,7 +14,7 @@ use fabrique_machines::driver::grbl::{
     Config, Control, Event, GrblDriver, GrblError, JobReport, Lang, LineOutcome, MachineState,
     PersonAtMachine, Program, Realtime, WorkArea,
 };
-use fabrique_machines::protocol::grbl::{CodeKind, codes};
+use fabrique_machines::protocol::grbl::{CodeKind, Tool, codes};
 use std::cell::RefCell;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -98,6 +98,9 @@ enum Request {
     },
     Job {
         program: Program,
+        /// Checked against the machine and in check mode before `program` is cut: the
+        /// whole file, when `program` is its first part.
+        check: Option<Program>,
         area: WorkArea,
         person: PersonAtMachine,
         controls: mpsc::Receiver<Control>,
@@ -115,7 +118,8 @@ pub struct GrblLink {
 
 impl GrblLink {
     /// Opens the port and connects (soft reset, banner, `$$`); returns once GRBL is ready.
-    pub async fn open(port: &str, baud: u32) -> Result<Self, GrblError> {
+    /// `tool` is what the head carries: a laser, or a mill's spindle.
+    pub async fn open(port: &str, baud: u32, tool: Tool) -> Result<Self, GrblError> {
         use tokio_serial::SerialPortBuilderExt;
         let io = tokio_serial::new(port, baud)
             .open_native_async()
@@ -125,7 +129,7 @@ impl GrblLink {
         let (ready_tx, ready) = oneshot::channel();
         let handle = tokio::runtime::Handle::current();
         let thread = tokio::task::spawn_blocking(move || {
-            handle.block_on(serve(io, ready_tx, requests_rx, status_tx));
+            handle.block_on(serve(io, tool, ready_tx, requests_rx, status_tx));
         });
         match ready.await {
             Ok(Ok(())) => Ok(GrblLink {
@@ -166,11 +170,13 @@ impl GrblLink {
         answer.await.map_err(|_| GrblError::LinkClosed)?
     }
 
-    /// Hands a job to the link: checked in check mode, then cut. The answer comes when it
-    /// ends; `lines` follows the file lines acknowledged.
+    /// Hands a job, or a part of one, to the link: `check` (the whole file) checked against
+    /// the machine and in check mode first, when given; then `program` cut. The answer
+    /// comes when it ends; `lines` follows the file lines acknowledged.
     pub async fn job(
         &self,
         program: Program,
+        check: Option<Program>,
         area: WorkArea,
         person: PersonAtMachine,
         controls: mpsc::Receiver<Control>,
@@ -180,6 +186,7 @@ impl GrblLink {
         self.requests
             .send(Request::Job {
                 program,
+                check,
                 area,
                 person,
                 controls,
@@ -201,6 +208,7 @@ impl GrblLink {
 /// The link's thread: connect, then take requests in turn until the task lets go.
 async fn serve(
     io: tokio_serial::SerialStream,
+    tool: Tool,
     ready: oneshot::Sender<Result<(), GrblError>>,
     mut requests: mpsc::Receiver<Request>,
     status: watch::Sender<PanelStatus>,
@@ -223,7 +231,11 @@ async fn serve(
         Event::Message(m) => printed.borrow_mut().push(format!("[MSG:{m}]")),
         _ => {}
     };
-    let mut driver = match GrblDriver::connect(io, Config::default(), &mut on_event).await {
+    let config = Config {
+        tool,
+        ..Config::default()
+    };
+    let mut driver = match GrblDriver::connect(io, config, &mut on_event).await {
         Ok(driver) => {
             let _ = ready.send(Ok(()));
             driver
@@ -256,6 +268,7 @@ async fn serve(
             }
             Request::Job {
                 program,
+                check,
                 area,
                 person,
                 mut controls,
@@ -268,13 +281,26 @@ async fn serve(
                         let _ = lines.send(*number);
                     }
                 };
-                let result = driver
-                    .check_then_cut(program, area, person, Some(&mut controls), &mut job_events)
-                    .await;
-                // A file may end with the laser still on (no M5, no M2): a jog after it
-                // would fire. A job that failed ended in a reset, which turns it off.
+                let checked = match check {
+                    Some(whole) => driver.check(whole, area, &mut job_events).await,
+                    None => Ok(()),
+                };
+                let result = match checked {
+                    Ok(()) => {
+                        driver
+                            .cut(program, area, person, Some(&mut controls), &mut job_events)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                // A file may end with the laser or the spindle still on (no M5, no M2): a
+                // jog after it would fire, a tool change would meet a turning tool. A job
+                // that failed ended in a reset, which turns them off, coolant too.
                 if result.is_ok() {
                     let _ = driver.command("M5", &mut on_event).await;
+                    if tool != Tool::Laser {
+                        let _ = driver.command("M9", &mut on_event).await;
+                    }
                 }
                 let _ = reply.send(result);
             }

@@ -21,7 +21,8 @@ use tokio::sync::mpsc;
 
 pub use crate::protocol::grbl::{
     Config, ConnectFailure, Event, FailReason, JobKind, JobSummary, Lang, LineError, LineOutcome,
-    MachineState, PersonAtMachine, Program, ProgramError, Realtime, Refusal, StreamMode, WorkArea,
+    MachineState, PersonAtMachine, Program, ProgramError, Realtime, Refusal, StreamMode, Tool,
+    WorkArea,
 };
 use crate::protocol::grbl::{Output, Session};
 
@@ -247,6 +248,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GrblDriver<S> {
         })
     }
 
+    /// Checks `program` against the machine as it stands ([`Session::check`]: settings,
+    /// work offset, tool) and in `$C` check mode; `Ok` only if both accept every line, with
+    /// GRBL ready again.
+    pub async fn check(
+        &mut self,
+        program: Program,
+        area: WorkArea,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<(), GrblError> {
+        self.session.check(&program, area)?;
+        let summary = self.dry_run(program, on_event).await?;
+        if let Some(first) = summary.errors.first() {
+            return Err(GrblError::JobFailed(FailReason::Error(*first)));
+        }
+        self.wait_ready(on_event).await
+    }
+
     /// Checks `program` in check mode, and cuts it only if GRBL took every line: what
     /// [`stream_file`] does on a link already open.
     pub async fn check_then_cut(
@@ -257,11 +275,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GrblDriver<S> {
         controls: Option<&mut mpsc::Receiver<Control>>,
         on_event: &mut dyn FnMut(&Event),
     ) -> Result<JobReport, GrblError> {
-        let summary = self.dry_run(program.clone(), on_event).await?;
-        if let Some(first) = summary.errors.first() {
-            return Err(GrblError::JobFailed(FailReason::Error(*first)));
-        }
-        self.wait_ready(on_event).await?;
+        self.check(program.clone(), area, on_event).await?;
         self.cut(program, area, person, controls, on_event).await
     }
 

@@ -328,16 +328,232 @@ impl Program {
     }
 }
 
-/// Where a program moves the head, in millimetres of work coordinates, and the highest
-/// laser power it asks for.
+/// A mill's tool change: GRBL refuses `M6` (`error:20`), so the job stops there, spindle and
+/// coolant off, until a person has put the tool in and says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolChange {
+    /// The file line of the `M6`.
+    pub line: usize,
+    /// The tool it asks for (`T2`), on that line or earlier.
+    pub tool: Option<u32>,
+}
+
+/// A part of a mill's job between tool changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The tool change before this part; `None` for the first.
+    pub after: Option<ToolChange>,
+    /// Its lines: for a part after a tool change, first the lines that put back the state
+    /// the file had set (units, plane, distance mode, work coordinates, feed, spindle and
+    /// coolant), numbered with the `M6`'s line; the panel may have changed it meanwhile.
+    pub program: Program,
+}
+
+/// The modal state a file has set, line by line, as far as a tool change must put it back.
+#[derive(Debug, Clone, Copy)]
+struct Modal {
+    /// G0 or G1 (0, 1); arcs (2, 3) are put back as G0, since a bare G2 is refused.
+    motion: u8,
+    plane: i64,
+    inches: bool,
+    relative: bool,
+    /// G54..G59 as 540..590.
+    coordinates: i64,
+    inverse_time: bool,
+    feed: Option<f64>,
+    /// M3, M4 or M5.
+    spindle: u8,
+    speed: Option<f64>,
+    mist: bool,
+    flood: bool,
+    tool: Option<u32>,
+}
+
+impl Modal {
+    const AT_RESET: Modal = Modal {
+        motion: 0,
+        plane: 170,
+        inches: false,
+        relative: false,
+        coordinates: 540,
+        inverse_time: false,
+        feed: None,
+        spindle: 5,
+        speed: None,
+        mist: false,
+        flood: false,
+        tool: None,
+    };
+
+    fn apply(&mut self, words: &[Word]) {
+        for w in words {
+            match (w.letter, (w.value * 10.0).round() as i64) {
+                ('G', c @ (0 | 10 | 20 | 30)) => self.motion = (c / 10) as u8,
+                ('G', c @ (170 | 180 | 190)) => self.plane = c,
+                ('G', 200) => self.inches = true,
+                ('G', 210) => self.inches = false,
+                ('G', 900) => self.relative = false,
+                ('G', 910) => self.relative = true,
+                ('G', c @ 540..=590) if c % 10 == 0 => self.coordinates = c,
+                ('G', 930) => self.inverse_time = true,
+                ('G', 940) => self.inverse_time = false,
+                ('F', _) => self.feed = Some(w.value),
+                ('S', _) => self.speed = Some(w.value),
+                ('M', 30 | 40) => self.spindle = (w.value.round()) as u8,
+                ('M', 50) => self.spindle = 5,
+                ('M', 70) => self.mist = true,
+                ('M', 80) => self.flood = true,
+                ('M', 90) => (self.mist, self.flood) = (false, false),
+                // A program end resets the parser as GRBL does.
+                ('M', 20 | 300) => *self = Modal::AT_RESET,
+                ('T', _) => self.tool = u32::try_from(w.value.round() as i64).ok(),
+                _ => {}
+            }
+        }
+    }
+
+    /// The lines that put this state back on a machine whose parser may have been changed
+    /// (a jog keeps it, a Z probe does not).
+    fn restore(&self) -> Vec<String> {
+        let g = |c: i64| {
+            if c % 10 == 0 {
+                format!("G{}", c / 10)
+            } else {
+                format!("G{}.{}", c / 10, c % 10)
+            }
+        };
+        let mut lines = vec![format!(
+            "{}{}{}{}{}",
+            g(self.plane),
+            if self.inches { "G20" } else { "G21" },
+            if self.relative { "G91" } else { "G90" },
+            g(self.coordinates),
+            if self.inverse_time { "G93" } else { "G94" },
+        )];
+        let feed = self.feed.filter(|_| !self.inverse_time);
+        match (self.motion, feed) {
+            (1, Some(f)) => lines.push(format!("G1F{}", number(f))),
+            (_, Some(f)) => lines.push(format!("G0F{}", number(f))),
+            _ => lines.push("G0".into()),
+        }
+        if self.spindle != 5 {
+            let speed = self
+                .speed
+                .map_or(String::new(), |s| format!("S{}", number(s)));
+            lines.push(format!("M{}{speed}", self.spindle));
+            // Up to speed before the tool touches the material.
+            lines.push(format!("G4P{}", SPIN_UP_S));
+        }
+        if self.mist {
+            lines.push("M7".into());
+        }
+        if self.flood {
+            lines.push("M8".into());
+        }
+        lines
+    }
+}
+
+/// Seconds the spindle is given to come up to speed when a part after a tool change
+/// restarts it.
+pub const SPIN_UP_S: u32 = 4;
+
+/// A number as G-code writes it: no exponent, no trailing zeros.
+fn number(v: f64) -> String {
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.into() }
+}
+
+fn is_m6(w: &Word) -> bool {
+    w.letter == 'M' && (w.value - 6.0).abs() < 1e-6
+}
+
+impl Program {
+    /// The tool changes (`M6`) of a mill's file, in order.
+    pub fn tool_changes(&self) -> Vec<ToolChange> {
+        self.split_at_tool_changes()
+            .into_iter()
+            .filter_map(|s| s.after)
+            .collect()
+    }
+
+    /// Splits a mill's file at its tool changes. The `M6` words go (GRBL refuses them);
+    /// what else their lines say stays at the end of the part before. One part when the
+    /// file changes no tool.
+    pub fn split_at_tool_changes(&self) -> Vec<Segment> {
+        let mut segments = Vec::new();
+        let mut current = Segment {
+            after: None,
+            program: Program { lines: Vec::new() },
+        };
+        let mut modal = Modal::AT_RESET;
+        for line in &self.lines {
+            let words = parse_words(&line.text).unwrap_or_default();
+            if !words.iter().any(is_m6) {
+                modal.apply(&words);
+                current.program.lines.push(line.clone());
+                continue;
+            }
+            let rest: Vec<Word> = words.iter().copied().filter(|w| !is_m6(w)).collect();
+            modal.apply(&rest);
+            if !rest.is_empty() {
+                let text = rest
+                    .iter()
+                    .map(|w| format!("{}{}", w.letter, number(w.value)))
+                    .collect();
+                current.program.lines.push(ProgramLine {
+                    number: line.number,
+                    text,
+                });
+            }
+            segments.push(current);
+            let change = ToolChange {
+                line: line.number,
+                tool: modal.tool,
+            };
+            current = Segment {
+                after: Some(change),
+                program: Program {
+                    lines: modal
+                        .restore()
+                        .into_iter()
+                        .map(|text| ProgramLine {
+                            number: line.number,
+                            text,
+                        })
+                        .collect(),
+                },
+            };
+        }
+        segments.push(current);
+        segments
+    }
+
+    /// Every part's lines, in order: what a dry run of a mill's job checks.
+    pub fn joined(segments: &[Segment]) -> Program {
+        Program {
+            lines: segments
+                .iter()
+                .flat_map(|s| s.program.lines.iter().cloned())
+                .collect(),
+        }
+    }
+}
+
+/// Where a program moves the head, in millimetres of work coordinates, the highest laser
+/// power or spindle speed it asks for, and the coolant it turns on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Extent {
-    /// Lowest X and Y reached, with the file line that reaches each; `None` without moves.
-    pub min: [Option<(f64, usize)>; 2],
-    /// Highest X and Y reached, with the file line.
-    pub max: [Option<(f64, usize)>; 2],
+    /// Lowest X, Y and Z reached, with the file line that reaches each; `None` without
+    /// moves on that axis.
+    pub min: [Option<(f64, usize)>; 3],
+    /// Highest X, Y and Z reached, with the file line.
+    pub max: [Option<(f64, usize)>; 3],
     /// The highest `S` value, with its file line.
     pub max_power: Option<(f64, usize)>,
+    /// The first `M7` (mist) and the first `M8` (flood coolant), by file line.
+    pub coolant: [Option<usize>; 2],
     /// The first line that moves to a place this analysis cannot know (`G92`, `G28`,
     /// `G30`, `G10`, `G53`), making the bounds check impossible.
     pub unknowable: Option<usize>,
@@ -346,30 +562,37 @@ pub struct Extent {
 impl Extent {
     fn of(program: &Program) -> Self {
         let mut ext = Extent {
-            min: [None, None],
-            max: [None, None],
+            min: [None; 3],
+            max: [None; 3],
             max_power: None,
+            coolant: [None; 2],
             unknowable: None,
         };
+        // Z starts unknown: a laser file need not say it, and the head's height at the start
+        // is not the file's.
         let mut pos = [0.0f64, 0.0];
+        let mut z = None::<f64>;
         let mut absolute = true;
         let mut scale = 1.0;
         let mut motion = 0u8; // 0 rapid, 1 line, 2/3 arcs
-        let include = |ext: &mut Extent, p: [f64; 2], line: usize| {
-            for (a, &v) in p.iter().enumerate() {
-                if ext.min[a].is_none_or(|(m, _)| v < m) {
-                    ext.min[a] = Some((v, line));
-                }
-                if ext.max[a].is_none_or(|(m, _)| v > m) {
-                    ext.max[a] = Some((v, line));
-                }
+        let reach = |ext: &mut Extent, a: usize, v: f64, line: usize| {
+            if ext.min[a].is_none_or(|(m, _)| v < m) {
+                ext.min[a] = Some((v, line));
             }
+            if ext.max[a].is_none_or(|(m, _)| v > m) {
+                ext.max[a] = Some((v, line));
+            }
+        };
+        let include = |ext: &mut Extent, p: [f64; 2], line: usize| {
+            reach(ext, 0, p[0], line);
+            reach(ext, 1, p[1], line);
         };
         for line in &program.lines {
             let Ok(words) = parse_words(&line.text) else {
                 continue; // `$` commands and malformed lines: GRBL refuses or handles them
             };
             let mut target = [None, None];
+            let mut target_z = None;
             let mut offset = [0.0, 0.0];
             let mut has_offset = false;
             let mut radius = None;
@@ -391,6 +614,13 @@ impl Extent {
                     },
                     'X' => target[0] = Some(w.value * scale),
                     'Y' => target[1] = Some(w.value * scale),
+                    'Z' => target_z = Some(w.value * scale),
+                    'M' if (w.value - 7.0).abs() < 1e-6 => {
+                        ext.coolant[0].get_or_insert(line.number);
+                    }
+                    'M' if (w.value - 8.0).abs() < 1e-6 => {
+                        ext.coolant[1].get_or_insert(line.number);
+                    }
                     'I' => {
                         offset[0] = w.value * scale;
                         has_offset = true;
@@ -404,6 +634,13 @@ impl Extent {
                         ext.max_power = Some((w.value, line.number));
                     }
                     _ => {}
+                }
+            }
+            if let Some(t) = target_z {
+                // Relative from an unknown height: the height stays unknown.
+                z = if absolute { Some(t) } else { z.map(|z| z + t) };
+                if let Some(v) = z {
+                    reach(&mut ext, 2, v, line.number);
                 }
             }
             if target[0].is_none() && target[1].is_none() {
@@ -1042,6 +1279,41 @@ pub enum Refusal {
         min: f64,
         max: f64,
     },
+    /// `$32` is 1 on a mill: GRBL would stop the spindle on every rapid move and start
+    /// cutting before it is back up to speed.
+    #[error("laser mode ($32) is on, on a mill")]
+    LaserModeOnMill,
+    /// `$30` was not read, on a mill.
+    #[error("the maximum spindle speed ($30) is unknown")]
+    MaxSpeedUnknown,
+    /// An `S` value above `$30`, on a mill.
+    #[error("line {line} asks for S{speed} rpm, above the maximum $30={max}")]
+    SpindleTooFast {
+        /// File line.
+        line: usize,
+        /// The `S` asked.
+        speed: f64,
+        /// `$30`.
+        max: f64,
+    },
+    /// `M7` or `M8` on a mill that has no such coolant.
+    #[error("line {line} turns on coolant the machine does not have")]
+    NoCoolant {
+        /// File line.
+        line: usize,
+        /// `M7` rather than `M8`.
+        mist: bool,
+    },
+    /// A mill's file goes deeper, from its highest to its lowest Z, than the Z travel.
+    #[error("line {line} makes the Z span {span:.1} mm, more than the travel {travel:.1} mm")]
+    DepthTooLarge {
+        /// The file line of the lowest Z.
+        line: usize,
+        /// Highest Z − lowest Z.
+        span: f64,
+        /// `$132`, or the profile's height.
+        travel: f64,
+    },
     /// The file moves somewhere this check cannot know.
     #[error("line {0} changes coordinates (G92/G10/G28/G30/G53); bounds cannot be checked")]
     UnknowableBounds(usize),
@@ -1082,6 +1354,18 @@ impl Refusal {
             (R::OutOfBounds { line, axis, value, limit }, Lang::En) => format!("The drawing leaves the work area: line {line} goes to {axis}={value:.1} mm, while the area spans 0 to {limit:.1} mm. Move the drawing into the area."),
             (R::OutsideTravel { line, axis, value, min, max }, Lang::Fr) => format!("Avec l'origine de travail réglée sur la machine, le dessin sort de sa course : la ligne {line} l'envoie à {axis}={value:.1} mm en coordonnées machine, alors qu'elle va de {min:.1} à {max:.1} mm. Placez l'origine ailleurs sur le matériau ou déplacez le dessin."),
             (R::OutsideTravel { line, axis, value, min, max }, Lang::En) => format!("With the work origin set on the machine, the drawing leaves its travel: line {line} sends it to {axis}={value:.1} mm in machine coordinates, while the machine spans {min:.1} to {max:.1} mm. Set the origin elsewhere on the material or move the drawing."),
+            (R::LaserModeOnMill, Lang::Fr) => "Le mode laser ($32=1) est activé sur une fraiseuse : la broche s'arrêterait à chaque déplacement rapide et l'outil entrerait dans la matière avant d'avoir repris sa vitesse. Demandez au responsable de régler $32=0.".into(),
+            (R::LaserModeOnMill, Lang::En) => "Laser mode ($32=1) is on, on a mill: the spindle would stop at every rapid move and the tool would enter the material before it is back up to speed. Ask the fab manager to set $32=0.".into(),
+            (R::MaxSpeedUnknown, Lang::Fr) => "La vitesse maximale de la broche ($30) est inconnue ; impossible de vérifier le fichier. Reconnectez la machine.".into(),
+            (R::MaxSpeedUnknown, Lang::En) => "The spindle's maximum speed ($30) is unknown, so the file cannot be checked. Connect the machine again.".into(),
+            (R::SpindleTooFast { line, speed, max }, Lang::Fr) => format!("La ligne {line} demande une broche à S{speed} tr/min, plus que le maximum de la machine ($30={max}). Réglez la vitesse dans le logiciel de FAO."),
+            (R::SpindleTooFast { line, speed, max }, Lang::En) => format!("Line {line} asks for the spindle at S{speed} rpm, more than the machine's maximum ($30={max}). Set the speed in the CAM software."),
+            (R::NoCoolant { line, mist: true }, Lang::Fr) => format!("La ligne {line} demande l'arrosage par brouillard (M7), que cette machine n'a pas. Réexportez sans arrosage, ou demandez au responsable."),
+            (R::NoCoolant { line, mist: true }, Lang::En) => format!("Line {line} asks for mist coolant (M7), which this machine does not have. Export again without coolant, or ask the fab manager."),
+            (R::NoCoolant { line, mist: false }, Lang::Fr) => format!("La ligne {line} demande l'arrosage (M8), que cette machine n'a pas. Réexportez sans arrosage, ou demandez au responsable."),
+            (R::NoCoolant { line, mist: false }, Lang::En) => format!("Line {line} asks for flood coolant (M8), which this machine does not have. Export again without coolant, or ask the fab manager."),
+            (R::DepthTooLarge { line, span, travel }, Lang::Fr) => format!("Le fichier monte et descend de {span:.1} mm en Z (ligne {line}), plus que la course de la machine ({travel:.1} mm). Vérifiez la profondeur et la hauteur de dégagement dans le logiciel de FAO."),
+            (R::DepthTooLarge { line, span, travel }, Lang::En) => format!("The file spans {span:.1} mm in Z (line {line}), more than the machine's travel ({travel:.1} mm). Check the depth and the clearance height in the CAM software."),
             (R::UnknowableBounds(line), Lang::Fr) => format!("La ligne {line} change le repère de la machine (G92, G10, G28, G30 ou G53) : Fabrique ne peut pas vérifier que le dessin reste dans la zone. Réexportez sans ces commandes."),
             (R::UnknowableBounds(line), Lang::En) => format!("Line {line} changes the machine's coordinates (G92, G10, G28, G30 or G53): Fabrique cannot check that the drawing stays in the area. Export again without them."),
             (R::SystemCommand(line), Lang::Fr) => format!("La ligne {line} est une commande de réglage « $ » : elle pourrait changer la machine pendant la découpe. Retirez-la du fichier."),
@@ -1094,12 +1378,47 @@ impl Refusal {
     }
 }
 
+/// What a GRBL machine's head carries: it decides how a job is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tool {
+    /// A laser: `$32=1`, `S` is power.
+    #[default]
+    Laser,
+    /// A mill's spindle: `$32=0`, `S` is speed in rpm; `M6` is a tool change.
+    Spindle {
+        /// The coolant the machine has.
+        coolant: Coolant,
+    },
+}
+
+/// The coolant a mill has, as its profile says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Coolant {
+    /// None: a file that asks for it is refused.
+    #[default]
+    None,
+    /// Flood (`M8`).
+    Flood,
+    /// Flood and mist (`M8`, `M7`).
+    FloodAndMist,
+}
+
+/// Checks a job for a machine carrying `tool`: [`check_laser_job`] or [`check_mill_job`].
+pub fn check_job(
+    program: &Program,
+    settings: &Settings,
+    area: WorkArea,
+    work_offset: Option<[f64; 3]>,
+    tool: Tool,
+) -> Result<(), Refusal> {
+    match tool {
+        Tool::Laser => check_laser_job(program, settings, area, work_offset),
+        Tool::Spindle { coolant } => check_mill_job(program, settings, area, work_offset, coolant),
+    }
+}
+
 /// Checks a laser job against the machine's settings and work area: laser mode on, every
-/// `S` at most `$30`, and every position inside the machine. With homing on and the work
-/// offset known (`WCO`, GRBL's work position = machine position − offset), positions are
-/// checked where they land in machine space ([`Settings::machine_space`]), wherever the
-/// work origin was set; otherwise against the profile's work area and `$130`/`$131`, from a
-/// work origin at the lower-left corner.
+/// `S` at most `$30`, and every position inside the machine (see [`check_bounds`]).
 pub fn check_laser_job(
     program: &Program,
     settings: &Settings,
@@ -1124,13 +1443,73 @@ pub fn check_laser_job(
     {
         return Err(Refusal::PowerTooHigh { line, power, max });
     }
+    check_bounds(&ext, settings, area, work_offset, false)
+}
+
+/// Checks a mill's job (all its parts, tool changes included): laser mode off, every `S`
+/// at most `$30` rpm, coolant only if the machine has it, and every position inside the
+/// machine, Z included (see [`check_bounds`]).
+pub fn check_mill_job(
+    program: &Program,
+    settings: &Settings,
+    area: WorkArea,
+    work_offset: Option<[f64; 3]>,
+    coolant: Coolant,
+) -> Result<(), Refusal> {
+    if program.lines().is_empty() {
+        return Err(Refusal::Empty);
+    }
+    if settings.laser_mode() == Some(true) {
+        return Err(Refusal::LaserModeOnMill);
+    }
+    if let Some(l) = program.lines().iter().find(|l| l.text.starts_with('$')) {
+        return Err(Refusal::SystemCommand(l.number));
+    }
+    let max = settings.max_power().ok_or(Refusal::MaxSpeedUnknown)?;
+    let ext = program.extent();
+    if let Some((speed, line)) = ext.max_power
+        && speed > max
+    {
+        return Err(Refusal::SpindleTooFast { line, speed, max });
+    }
+    let [mist, flood] = ext.coolant;
+    if let Some(line) = mist.filter(|_| coolant != Coolant::FloodAndMist) {
+        return Err(Refusal::NoCoolant { line, mist: true });
+    }
+    if let Some(line) = flood.filter(|_| coolant == Coolant::None) {
+        return Err(Refusal::NoCoolant { line, mist: false });
+    }
+    check_bounds(&ext, settings, area, work_offset, true)
+}
+
+/// Every position inside the machine. With homing on and the work offset known (`WCO`,
+/// GRBL's work position = machine position − offset), positions are checked where they
+/// land in machine space ([`Settings::machine_space`]), wherever the work origin was set;
+/// otherwise X and Y against the profile's work area and `$130`/`$131` from a work origin
+/// at the lower-left corner, and (`with_z`, a mill) Z's span against `$132`: the origin is
+/// on the material's top, wherever that is.
+fn check_bounds(
+    ext: &Extent,
+    settings: &Settings,
+    area: WorkArea,
+    work_offset: Option<[f64; 3]>,
+    with_z: bool,
+) -> Result<(), Refusal> {
     if let Some(line) = ext.unknowable {
         return Err(Refusal::UnknowableBounds(line));
     }
     const EPS: f64 = 1e-6;
+    let axes: &[(usize, char)] = if with_z {
+        &[(0, 'X'), (1, 'Y'), (2, 'Z')]
+    } else {
+        &[(0, 'X'), (1, 'Y')]
+    };
     let machine = |a: usize| Some((settings.machine_space(a)?, work_offset?[a]));
-    if let (Some(x), Some(y)) = (machine(0), machine(1)) {
-        for (a, axis, ((min, max), offset)) in [(0, 'X', x), (1, 'Y', y)] {
+    if axes.iter().all(|(a, _)| machine(*a).is_some()) {
+        for &(a, axis) in axes {
+            let Some(((min, max), offset)) = machine(a) else {
+                continue;
+            };
             let outside = [ext.min[a], ext.max[a]]
                 .into_iter()
                 .flatten()
@@ -1171,6 +1550,20 @@ pub fn check_laser_job(
             });
         }
     }
+    if with_z
+        && let (Some((low, line)), Some((high, _)), Some(travel)) = (
+            ext.min[2],
+            ext.max[2],
+            settings.max_travel(2).filter(|t| *t > 0.0),
+        )
+        && high - low > travel + EPS
+    {
+        return Err(Refusal::DepthTooLarge {
+            line,
+            span: high - low,
+            travel,
+        });
+    }
     Ok(())
 }
 
@@ -1203,6 +1596,8 @@ pub struct Config {
     pub stall_after: Duration,
     /// How old a [`PersonAtMachine`] may be when the cut starts.
     pub confirmation_ttl: Duration,
+    /// What the head carries, for the checks before a cut.
+    pub tool: Tool,
 }
 
 impl Default for Config {
@@ -1216,6 +1611,7 @@ impl Default for Config {
             stuck_after: Duration::from_secs(10),
             stall_after: Duration::from_secs(30),
             confirmation_ttl: Duration::from_secs(120),
+            tool: Tool::Laser,
         }
     }
 }
@@ -1866,8 +2262,20 @@ impl Session {
         Ok(())
     }
 
-    /// Starts a laser cut. Refused, with nothing sent, unless the machine is ready and
-    /// idle, the confirmation is fresh, and [`check_laser_job`] passes.
+    /// Checks `program` against this machine as it stands now: its settings, its work
+    /// offset and the tool it carries ([`check_job`]).
+    pub fn check(&self, program: &Program, area: WorkArea) -> Result<(), Refusal> {
+        check_job(
+            program,
+            &self.settings,
+            area,
+            self.work_offset,
+            self.config.tool,
+        )
+    }
+
+    /// Starts a cut. Refused, with nothing sent, unless the machine is ready and idle, the
+    /// confirmation is fresh, and [`check_job`] passes.
     pub fn start_cut(
         &mut self,
         program: Program,
@@ -1879,7 +2287,7 @@ impl Session {
         if now.saturating_duration_since(person.confirmed_at) > self.config.confirmation_ttl {
             return Err(Refusal::StaleConfirmation);
         }
-        check_laser_job(&program, &self.settings, area, self.work_offset)?;
+        self.check(&program, area)?;
         self.begin(JobKind::Cut, program, now);
         Ok(())
     }
@@ -2510,6 +2918,219 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("de -400.0 à 0.0 mm"), "{message}");
+    }
+
+    fn mill_settings() -> Settings {
+        let mut s = Settings::default();
+        for (n, v) in [
+            (30, 24000.0),
+            (32, 0.0),
+            (130, 600.0),
+            (131, 400.0),
+            (132, 80.0),
+        ] {
+            s.set(n, v);
+        }
+        s
+    }
+
+    /// A two-tool file as CAM software writes it: the spindle stopped before the change, a
+    /// new tool and speed after it.
+    const TWO_TOOLS: &str = "G90 G94 G17\nG21\nG54\nT1 M6\nS12000 M3\nG0 Z5\nG1 Z-2 F300\n\
+        G1 X40 Y30 F800\nG0 Z5\nM5\nT2 M6 (drill)\nS18000 M3\nG0 X10 Y10\nG1 Z-4 F150\nG0 Z5\nM5\nM30\n";
+
+    #[test]
+    fn a_mill_file_splits_at_its_tool_changes_and_each_part_restores_the_state() {
+        let program = Program::parse(TWO_TOOLS, 128).unwrap();
+        let parts = program.split_at_tool_changes();
+        assert_eq!(parts.len(), 3, "{parts:#?}");
+        let texts = |i: usize| -> Vec<String> {
+            parts[i]
+                .program
+                .lines()
+                .iter()
+                .map(|l| l.text.clone())
+                .collect()
+        };
+        assert_eq!(parts[0].after, None);
+        // The `M6` goes; the `T1` on its line stays, GRBL takes it.
+        assert_eq!(texts(0), ["G90G94G17", "G21", "G54", "T1"]);
+        assert_eq!(
+            parts[1].after,
+            Some(ToolChange {
+                line: 4,
+                tool: Some(1)
+            })
+        );
+        assert_eq!(texts(1)[..2], ["G17G21G90G54G94", "G0"]);
+        assert_eq!(texts(1)[2], "S12000M3");
+        assert_eq!(
+            parts[2].after,
+            Some(ToolChange {
+                line: 11,
+                tool: Some(2)
+            })
+        );
+        // After the first part the feed is known and the spindle was stopped by the file.
+        assert_eq!(texts(2)[..2], ["G17G21G90G54G94", "G0F800"]);
+        assert_eq!(texts(2)[2], "S18000M3");
+        assert!(
+            parts[1]
+                .program
+                .lines()
+                .iter()
+                .all(|l| !l.text.contains("M6")),
+            "GRBL refuses M6"
+        );
+        // Restoring lines carry the M6's line number, for messages.
+        assert_eq!(parts[2].program.lines()[0].number, 11);
+        assert_eq!(program.tool_changes().len(), 2);
+        // Every part, in order, is what a dry run checks: the file without its M6 words.
+        let joined = Program::joined(&parts);
+        assert!(joined.lines().iter().all(|l| !l.text.contains("M6")));
+        assert!(joined.lines().len() > program.lines().len());
+    }
+
+    #[test]
+    fn a_tool_change_with_the_spindle_on_restarts_it_and_waits_for_its_speed() {
+        let program = Program::parse("G20G91\nM3S9000\nM8\nG1X1F40\nT3M6\nX1\nM5M9", 128).unwrap();
+        let parts = program.split_at_tool_changes();
+        let restore: Vec<&str> = parts[1]
+            .program
+            .lines()
+            .iter()
+            .map(|l| l.text.as_str())
+            .take(5)
+            .collect();
+        assert_eq!(
+            restore,
+            [
+                "G17G20G91G54G94",
+                "G1F40",
+                "M3S9000",
+                &format!("G4P{SPIN_UP_S}"),
+                "M8"
+            ]
+        );
+    }
+
+    #[test]
+    fn mill_checks_refuse_with_the_offending_line() {
+        let check = |src: &str, coolant| {
+            check_mill_job(
+                &Program::parse(src, 128).unwrap(),
+                &mill_settings(),
+                AREA,
+                None,
+                coolant,
+            )
+        };
+        assert_eq!(check(TWO_TOOLS, Coolant::None), Ok(()));
+        let mut laser = mill_settings();
+        laser.set(32, 1.0);
+        assert_eq!(
+            check_mill_job(
+                &Program::parse(TWO_TOOLS, 128).unwrap(),
+                &laser,
+                AREA,
+                None,
+                Coolant::None
+            ),
+            Err(Refusal::LaserModeOnMill)
+        );
+        assert_eq!(
+            check("M3S30000\nG1X1F100", Coolant::None),
+            Err(Refusal::SpindleTooFast {
+                line: 1,
+                speed: 30000.0,
+                max: 24000.0
+            })
+        );
+        assert_eq!(
+            check("M3S10000\nM8\nG1X1F100", Coolant::None),
+            Err(Refusal::NoCoolant {
+                line: 2,
+                mist: false
+            })
+        );
+        assert_eq!(check("M3S10000\nM8\nG1X1F100", Coolant::Flood), Ok(()));
+        assert_eq!(
+            check("M7\nG1X1F100", Coolant::Flood),
+            Err(Refusal::NoCoolant {
+                line: 1,
+                mist: true
+            })
+        );
+        assert_eq!(check("M7\nG1X1F100", Coolant::FloodAndMist), Ok(()));
+        // Without homing, Z is checked by its span: clearance to the deepest cut.
+        assert_eq!(
+            check("G0Z40\nG1Z-45F100", Coolant::None),
+            Err(Refusal::DepthTooLarge {
+                line: 2,
+                span: 85.0,
+                travel: 80.0
+            })
+        );
+        // Relative Z from an unknown height says nothing of the span.
+        assert_eq!(check("G91\nG1Z-70F100\nG1Z-70", Coolant::None), Ok(()));
+        assert_eq!(
+            check("G1X700F100", Coolant::None),
+            Err(Refusal::OutOfBounds {
+                line: 1,
+                axis: 'X',
+                value: 700.0,
+                limit: 400.0
+            })
+        );
+        for r in [
+            Refusal::LaserModeOnMill,
+            Refusal::MaxSpeedUnknown,
+            Refusal::NoCoolant {
+                line: 2,
+                mist: true,
+            },
+            Refusal::DepthTooLarge {
+                line: 2,
+                span: 85.0,
+                travel: 80.0,
+            },
+        ] {
+            for lang in [Lang::Fr, Lang::En] {
+                let text = r.message(lang);
+                assert!(text.len() > 40 && !text.contains('{'), "{text}");
+            }
+        }
+    }
+
+    /// Homed, the work origin set on the material's top: the file's Z lands in machine
+    /// space from the offset, and a clearance height above the top of the travel is refused.
+    #[test]
+    fn a_homed_mill_checks_z_in_machine_space() {
+        let mut homed = mill_settings();
+        homed.set(22, 1.0);
+        let program = Program::parse("G0Z10\nG1Z-5F100\nG1X50Y50\nG0Z10", 128).unwrap();
+        let check = |offset| check_mill_job(&program, &homed, AREA, Some(offset), Coolant::None);
+        assert_eq!(check([-500.0, -350.0, -40.0]), Ok(()));
+        assert_eq!(
+            check([-500.0, -350.0, -5.0]),
+            Err(Refusal::OutsideTravel {
+                line: 1,
+                axis: 'Z',
+                value: 5.0,
+                min: -80.0,
+                max: 0.0
+            })
+        );
+        assert_eq!(
+            check([-500.0, -350.0, -77.0]),
+            Err(Refusal::OutsideTravel {
+                line: 2,
+                axis: 'Z',
+                value: -82.0,
+                min: -80.0,
+                max: 0.0
+            })
+        );
     }
 
     #[test]

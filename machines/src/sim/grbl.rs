@@ -81,6 +81,9 @@ pub struct SimConfig {
     /// A `G38.2` probe touches at this machine Z (the top of the work piece, or the plate on
     /// it); `None`: it never touches, and the probe fails with `ALARM:5`.
     pub probe_contact_z: Option<f64>,
+    /// Built with `ENABLE_M7` (mist coolant); GRBL 1.1h's default build refuses `M7` with
+    /// `error:20`.
+    pub mist_coolant: bool,
     /// Faults.
     pub faults: Faults,
 }
@@ -97,6 +100,7 @@ impl Default for SimConfig {
             start_locked: false,
             work_offset: None,
             probe_contact_z: None,
+            mist_coolant: false,
             faults: Faults::default(),
         }
     }
@@ -167,6 +171,13 @@ pub enum Record {
         /// `S` while on.
         power: f64,
     },
+    /// The coolant outputs changed.
+    Coolant {
+        /// `M8`.
+        flood: bool,
+        /// `M7`.
+        mist: bool,
+    },
     /// `ALARM:N` raised.
     Alarm(u8),
     /// Bytes lost because the receive buffer was full.
@@ -214,6 +225,8 @@ pub struct VirtualGrbl {
     feed: Option<f64>,
     spindle: Spindle,
     power: f64,
+    /// Flood and mist coolant outputs.
+    coolant: (bool, bool),
     overrides: [u16; 3],
     laser: (bool, f64),
     lines_taken: u64,
@@ -259,6 +272,7 @@ impl VirtualGrbl {
             feed: None,
             spindle: Spindle::Off,
             power: 0.0,
+            coolant: (false, false),
             overrides: [100; 3],
             laser: (false, 0.0),
             lines_taken: 0,
@@ -503,6 +517,7 @@ impl VirtualGrbl {
         self.critical = false;
         self.spindle = Spindle::Off;
         self.power = 0.0;
+        self.set_coolant((false, false));
         self.motion = 0;
         self.absolute = true;
         self.inches = false;
@@ -596,8 +611,12 @@ impl VirtualGrbl {
             };
             let raw: Vec<u8> = self.rx.iter().take(end).copied().collect();
             let text = clean_line(&String::from_utf8_lossy(&raw));
-            // GRBL waits, with the line still in its buffer, while the planner is full.
-            if self.planner.len() >= self.config.planner_blocks && self.would_move(&text) {
+            // GRBL waits, with the line still in its buffer, while the planner is full; and,
+            // out of laser mode, until it is empty before it changes the spindle or the
+            // coolant (`spindle_sync`, `coolant_sync` in grbl 1.1h).
+            if self.planner.len() >= self.config.planner_blocks && self.would_move(&text)
+                || !self.planner.is_empty() && self.synchronizes(&text)
+            {
                 break;
             }
             self.rx.drain(..=end);
@@ -654,6 +673,30 @@ impl VirtualGrbl {
         }
         parse_words(text.trim_start_matches("$J="))
             .is_ok_and(|w| w.iter().any(|w| matches!(w.letter, 'X' | 'Y' | 'Z')))
+    }
+
+    /// Whether a line changes the spindle or the coolant, which a spindle (not a laser)
+    /// does only once the moves before it are done.
+    fn synchronizes(&self, text: &str) -> bool {
+        if self.laser_mode() || self.state == State::Check || text.starts_with('$') {
+            return false;
+        }
+        parse_words(text).is_ok_and(|words| {
+            words.iter().any(|w| {
+                (w.letter == 'M' && matches!(w.value.round() as i64, 3 | 4 | 5 | 7 | 8 | 9))
+                    || (w.letter == 'S' && self.spindle != Spindle::Off)
+            })
+        })
+    }
+
+    fn set_coolant(&mut self, coolant: (bool, bool)) {
+        if coolant != self.coolant {
+            self.coolant = coolant;
+            self.records.push(Record::Coolant {
+                flood: coolant.0,
+                mist: coolant.1,
+            });
+        }
     }
 
     fn take_line(&mut self, raw: &str, text: &str, now: Instant) {
@@ -867,12 +910,14 @@ impl VirtualGrbl {
         let mut absolute = self.absolute;
         let mut inches = self.inches;
         let mut spindle = None;
+        let mut coolant = None;
+        let mut dwell = false;
         let mut feed = None;
         let mut power = None;
         let mut non_modal_axis = false;
         let mut g10 = false;
         let mut probe = false;
-        let (mut l_word, mut p_word) = (None, None);
+        let (mut l_word, mut p_word, mut p_seconds) = (None, None, None);
         for Word { letter, value } in &words {
             let letter = *letter;
             if letter != 'G' && letter != 'M' {
@@ -895,8 +940,9 @@ impl VirtualGrbl {
                         210 => inches = false,
                         900 => absolute = true,
                         910 => absolute = false,
-                        40 | 170 | 180 | 190 | 940 | 540 | 550 | 560 | 570 | 580 | 590 | 800
-                        | 911 | 921 | 490 | 430 | 491 => {}
+                        40 => dwell = true,
+                        170 | 180 | 190 | 940 | 540 | 550 | 560 | 570 | 580 | 590 | 800 | 911
+                        | 921 | 490 | 430 | 491 => {}
                         100 => {
                             g10 = true;
                             non_modal_axis = true;
@@ -909,8 +955,18 @@ impl VirtualGrbl {
                 'M' => match value.round() as i64 {
                     3 => spindle = Some(Spindle::Constant),
                     4 => spindle = Some(Spindle::Dynamic),
-                    5 | 2 | 30 => spindle = Some(Spindle::Off),
-                    0 | 1 | 7 | 8 | 9 => {}
+                    5 | 2 | 30 => {
+                        spindle = Some(Spindle::Off);
+                        if *value != 5.0 {
+                            coolant = Some((false, false));
+                        }
+                    }
+                    7 if self.config.mist_coolant => {
+                        coolant = Some((coolant.unwrap_or(self.coolant).0, true));
+                    }
+                    8 => coolant = Some((true, coolant.unwrap_or(self.coolant).1)),
+                    9 => coolant = Some((false, false)),
+                    0 | 1 => {}
                     _ => return Err(20),
                 },
                 'X' => target[0] = Some(*value),
@@ -924,7 +980,10 @@ impl VirtualGrbl {
                     power = Some(*value);
                 }
                 'L' => l_word = Some(value.round() as i64),
-                'P' => p_word = Some(value.round() as i64),
+                'P' => {
+                    p_word = Some(value.round() as i64);
+                    p_seconds = Some(*value);
+                }
                 'I' | 'J' | 'K' | 'R' | 'N' | 'T' => {}
                 _ => return Err(20),
             }
@@ -966,6 +1025,21 @@ impl VirtualGrbl {
         }
         if let Some(s) = spindle {
             self.spindle = s;
+        }
+        if let Some(c) = coolant {
+            self.set_coolant(c);
+        }
+        if dwell && self.state != State::Check {
+            // G4 P seconds: a block that holds the planner where the head stands.
+            let secs = p_seconds.unwrap_or(0.0).max(0.0) * self.config.time_scale;
+            self.planner.push_back(Block {
+                target: self.planned_end(),
+                remaining: Duration::from_secs_f64(secs.min(86_400.0)),
+                power: 0.0,
+                jog: false,
+            });
+            self.update_laser();
+            return Ok(());
         }
         if !has_axis || non_modal_axis || self.state == State::Check {
             if self.state == State::Check && has_axis {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use fabrique_controller::domain::account::{parse_email, parse_text};
-use fabrique_controller::domain::machine::JunctionRule;
+use fabrique_controller::domain::machine::{JunctionRule, MillCoolant};
 use fabrique_controller::domain::{
     Connection, CredentialKind, Invalid, Lang, Machine, MachineId, MachineState, NewUser, Role,
     Secret, User, UserId, UserPatch,
@@ -71,7 +71,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
           campaigns::create_pledge, campaigns::my_batches, campaigns::declare_batch, campaigns::drop_batch),
     components(schemas(ErrorBody, ErrorDetail, LoginBody, MemberDto, NewMemberBody, MemberPatchBody, ApiKeyBody,
                        ApiKeyCreated, ApiKeyDto, AccountEventDto, RoleWord, LangWord, CredentialWord,
-                       MachineKindWord, ConnectionWord, JunctionRuleWord, SettableStateWord,
+                       MachineKindWord, ConnectionWord, JunctionRuleWord, MillCoolantWord, SettableStateWord,
                        panel::PanelActionWord, panel::PanelBody, panel::PanelAnswerDto, panel::PanelLogDto, panel::PanelDto, campaigns::PlaceWord, MachineDto, ConnectionDto, ProfileDto, MachineBody, ConnectionBody, StateBody,
                        calendar::BookingDto, calendar::BookingBody, calendar::BlockBody, calendar::TrainingDto,
                        calendar::TrainingBody, calendar::SessionDto, calendar::SessionBody, calendar::EnrolBody,
@@ -254,6 +254,16 @@ pub enum MachineKindWord {
     CncMill,
     VinylCutter,
     Other,
+}
+
+/// The coolant a CNC mill has.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum MillCoolantWord {
+    None,
+    Flood,
+    FloodAndMist,
 }
 
 /// Which of `M205 X/Y` and `M205 J` a Marlin firmware takes.
@@ -736,6 +746,11 @@ pub struct ProfileDto {
     /// Klipper's `minimum_cruise_ratio`, 0 to 0.99 (null: Klipper's 0.5).
     #[serde(default)]
     pub minimum_cruise_ratio: Option<f64>,
+    /// A CNC mill's coolant: a job that turns on one it lacks (`M8` flood, `M7` mist) is
+    /// refused.
+    #[serde(default)]
+    #[schema(value_type = MillCoolantWord)]
+    pub coolant: MillCoolant,
 }
 
 /// How Fabrique reaches the machine. The OctoPrint API key is never sent back; the port,
@@ -818,6 +833,7 @@ impl From<&Machine> for MachineDto {
                 silent_mode: p.silent_mode,
                 square_corner_velocity_mm_s: p.square_corner_velocity_mm_s,
                 minimum_cruise_ratio: p.minimum_cruise_ratio,
+                coolant: p.coolant,
             },
             location: m.location.clone(),
             required_training: m.required_training.clone(),
@@ -913,6 +929,7 @@ impl MachineBody {
             silent_mode: p.silent_mode.then(|| "1".into()),
             square_corner_velocity: num(p.square_corner_velocity_mm_s),
             minimum_cruise_ratio: p.minimum_cruise_ratio.map(num).unwrap_or_default(),
+            coolant: p.coolant.as_str().into(),
         };
         fields.parse(kept)
     }

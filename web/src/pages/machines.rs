@@ -445,6 +445,8 @@ pub struct MachineFields {
     pub square_corner_velocity: String,
     #[serde(default)]
     pub minimum_cruise_ratio: String,
+    #[serde(default)]
+    pub coolant: String,
 }
 
 impl MachineFields {
@@ -490,6 +492,7 @@ impl MachineFields {
             silent_mode: p.silent_mode.then(|| "1".into()),
             square_corner_velocity: blank_zero(p.square_corner_velocity_mm_s),
             minimum_cruise_ratio: p.minimum_cruise_ratio.map(number).unwrap_or_default(),
+            coolant: p.coolant.as_str().into(),
         }
     }
 
@@ -527,7 +530,8 @@ impl MachineFields {
         )?
         .with_speeds(&self.max_speed, &self.max_accel, &self.stitches_per_minute)?
         .with_motion(&self.junction_rule, self.silent_mode.is_some())?
-        .with_klipper(&self.square_corner_velocity, &self.minimum_cruise_ratio)?;
+        .with_klipper(&self.square_corner_velocity, &self.minimum_cruise_ratio)?
+        .with_coolant(&self.coolant)?;
         Ok(MachineInput::new(
             &self.name,
             kind,
