@@ -1006,6 +1006,17 @@ impl MachineTask {
     /// written: the caller stops the job, since Fabrique would no longer say what the
     /// machine does.
     async fn record_pause(&self, job: JobId, paused: bool) -> bool {
+        self.record_pause_by(job, paused, None, "").await
+    }
+
+    /// [`record_pause`](Self::record_pause) with who asked and why.
+    async fn record_pause_by(
+        &self,
+        job: JobId,
+        paused: bool,
+        actor: Option<UserId>,
+        note: &str,
+    ) -> bool {
         let (from, to) = if paused {
             (JobState::Running, JobState::Paused)
         } else {
@@ -1014,7 +1025,7 @@ impl MachineTask {
         let store = self.runtime.lab.store();
         let written = self
             .write("pause", || {
-                store.change_job_state(job, from, to, None, "", now())
+                store.change_job_state(job, from, to, actor, note, now())
             })
             .await;
         if written.is_ok() {
@@ -1592,7 +1603,9 @@ impl MachineTask {
         change: fabrique_machines::protocol::grbl::ToolChange,
         commands: &mut mpsc::Receiver<Command>,
     ) -> Result<String, GrblEnd> {
-        if !self.record_pause(job.id, true).await {
+        let tool = change.tool.map_or(String::new(), |t| format!(" T{t}"));
+        let note = format!("changement d'outil{tool} (ligne {})", change.line);
+        if !self.record_pause_by(job.id, true, None, &note).await {
             return Err(GrblEnd::Stopped {
                 state: JobState::Failed,
                 reason: UNRECORDED,
@@ -1630,7 +1643,7 @@ impl MachineTask {
                     {
                         Ok(person) => {
                             let _answered = reply.send(Ok(()));
-                            break person.display_name;
+                            break person;
                         }
                         Err(e) => {
                             let _answered = reply.send(Err(e));
@@ -1670,14 +1683,18 @@ impl MachineTask {
             }
         };
         self.publish(|l| l.tool_change = None);
-        if !self.record_pause(job.id, false).await {
+        let note = format!("outil{tool} en place");
+        if !self
+            .record_pause_by(job.id, false, Some(person.id), &note)
+            .await
+        {
             return Err(GrblEnd::Stopped {
                 state: JobState::Failed,
                 reason: UNRECORDED,
                 machine: MachineState::Error,
             });
         }
-        Ok(person)
+        Ok(person.display_name)
     }
 
     /// A vinyl cutter (HP-GL over serial), started by a person who loaded the media: the file

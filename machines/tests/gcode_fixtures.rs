@@ -201,6 +201,34 @@ fn the_visor_preview_is_small_titled_and_in_millimetres() {
     assert!(a.thumbnail.is_none(), "the fixtures carry no thumbnail");
 }
 
+/// A mill's file (spindle on with M3, depths below the material's top, two tools): the
+/// preview draws the cuts, the figures count the spindle's time and path.
+#[test]
+fn a_mill_file_is_previewed_from_its_cuts() {
+    let text = "G90 G94 G17\nG21\nT1 M6\nS12000 M3\nG0 Z5\nG0 X10 Y10\nG1 Z-2 F300\n\
+                G1 X40 Y10 F800\nG1 X40 Y30\nG1 X10 Y30\nG1 X10 Y10\nG0 Z5\nM5\nT2 M6\n\
+                S18000 M3\nG0 X25 Y20\nG1 Z-4 F150\nG0 Z5\nM5\nM30\n";
+    let a = gcode::analyze_with(
+        text.as_bytes(),
+        None,
+        &Options {
+            preview: Some(PreviewOptions::default()),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let svg = a.preview_svg.expect("a preview");
+    assert!(svg.contains("<path"), "{svg}");
+    let b = a.summary.bbox.unwrap();
+    assert_eq!(
+        (b.min_x, b.max_x, b.min_y, b.max_y),
+        (10.0, 40.0, 10.0, 30.0)
+    );
+    let l = a.summary.laser.expect("spindle figures");
+    assert_eq!(l.max_power, 18000.0);
+    assert!(l.path_mm > 100.0, "{}", l.path_mm);
+}
+
 #[test]
 fn a_cura_file_with_a_thumbnail_and_a_bad_end_line_is_read_to_the_end() {
     use base64::Engine as _;

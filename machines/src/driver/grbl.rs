@@ -79,8 +79,8 @@ impl GrblError {
             (GrblError::Connect(ConnectFailure::NoBanner), Lang::En) => "The machine does not answer. Check it is on, the USB cable, and the speed (115200 baud).".into(),
             (GrblError::Connect(ConnectFailure::NoSettings), Lang::Fr) => "La machine a démarré mais ne donne pas ses réglages ($$). Éteignez-la et rallumez-la, puis reconnectez.".into(),
             (GrblError::Connect(ConnectFailure::NoSettings), Lang::En) => "The machine started but does not give its settings ($$). Power it off and on, then connect again.".into(),
-            (GrblError::Io(_) | GrblError::LinkClosed, Lang::Fr) => "La liaison avec la machine est coupée. Vérifiez que le laser est éteint, puis le câble USB.".into(),
-            (GrblError::Io(_) | GrblError::LinkClosed, Lang::En) => "The link to the machine is cut. Check the laser is off, then the USB cable.".into(),
+            (GrblError::Io(_) | GrblError::LinkClosed, Lang::Fr) => "La liaison avec la machine est coupée. Vérifiez que le laser ou la broche est arrêté, puis le câble USB.".into(),
+            (GrblError::Io(_) | GrblError::LinkClosed, Lang::En) => "The link to the machine is cut. Check the laser or the spindle is off, then the USB cable.".into(),
         }
     }
 }

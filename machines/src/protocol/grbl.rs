@@ -1710,14 +1710,14 @@ impl FailReason {
             ),
             (FailReason::UnexpectedReset, Lang::Fr) => "La machine a redémarré toute seule pendant le travail (coupure, câble, parasite). Le travail est arrêté ; vérifiez la pièce et le câble USB avant de relancer.".into(),
             (FailReason::UnexpectedReset, Lang::En) => "The machine restarted by itself during the job (power, cable, interference). The job is stopped; check the work piece and the USB cable before starting again.".into(),
-            (FailReason::Disconnected, Lang::Fr) => "La liaison avec la machine est perdue. Vérifiez que le laser est éteint, puis le câble USB.".into(),
-            (FailReason::Disconnected, Lang::En) => "The link to the machine was lost. Check the laser is off, then the USB cable.".into(),
-            (FailReason::Cancelled, Lang::Fr) => "Travail annulé ; le laser est éteint.".into(),
-            (FailReason::Cancelled, Lang::En) => "Job cancelled; the laser is off.".into(),
+            (FailReason::Disconnected, Lang::Fr) => "La liaison avec la machine est perdue. Vérifiez que le laser ou la broche est arrêté, puis le câble USB.".into(),
+            (FailReason::Disconnected, Lang::En) => "The link to the machine was lost. Check the laser or the spindle is off, then the USB cable.".into(),
+            (FailReason::Cancelled, Lang::Fr) => "Travail annulé ; la machine est arrêtée, laser ou broche éteint.".into(),
+            (FailReason::Cancelled, Lang::En) => "Job cancelled; the machine is stopped, laser or spindle off.".into(),
             (FailReason::ReplyLost { line }, Lang::Fr) => format!("La machine n'a jamais confirmé la ligne {line} et reste immobile. Le travail est arrêté ; vérifiez le câble USB."),
             (FailReason::ReplyLost { line }, Lang::En) => format!("The machine never confirmed line {line} and stands still. The job is stopped; check the USB cable."),
-            (FailReason::Stalled { state, line }, Lang::Fr) => format!("La machine n'avance plus depuis la ligne {line} ({}). Le travail est arrêté et la machine remise à zéro, laser éteint ; vérifiez la pièce et la machine avant de relancer.", stalled_state(*state, lang)),
-            (FailReason::Stalled { state, line }, Lang::En) => format!("The machine has made no progress since line {line} ({}). The job is stopped and the machine reset, laser off; check the work piece and the machine before starting again.", stalled_state(*state, lang)),
+            (FailReason::Stalled { state, line }, Lang::Fr) => format!("La machine n'avance plus depuis la ligne {line} ({}). Le travail est arrêté et la machine remise à zéro, laser ou broche éteint ; vérifiez la pièce et la machine avant de relancer.", stalled_state(*state, lang)),
+            (FailReason::Stalled { state, line }, Lang::En) => format!("The machine has made no progress since line {line} ({}). The job is stopped and the machine reset, laser or spindle off; check the work piece and the machine before starting again.", stalled_state(*state, lang)),
         }
     }
 }

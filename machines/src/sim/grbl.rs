@@ -557,7 +557,10 @@ impl VirtualGrbl {
         } else {
             // Spindle semantics: M3/M4 with S>0 is on, moving or not (which is why a laser
             // job needs $32=1).
-            self.spindle != Spindle::Off && self.power > 0.0 && !matches!(self.state, State::Alarm)
+            // Check mode parses without firing (`spindle_sync` returns in STATE_CHECK_MODE).
+            self.spindle != Spindle::Off
+                && self.power > 0.0
+                && !matches!(self.state, State::Alarm | State::Check)
         };
         let power = if now_on {
             if self.laser_mode() {
@@ -1026,7 +1029,7 @@ impl VirtualGrbl {
         if let Some(s) = spindle {
             self.spindle = s;
         }
-        if let Some(c) = coolant {
+        if let Some(c) = coolant.filter(|_| self.state != State::Check) {
             self.set_coolant(c);
         }
         if dwell && self.state != State::Check {
@@ -1483,6 +1486,45 @@ mod tests {
         let out = run(&mut sim, t + Duration::from_secs(20), "?");
         assert!(out.contains("<Idle|MPos:20.000"), "{out}");
         assert!(!sim.laser_on());
+    }
+
+    /// Out of laser mode a spindle waits for the moves before it: GRBL synchronises M3,
+    /// M5 and the coolant with the planner; a dwell holds it; check mode fires nothing;
+    /// the default build has no mist coolant.
+    #[test]
+    fn a_spindle_changes_only_once_the_moves_before_it_are_done() {
+        let mut sim = VirtualGrbl::new(SimConfig {
+            settings: vec![(32, 0.0), (30, 24000.0)],
+            ..SimConfig::default()
+        });
+        let t = Instant::now();
+        sim.tick(t);
+        sim.take_output();
+        let out = run(&mut sim, t, "M3S10000\nM8\nG1X10F600\nM5\nM9\n");
+        assert_eq!(out.matches("ok").count(), 3, "M5 waits for the move: {out}");
+        assert!(sim.laser_on(), "the spindle turns during the move");
+        // 10 mm at 600 mm/min: one second.
+        let out = run(&mut sim, t + Duration::from_secs(2), "");
+        assert_eq!(out.matches("ok").count(), 2, "{out}");
+        assert!(!sim.laser_on());
+        assert!(sim.records().contains(&Record::Coolant {
+            flood: false,
+            mist: false
+        }));
+        // G4 P2: the next line waits two seconds.
+        let t = t + Duration::from_secs(3);
+        let out = run(&mut sim, t, "G4P2\nM3S100\n");
+        assert_eq!(out.matches("ok").count(), 1, "{out}");
+        let out = run(&mut sim, t + Duration::from_secs(3), "");
+        assert_eq!(out.matches("ok").count(), 1, "{out}");
+        assert!(run(&mut sim, t, "M7\n").contains("error:20"));
+        let out = run(
+            &mut sim,
+            t + Duration::from_secs(4),
+            "M5\n$C\nM3S5000\nM8\n",
+        );
+        assert!(!out.contains("error"), "{out}");
+        assert!(!sim.laser_on(), "check mode turns nothing on");
     }
 
     #[test]

@@ -46,6 +46,8 @@ struct Tile {
     startable: Vec<(i64, String)>,
     /// A GRBL machine: a link to its operator panel, and who holds it.
     panel: Option<Option<String>>,
+    /// A mill's job waiting for a tool change: what to do, and the job to go on with.
+    tool_change: Option<(String, i64)>,
 }
 
 #[derive(Template)]
@@ -77,7 +79,24 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
             let state = m.state;
             let running = matches!(state, MachineState::Busy | MachineState::Paused);
             let mut actions: Vec<(String, String)> = Vec::new();
+            let tool_change = l
+                .and_then(|l| Some((l.tool_change?, l.job?)))
+                .map(|(t, job)| {
+                    let line = t.line.to_string();
+                    let text = match t.tool {
+                        Some(tool) => tr.f(
+                            "board.tool_change",
+                            &[("line", &line), ("tool", &format!("T{tool}"))],
+                        ),
+                        None => tr.f("board.tool_change_unnamed", &[("line", &line)]),
+                    };
+                    (text, job)
+                });
             match state {
+                // A tool change: the job goes on only by a person's "tool in" (a start).
+                MachineState::Paused if tool_change.is_some() => {
+                    actions.push(("cancel".into(), tr.t("board.cancel").into()));
+                }
                 MachineState::Busy if matches!(m.connection, Connection::Manual) => {
                     actions.push(("finished".into(), tr.t("board.finished").into()));
                     actions.push(("cancel".into(), tr.t("board.cancel").into()));
@@ -139,6 +158,7 @@ async fn board_page(state: &AppState, ctx: &Ctx, error: Option<String>) -> AppRe
                     == fabrique_controller::domain::machine::ConnectionKind::SerialGrbl)
                     .then(|| runtime.panel_view(m.id).and_then(|(who, _)| who)),
                 startable,
+                tool_change,
             }
         })
         .collect();
