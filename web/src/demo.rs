@@ -250,7 +250,8 @@ fn machines() -> anyhow::Result<Vec<(MachineInput, MachineState, &'static str)>>
 
 /// The demo's printer is a virtual Marlin on a pseudo-terminal in the data folder (moves
 /// fifty times faster than real), so the board shows a job streaming for real; the laser a
-/// virtual GRBL, the vinyl cutter a virtual HP-GL cutter.
+/// virtual GRBL, the mill another in spindle mode (`$32=0`), the vinyl cutter a virtual
+/// HP-GL cutter.
 pub async fn start_machines(
     lab: &Lab,
     config: &crate::config::Config,
@@ -287,6 +288,34 @@ pub async fn start_machines(
             tracing::error!(error = %e, "virtual laser stopped");
         }
     });
+    // The mill: a virtual GRBL with a spindle, homed, the work origin on a 20 mm board.
+    let mill_link = dir.join("mill");
+    let mill = grbl_sim::VirtualGrbl::new(grbl_sim::SimConfig {
+        time_scale: 0.05,
+        work_offset: Some([-290.0, -170.0, -25.0]),
+        settings: vec![
+            (30, 24000.0),
+            (32, 0.0),
+            (130, 300.0),
+            (131, 180.0),
+            (132, 45.0),
+        ],
+        ..Default::default()
+    });
+    let serve_mill = mill_link.clone();
+    let mill_cancel = simulators_cancel.clone();
+    tokio::spawn(async move {
+        if let Err(e) = grbl_sim::serve_at(
+            &serve_mill,
+            mill,
+            grbl_sim::LinkConfig::default(),
+            mill_cancel,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "virtual mill stopped");
+        }
+    });
     // The vinyl cutter: a virtual HP-GL cutter with XON/XOFF at 9600 bauds.
     use fabrique_machines::sim::cutter as cutter_sim;
     let cutter_link = dir.join("plotter");
@@ -301,7 +330,7 @@ pub async fn start_machines(
         drop(cutter_pty);
     });
     for _ in 0..50 {
-        if link.exists() && laser_link.exists() {
+        if link.exists() && laser_link.exists() && mill_link.exists() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -324,11 +353,16 @@ pub async fn start_machines(
         hardware_flow: false,
     };
     attach(lab, "Plotter vinyle", connection, at).await?;
+    let mill = Connection::SerialGrbl {
+        port: port(&mill_link),
+        baud: 115_200,
+    };
+    attach(lab, "Fraiseuse CNC", mill, at).await?;
     Ok(())
 }
 
 /// Points the seeded machine `name` at `connection` (a virtual machine's link), idle unless
-/// a job runs on it.
+/// a job runs on it or a manager put it out of service.
 async fn attach(lab: &Lab, name: &str, connection: Connection, at: i64) -> anyhow::Result<()> {
     let Some(m) = lab.machines().await?.into_iter().find(|m| m.name == name) else {
         return Ok(());
@@ -343,7 +377,10 @@ async fn attach(lab: &Lab, name: &str, connection: Connection, at: i64) -> anyho
     )?;
     input.connection = connection;
     lab.store().update_machine(m.id, &input, at).await?;
-    if !matches!(m.state, MachineState::Busy | MachineState::Paused) {
+    if !matches!(
+        m.state,
+        MachineState::Busy | MachineState::Paused | MachineState::Maintenance
+    ) {
         lab.store()
             .set_machine_state(m.id, MachineState::Idle, "", at)
             .await?;

@@ -1517,12 +1517,9 @@ mod tests {
         assert_eq!(out.matches("ok").count(), 1, "{out}");
         let out = run(&mut sim, t + Duration::from_secs(3), "");
         assert_eq!(out.matches("ok").count(), 1, "{out}");
+        let t = t + Duration::from_secs(4);
         assert!(run(&mut sim, t, "M7\n").contains("error:20"));
-        let out = run(
-            &mut sim,
-            t + Duration::from_secs(4),
-            "M5\n$C\nM3S5000\nM8\n",
-        );
+        let out = run(&mut sim, t, "M5\n$C\nM3S5000\nM8\n");
         assert!(!out.contains("error"), "{out}");
         assert!(!sim.laser_on(), "check mode turns nothing on");
     }
