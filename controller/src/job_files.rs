@@ -2,10 +2,10 @@
 //! firmware for the meaning of `G0` and `G4`, its speeds for the estimate, its filament for
 //! the weight, its hoops for the advice), and the preview and thumbnail kept beside it.
 
-use crate::domain::{Connection, Machine, MachineProfile};
+use crate::domain::{Connection, Machine, MachineKind, MachineProfile};
 use fabrique_machines::files::embroidery::{self, EmbroideryMachine};
 use fabrique_machines::files::gcode::{Dialect, FirmwareLimits, Junction, Limits};
-use fabrique_machines::files::{self, JobFile, Unreadable};
+use fabrique_machines::files::{self, JobFile, Unreadable, hpgl};
 use std::path::{Path, PathBuf};
 
 /// The firmware a connection speaks, for the motion defaults and what words mean.
@@ -95,6 +95,32 @@ pub fn embroidery_machine(machine: Option<&Machine>) -> EmbroideryMachine {
     }
 }
 
+/// What the HP-GL analysis takes from a vinyl cutter's profile: its speed before any `VS`
+/// (the profile's top speed, mm/s), and the media: the work area's Y is the roll's width,
+/// its X the length of a sheet (0: a roll, as long as needed).
+pub fn cutter_settings(machine: Option<&Machine>) -> hpgl::CutterSettings {
+    let defaults = hpgl::CutterSettings::default();
+    let Some(p) = machine
+        .filter(|m| m.kind == MachineKind::VinylCutter)
+        .map(|m| &m.profile)
+    else {
+        return defaults;
+    };
+    let [length, width, _] = p.work_area_mm;
+    hpgl::CutterSettings {
+        cut_speed_cm_s: if p.max_speed_mm_s > 0.0 {
+            p.max_speed_mm_s / 10.0
+        } else {
+            defaults.cut_speed_cm_s
+        },
+        media: (width > 0.0).then_some(hpgl::Media {
+            width_mm: width,
+            length_mm: (length > 0.0).then_some(length),
+        }),
+        ..defaults
+    }
+}
+
 /// Reads the file at `path` (sent as `file_name`), for `machine` when the job names one.
 /// Blocking: call it from a blocking task.
 pub fn read(
@@ -108,6 +134,7 @@ pub fn read(
         file_name,
         limits.as_ref(),
         &embroidery_machine(machine),
+        &cutter_settings(machine),
         file_name,
     )
 }

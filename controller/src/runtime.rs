@@ -1725,6 +1725,9 @@ impl MachineTask {
         // otherwise hold more than the cutter can take after its XOFF.
         let config = hpgl::Config {
             pace_baud: (!hardware_flow).then_some(baud),
+            // A cutter wired one way cannot say it read everything: "done" is then the
+            // last byte sent, as the profile says.
+            end_query: !self.machine.profile.one_way,
             ..hpgl::Config::default()
         };
         let cancel = self.runtime.shutdown.child_token();

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
 /// File endings Fabrique reads: G-code for printers, lasers and mills; embroidery formats;
-/// HP-GL for vinyl cutters. Cura's `.ufp` package arrives as the G-code inside it.
+/// HP-GL for vinyl cutters. Cura's `.ufp` package arrives as the G-code inside it, an SVG
+/// drawing as the HP-GL a cutter follows.
 pub const ACCEPTED: &[&str] = &[
-    "gcode", "gco", "g", "nc", "ngc", "dst", "pes", "exp", "jef", "plt", "hpgl", "ufp",
+    "gcode", "gco", "g", "nc", "ngc", "dst", "pes", "exp", "jef", "plt", "hpgl", "ufp", "svg",
 ];
 
 #[derive(Debug)]
@@ -158,6 +159,8 @@ pub async fn receive(
             };
             if received.stored_name.ends_with(".ufp") {
                 unpacked(received, dir, max_bytes).await
+            } else if received.stored_name.ends_with(".svg") {
+                converted(received, dir).await
             } else {
                 Ok(received)
             }
@@ -175,6 +178,78 @@ pub async fn receive(
             Err(e)
         }
     }
+}
+
+/// An SVG drawing received: the HP-GL a cutter follows becomes the file (`dessin.plt`), the
+/// drawing goes. A drawing with text or images is refused, since the cutter would skip them
+/// without a word; so is one with nothing to cut.
+async fn converted(received: Received, dir: &Path) -> Result<Received, AppError> {
+    use fabrique_machines::files::hpgl::svg::{self, SvgError};
+    let drawing = received.path.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let size = std::fs::metadata(&drawing).map(|m| m.len()).unwrap_or(0);
+        if size > svg::MAX_SVG_BYTES as u64 {
+            return Err(SvgError::TooLarge);
+        }
+        let data = std::fs::read(&drawing).map_err(|e| SvgError::Parse(e.to_string()))?;
+        svg::svg_to_hpgl(&data)
+    })
+    .await
+    .map_err(|e| AppError::internal("svg", &e));
+    let _ = tokio::fs::remove_file(&received.path).await;
+    let drawing = match result? {
+        Ok(c) if !c.notes.is_empty() => {
+            return Err(bad(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "svg_left_out",
+                "upload.svg_left_out",
+            ));
+        }
+        Ok(c) => c,
+        Err(SvgError::TooLarge) => {
+            return Err(bad(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file_too_large",
+                "upload.too_large",
+            )
+            .arg("mb", svg::MAX_SVG_BYTES / 1_048_576));
+        }
+        Err(SvgError::Parse(_)) => {
+            return Err(bad(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "svg_unreadable",
+                "upload.svg_unreadable",
+            ));
+        }
+        Err(SvgError::Empty) => {
+            return Err(bad(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "svg_empty",
+                "upload.svg_empty",
+            ));
+        }
+    };
+    let stored_name = format!("{}.plt", received.stored_name.trim_end_matches(".svg"));
+    let path = dir.join(&stored_name);
+    tokio::fs::write(&path, drawing.hpgl.as_bytes())
+        .await
+        .map_err(|e| AppError::internal("svg", &e))?;
+    let sha256 = Sha256::digest(drawing.hpgl.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let stem = received
+        .file_name
+        .rsplit_once('.')
+        .map_or(received.file_name.as_str(), |(stem, _)| stem);
+    Ok(Received {
+        file_name: format!("{stem}.plt"),
+        stored_name,
+        path,
+        size_bytes: i64::try_from(drawing.hpgl.len()).unwrap_or(i64::MAX),
+        sha256,
+        fields: received.fields,
+    })
 }
 
 /// A `.ufp` package received: its G-code becomes the file, the package goes.

@@ -77,7 +77,7 @@ async fn mill(
     }
     let profile = MachineProfile::parse(["600", "400", "80"], "", "", "", "", "")
         .unwrap()
-        .with_coolant(coolant)
+        .with_cutting(coolant, false)
         .unwrap();
     let connection = Connection::SerialGrbl {
         port: link.display().to_string(),

@@ -260,6 +260,10 @@ pub struct MachineProfile {
     /// A CNC mill's coolant (`M8` flood, `M7` mist).
     #[serde(default)]
     pub coolant: MillCoolant,
+    /// A vinyl cutter wired one way: it cannot answer `OA;`, so a job ends with its last
+    /// byte sent rather than with the cutter's word that it read everything.
+    #[serde(default)]
+    pub one_way: bool,
 }
 
 /// A number of a form: blank is 0; a comma may stand for the decimal point.
@@ -381,15 +385,20 @@ impl MachineProfile {
         })
     }
 
-    /// Adds a mill's coolant: `none` (or blank), `flood` or `flood_and_mist`.
-    pub fn with_coolant(self, coolant: &str) -> Result<Self, Invalid> {
+    /// Adds a mill's coolant (`none` or blank, `flood`, `flood_and_mist`) and whether a
+    /// vinyl cutter is wired one way.
+    pub fn with_cutting(self, coolant: &str, one_way: bool) -> Result<Self, Invalid> {
         let coolant = match coolant.trim() {
             "" => MillCoolant::None,
             name => name
                 .parse()
                 .map_err(|()| Invalid::new("coolant", "choice"))?,
         };
-        Ok(Self { coolant, ..self })
+        Ok(Self {
+            coolant,
+            one_way,
+            ..self
+        })
     }
 
     /// Whether the lab gave any motion limit of the machine's own (else the estimate takes

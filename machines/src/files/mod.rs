@@ -106,14 +106,14 @@ fn io(e: impl std::fmt::Display) -> Unreadable {
 /// Reads the job file at `path`, sent as `file_name`: an embroidery design (by its
 /// signature, then its name), HP-GL for a cutter (`.plt`, `.hpgl`, or content that starts as
 /// HP-GL does) or G-code, read incrementally (a 500 MB file is never loaded whole).
-/// `gcode_limits` and `hoops` tune the estimate and the hoop advice to a machine (HP-GL is
-/// read with the usual cutter's settings, [`hpgl::CutterSettings::default`]); `title` is the
-/// preview's accessible name.
+/// `gcode_limits`, `embroidery_machine` and `cutter` tune the estimates, the hoop advice and
+/// the media check to a machine; `title` is the preview's accessible name.
 pub fn read_job_file(
     path: &Path,
     file_name: &str,
     gcode_limits: Option<&gcode::Limits>,
     embroidery_machine: &embroidery::EmbroideryMachine,
+    cutter: &hpgl::CutterSettings,
     title: &str,
 ) -> Result<JobFile, Unreadable> {
     let mut file = std::fs::File::open(path).map_err(io)?;
@@ -137,7 +137,7 @@ pub fn read_job_file(
         if head[..n].contains(&0) {
             return Err(Unreadable::NoHpgl);
         }
-        return read_hpgl(path, title);
+        return read_hpgl(path, cutter, title);
     }
     // A binary file renamed .gcode: refuse it before reading it all.
     if head[..n].contains(&0) {
@@ -177,7 +177,11 @@ fn is_hpgl(file_name: &str, head: &[u8]) -> bool {
     named || hpgl::looks_like_hpgl(head)
 }
 
-fn read_hpgl(path: &Path, title: &str) -> Result<JobFile, Unreadable> {
+fn read_hpgl(
+    path: &Path,
+    cutter: &hpgl::CutterSettings,
+    title: &str,
+) -> Result<JobFile, Unreadable> {
     let file = std::fs::File::open(path).map_err(io)?;
     let preview = hpgl::PreviewOptions {
         title: title.to_string(),
@@ -185,7 +189,7 @@ fn read_hpgl(path: &Path, title: &str) -> Result<JobFile, Unreadable> {
     };
     let analysis = hpgl::analyze(
         BufReader::with_capacity(256 * 1024, file),
-        &hpgl::CutterSettings::default(),
+        cutter,
         Some(&preview),
     )
     .map_err(io)?;
@@ -222,7 +226,8 @@ mod tests {
         std::fs::write(&path, b"IN;SP1;PU0,0;PD400,0,400,400;PU;").unwrap();
         let machine = embroidery::EmbroideryMachine::default();
         for name in ["sticker.plt", "sticker.HPGL", "sticker.txt"] {
-            let file = read_job_file(&path, name, None, &machine, "t").unwrap();
+            let file =
+                read_job_file(&path, name, None, &machine, &Default::default(), "t").unwrap();
             let FileSummary::Hpgl(s) = &file.summary else {
                 panic!("{name}: {:?}", file.summary);
             };
@@ -236,7 +241,8 @@ mod tests {
             );
         }
         std::fs::write(&path, b"").unwrap();
-        let e = read_job_file(&path, "junk.plt", None, &machine, "t").unwrap_err();
+        let e =
+            read_job_file(&path, "junk.plt", None, &machine, &Default::default(), "t").unwrap_err();
         assert_eq!(e, Unreadable::NoHpgl);
         std::fs::write(
             &path,
@@ -245,7 +251,15 @@ G1 X1
 ",
         )
         .unwrap();
-        let file = read_job_file(&path, "part.gcode", None, &machine, "t").unwrap();
+        let file = read_job_file(
+            &path,
+            "part.gcode",
+            None,
+            &machine,
+            &Default::default(),
+            "t",
+        )
+        .unwrap();
         assert!(matches!(file.summary, FileSummary::Gcode(_)));
     }
 

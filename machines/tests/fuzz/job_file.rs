@@ -35,7 +35,7 @@ pub fn check(input: &[u8]) {
     let path = DIR.with(|d| d.path().join("upload"));
     std::fs::write(&path, content).expect("writing the upload");
     let machine = EmbroideryMachine::default();
-    match read_job_file(&path, name, None, &machine, "fuzz") {
+    match read_job_file(&path, name, None, &machine, &Default::default(), "fuzz") {
         Err(e) => {
             let (fr, en) = e.message();
             assert!(!fr.is_empty() && !en.is_empty());

@@ -751,6 +751,10 @@ pub struct ProfileDto {
     #[serde(default)]
     #[schema(value_type = MillCoolantWord)]
     pub coolant: MillCoolant,
+    /// A vinyl cutter wired one way, which cannot answer `OA;`: its jobs end with their
+    /// last byte sent.
+    #[serde(default)]
+    pub one_way: bool,
 }
 
 /// How Fabrique reaches the machine. The OctoPrint API key is never sent back; the port,
@@ -834,6 +838,7 @@ impl From<&Machine> for MachineDto {
                 square_corner_velocity_mm_s: p.square_corner_velocity_mm_s,
                 minimum_cruise_ratio: p.minimum_cruise_ratio,
                 coolant: p.coolant,
+                one_way: p.one_way,
             },
             location: m.location.clone(),
             required_training: m.required_training.clone(),
@@ -930,6 +935,7 @@ impl MachineBody {
             square_corner_velocity: num(p.square_corner_velocity_mm_s),
             minimum_cruise_ratio: p.minimum_cruise_ratio.map(num).unwrap_or_default(),
             coolant: p.coolant.as_str().into(),
+            one_way: p.one_way.then(|| "1".into()),
         };
         fields.parse(kept)
     }

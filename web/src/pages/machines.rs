@@ -447,6 +447,9 @@ pub struct MachineFields {
     pub minimum_cruise_ratio: String,
     #[serde(default)]
     pub coolant: String,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    pub one_way: Option<String>,
 }
 
 impl MachineFields {
@@ -493,6 +496,7 @@ impl MachineFields {
             square_corner_velocity: blank_zero(p.square_corner_velocity_mm_s),
             minimum_cruise_ratio: p.minimum_cruise_ratio.map(number).unwrap_or_default(),
             coolant: p.coolant.as_str().into(),
+            one_way: p.one_way.then(|| "1".into()),
         }
     }
 
@@ -531,7 +535,7 @@ impl MachineFields {
         .with_speeds(&self.max_speed, &self.max_accel, &self.stitches_per_minute)?
         .with_motion(&self.junction_rule, self.silent_mode.is_some())?
         .with_klipper(&self.square_corner_velocity, &self.minimum_cruise_ratio)?
-        .with_coolant(&self.coolant)?;
+        .with_cutting(&self.coolant, self.one_way.is_some())?;
         Ok(MachineInput::new(
             &self.name,
             kind,
