@@ -245,9 +245,34 @@ async fn a_mill_job_pauses_at_each_tool_change_until_a_person_says_the_tool_is_i
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 303);
+    // The new tool touched off on the material: Z zero here.
+    let html = unescaped(
+        &karim
+            .get(app.url(&path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(html.contains("Zéro Z ici"), "{html}");
+    let token = app.page_csrf(&karim, &path).await;
+    let response = karim
+        .post(app.url(&path))
+        .form(&[("csrf_token", token.as_str()), ("action", "set_origin_z")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
     let log = app.lab.store().panel_log(machine.id, 10).await.unwrap();
     assert!(
         log.iter().any(|e| e.sent.starts_with("$J=G91G21Z10")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.sent == "G10L20P1Z0" && e.answer.ends_with("ok")),
         "{log:?}"
     );
 
@@ -291,6 +316,7 @@ async fn a_mill_job_pauses_at_each_tool_change_until_a_person_says_the_tool_is_i
             "M5",
             "M9",
             "$J=G91G21Z10.000F500",
+            "G10L20P1Z0",
             "G17G21G90G54G94",
             "G0F800",
             "S18000M3",

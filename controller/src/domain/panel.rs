@@ -83,6 +83,9 @@ pub enum PanelAction {
     JogStop,
     /// `G10 L20 P1 X0 Y0`: the work origin is where the head stands.
     SetOrigin,
+    /// `G10 L20 P1 Z0`: Z zero is where the tool's tip stands (a mill's touch-off on the
+    /// material, by a sheet of paper, without the probe).
+    SetOriginZ,
     /// Back to the work origin, by a jog.
     GoToOrigin {
         feed: f64,
@@ -119,6 +122,7 @@ impl PanelAction {
             PanelAction::JogHold { .. } => "jog_hold",
             PanelAction::JogStop => "jog_stop",
             PanelAction::SetOrigin => "set_origin",
+            PanelAction::SetOriginZ => "set_origin_z",
             PanelAction::GoToOrigin { .. } => "go_to_origin",
             PanelAction::Frame { .. } => "frame",
             PanelAction::ProbeZ { .. } => "probe_z",
@@ -176,6 +180,7 @@ impl PanelAction {
             },
             "jog_stop" => PanelAction::JogStop,
             "set_origin" => PanelAction::SetOrigin,
+            "set_origin_z" => PanelAction::SetOriginZ,
             "go_to_origin" => PanelAction::GoToOrigin {
                 feed: feed(3000.0)?,
             },

@@ -377,6 +377,7 @@ async fn perform(
             )]
         }
         PanelAction::SetOrigin => vec!["G10L20P1X0Y0".to_string()],
+        PanelAction::SetOriginZ => vec!["G10L20P1Z0".to_string()],
         PanelAction::GoToOrigin { feed } => vec![format!("$J=G90G21X0Y0F{feed:.0}")],
         PanelAction::Frame { feed, .. } => {
             let extent = outline.as_ref().map(Program::extent);

@@ -1223,8 +1223,7 @@ impl VirtualGrbl {
         let eps = 1e-6;
         if self.offset.is_some() {
             let m = self.machine(p);
-            return (0..2).any(|a| m[a] > eps || m[a] < -t(130 + a as u16) - eps)
-                || p[2].abs() > t(132) + eps;
+            return (0..3).any(|a| m[a] > eps || m[a] < -t(130 + a as u16) - eps);
         }
         p[0] < -eps
             || p[0] > t(130) + eps

@@ -33,6 +33,7 @@ pub enum PanelActionWord {
     JogHold,
     JogStop,
     SetOrigin,
+    SetOriginZ,
     GoToOrigin,
     Frame,
     ProbeZ,
