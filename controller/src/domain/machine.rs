@@ -26,6 +26,8 @@ text_enum! {
     }
 }
 
+// `text_enum!` takes no attribute on a variant, so no `#[default]`.
+#[allow(clippy::derivable_impls)]
 impl Default for MillCoolant {
     fn default() -> Self {
         MillCoolant::None
