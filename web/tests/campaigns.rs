@@ -826,14 +826,7 @@ async fn lab_prints_are_campaign_work_after_members_jobs_and_never_across_a_book
     let manager = user(&app, "nadia").await;
     let member = app.add_user("josette", Role::Member).await;
     let id = open_campaign(&app, &manager_client).await;
-    let settings = fabrique_controller::domain::calendar::CalendarSettings {
-        printers_unattended: true,
-        ..Default::default()
-    };
-    app.lab
-        .set_calendar_settings(&manager, &settings)
-        .await
-        .unwrap();
+    app.let_printers_run_unattended(&manager).await;
     let profile = fabrique_controller::domain::MachineProfile::parse(
         ["250", "210", "210"],
         "300",

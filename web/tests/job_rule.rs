@@ -6,7 +6,6 @@
 mod common;
 
 use common::{TestApp, client, spawn_app, unescaped};
-use fabrique_controller::domain::calendar::CalendarSettings;
 use fabrique_controller::domain::job::{JobId, JobState};
 use fabrique_controller::domain::training::TrainingInput;
 use fabrique_controller::domain::{
@@ -40,14 +39,7 @@ impl Drop for Lab {
 async fn lab() -> Lab {
     let app = spawn_app().await;
     let manager = app.add_user("nadia", Role::Manager).await;
-    let settings = CalendarSettings {
-        printers_unattended: true,
-        ..CalendarSettings::default()
-    };
-    app.lab
-        .set_calendar_settings(&manager, &settings)
-        .await
-        .unwrap();
+    app.let_printers_run_unattended(&manager).await;
     let stop = CancellationToken::new();
     let config = SimConfig {
         time_scale: 0.0,

@@ -13,7 +13,7 @@ use fabrique_controller::domain::job::{JobId, JobState};
 use fabrique_controller::domain::{
     Connection, Machine, MachineInput, MachineKind, MachineProfile, MachineState, Role, User,
 };
-use fabrique_machines::sim::grbl::{LinkConfig, Record, SimConfig, VirtualGrbl, serve_at};
+use fabrique_machines::sim::grbl::{Record, SimConfig, VirtualGrbl};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -52,9 +52,7 @@ async fn mill(
     coolant: &str,
     laser_mode: bool,
 ) -> (Machine, CancellationToken, JoinHandle<VirtualGrbl>) {
-    let stop = CancellationToken::new();
-    let link = app.dir.path().join("mill");
-    let sim = VirtualGrbl::new(SimConfig {
+    let sim = SimConfig {
         time_scale: 0.0,
         work_offset: Some([-550.0, -380.0, -40.0]),
         settings: vec![
@@ -65,36 +63,21 @@ async fn mill(
             (132, 80.0),
         ],
         ..SimConfig::default()
-    });
-    let (at, stop_serving) = (link.clone(), stop.clone());
-    let served = tokio::spawn(async move {
-        serve_at(&at, sim, LinkConfig::default(), stop_serving)
-            .await
-            .unwrap()
-    });
-    while !link.exists() {
-        tokio::task::yield_now().await;
-    }
+    };
     let profile = MachineProfile::parse(["600", "400", "80"], "", "", "", "", "")
         .unwrap()
         .with_cutting(coolant, false)
         .unwrap();
-    let connection = Connection::SerialGrbl {
-        port: link.display().to_string(),
-        baud: 115_200,
-    };
     let input = MachineInput::new(
         "Fraiseuse",
         MachineKind::CncMill,
-        connection,
+        Connection::Manual,
         profile,
         "",
         "",
     )
     .unwrap();
-    let machine = app.add_idle_machine(manager, &input).await;
-    app.runtime.refresh(machine.id).await;
-    (machine, stop, served)
+    app.add_virtual_grbl(manager, input, sim).await
 }
 
 /// Waits until the job is in one of `states` (at most a minute).

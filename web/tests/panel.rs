@@ -14,7 +14,7 @@ use fabrique_controller::domain::{
 };
 use fabrique_controller::lab::now;
 use fabrique_machines::protocol::grbl::Realtime;
-use fabrique_machines::sim::grbl::{LinkConfig, Record, SimConfig, VirtualGrbl, serve_at};
+use fabrique_machines::sim::grbl::{Record, SimConfig, VirtualGrbl};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -28,40 +28,23 @@ async fn laser(
     app: &TestApp,
     manager: &User,
 ) -> (Machine, CancellationToken, JoinHandle<VirtualGrbl>) {
-    let stop = CancellationToken::new();
-    let link = app.dir.path().join("laser");
-    let sim = VirtualGrbl::new(SimConfig {
-        time_scale: 0.0,
-        start_locked: true,
-        work_offset: Some([-400.0, -300.0, 0.0]),
-        ..SimConfig::default()
-    });
-    let (at, stop_serving) = (link.clone(), stop.clone());
-    let served = tokio::spawn(async move {
-        serve_at(&at, sim, LinkConfig::default(), stop_serving)
-            .await
-            .unwrap()
-    });
-    while !link.exists() {
-        tokio::task::yield_now().await;
-    }
     let profile = MachineProfile::parse(["400", "300", ""], "", "", "1000", "", "").unwrap();
-    let connection = Connection::SerialGrbl {
-        port: link.display().to_string(),
-        baud: 115_200,
-    };
     let input = MachineInput::new(
         "Découpeuse laser",
         MachineKind::LaserCutter,
-        connection,
+        Connection::Manual,
         profile,
         "",
         "",
     )
     .unwrap();
-    let machine = app.add_idle_machine(manager, &input).await;
-    app.runtime.refresh(machine.id).await;
-    (machine, stop, served)
+    let sim = SimConfig {
+        time_scale: 0.0,
+        start_locked: true,
+        work_offset: Some([-400.0, -300.0, 0.0]),
+        ..SimConfig::default()
+    };
+    app.add_virtual_grbl(manager, input, sim).await
 }
 
 /// Presses a panel button as the page's form does; returns the status and where it leads.
@@ -404,40 +387,25 @@ async fn the_panel_is_for_trainers_at_a_grbl_machine_held_by_one_person_at_a_tim
 async fn a_mill_finds_its_z_zero_with_the_probe_and_a_missed_probe_is_said() {
     let app = spawn_app().await;
     let manager = app.add_user("nadia", Role::Manager).await;
-    let stop = CancellationToken::new();
-    let link = app.dir.path().join("mill");
-    let sim = VirtualGrbl::new(SimConfig {
+    let profile = MachineProfile::parse(["200", "150", "50"], "", "", "", "", "").unwrap();
+    let input = MachineInput::new(
+        "Fraiseuse",
+        MachineKind::CncMill,
+        Connection::Manual,
+        profile,
+        "",
+        "",
+    )
+    .unwrap();
+    let sim = SimConfig {
         time_scale: 0.0,
         work_offset: Some([-200.0, -150.0, 0.0]),
         // The plate's top, 12.5 mm below where the spindle stands at power-up.
         probe_contact_z: Some(-12.5),
         settings: vec![(32, 0.0)],
         ..SimConfig::default()
-    });
-    let (at, stop_serving) = (link.clone(), stop.clone());
-    let served = tokio::spawn(async move {
-        serve_at(&at, sim, LinkConfig::default(), stop_serving)
-            .await
-            .unwrap()
-    });
-    while !link.exists() {
-        tokio::task::yield_now().await;
-    }
-    let profile = MachineProfile::parse(["200", "150", "50"], "", "", "", "", "").unwrap();
-    let input = MachineInput::new(
-        "Fraiseuse",
-        MachineKind::CncMill,
-        Connection::SerialGrbl {
-            port: link.display().to_string(),
-            baud: 115_200,
-        },
-        profile,
-        "",
-        "",
-    )
-    .unwrap();
-    let mill = app.add_idle_machine(&manager, &input).await;
-    app.runtime.refresh(mill.id).await;
+    };
+    let (mill, stop, served) = app.add_virtual_grbl(&manager, input, sim).await;
     let (karim, trainer) = app.signed_in("karim", Role::Trainer).await;
     let key = app.lab.create_api_key(&trainer, "k", now()).await.unwrap();
     let (status, _) = press(&app, &karim, &mill, &[("action", "take")]).await;

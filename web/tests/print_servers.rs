@@ -10,7 +10,6 @@
 mod common;
 
 use common::{TestApp, client, spawn_app};
-use fabrique_controller::domain::calendar::CalendarSettings;
 use fabrique_controller::domain::job::{JobId, JobState};
 use fabrique_controller::domain::{
     Connection, Machine, MachineInput, MachineKind, MachineProfile, MachineState, Role, Secret,
@@ -51,14 +50,7 @@ async fn lab_with_printer(app: &TestApp, url: &str) -> Machine {
 /// The same, with the printer reached through `connection`.
 async fn lab_with(app: &TestApp, connection: Connection) -> Machine {
     let manager = app.add_user("nadia", Role::Manager).await;
-    let settings = CalendarSettings {
-        printers_unattended: true,
-        ..CalendarSettings::default()
-    };
-    app.lab
-        .set_calendar_settings(&manager, &settings)
-        .await
-        .unwrap();
+    app.let_printers_run_unattended(&manager).await;
     let input = MachineInput::new(
         "Prusa sur serveur d'impression",
         MachineKind::FdmPrinter,

@@ -718,14 +718,7 @@ async fn a_client_sees_printing_only_while_the_makers_job_prints_with_the_boards
     let manager = app.add_user("nadia", Role::Manager).await;
     let maker = app.add_user("amina", Role::Member).await;
     let key = app.lab.create_api_key(&maker, "Cura", now()).await.unwrap();
-    let settings = fabrique_controller::domain::calendar::CalendarSettings {
-        printers_unattended: true,
-        ..Default::default()
-    };
-    app.lab
-        .set_calendar_settings(&manager, &settings)
-        .await
-        .unwrap();
+    app.let_printers_run_unattended(&manager).await;
     let stop = tokio_util::sync::CancellationToken::new();
     // Twenty times faster than real time: the dwell below lasts about 3 s.
     let config = fabrique_machines::sim::marlin::SimConfig {

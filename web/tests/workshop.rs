@@ -72,14 +72,7 @@ async fn a_file_from_a_slicer_is_planned_streamed_and_done() {
         .await
         .unwrap();
     // The lab lets printers finish after hours, so the test runs at any time of day.
-    let settings = CalendarSettings {
-        printers_unattended: true,
-        ..CalendarSettings::default()
-    };
-    app.lab
-        .set_calendar_settings(&manager, &settings)
-        .await
-        .unwrap();
+    app.let_printers_run_unattended(&manager).await;
 
     let cancel = CancellationToken::new();
     let config = SimConfig {
@@ -348,14 +341,7 @@ async fn a_laser_never_starts_by_itself() {
     let app = spawn_app().await;
     let manager = app.add_user("nadia", Role::Manager).await;
     let maker = app.add_user("amina", Role::Member).await;
-    let settings = CalendarSettings {
-        printers_unattended: true,
-        ..CalendarSettings::default()
-    };
-    app.lab
-        .set_calendar_settings(&manager, &settings)
-        .await
-        .unwrap();
+    app.let_printers_run_unattended(&manager).await;
     let connection = Connection::SerialGrbl {
         port: "/dev/null".into(),
         baud: 115_200,
@@ -398,42 +384,27 @@ async fn a_laser_never_starts_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_starts_the_laser_from_the_board_and_it_ends_safe() {
-    use fabrique_machines::sim::grbl::{
-        LinkConfig, SimConfig as GrblConfig, VirtualGrbl, serve_at,
-    };
+    use fabrique_machines::sim::grbl::SimConfig as GrblConfig;
     let app = spawn_app().await;
     let manager = app.add_user("nadia", Role::Manager).await;
     let maker = app.add_user("amina", Role::Member).await;
     let key = app.lab.create_api_key(&maker, "k", now()).await.unwrap();
 
-    let stop = CancellationToken::new();
-    let link = app.dir.path().join("laser");
-    let sim = VirtualGrbl::new(GrblConfig {
-        time_scale: 0.0,
-        ..GrblConfig::default()
-    });
-    let (at, stop_serving) = (link.clone(), stop.clone());
-    let served =
-        tokio::spawn(async move { serve_at(&at, sim, LinkConfig::default(), stop_serving).await });
-    while !link.exists() {
-        tokio::task::yield_now().await;
-    }
     let profile = MachineProfile::parse(["400", "300", ""], "", "", "1000", "", "").unwrap();
-    let connection = Connection::SerialGrbl {
-        port: link.display().to_string(),
-        baud: 115_200,
-    };
     let input = MachineInput::new(
         "Découpeuse laser",
         MachineKind::LaserCutter,
-        connection,
+        Connection::Manual,
         profile,
         "",
         "",
     )
     .unwrap();
-    let machine = app.add_idle_machine(&manager, &input).await;
-    app.runtime.refresh(machine.id).await;
+    let sim = GrblConfig {
+        time_scale: 0.0,
+        ..GrblConfig::default()
+    };
+    let (machine, stop, served) = app.add_virtual_grbl(&manager, input, sim).await;
 
     let form = Form::new()
         .text("machine_id", machine.id.0.to_string())
@@ -495,7 +466,7 @@ async fn a_person_starts_the_laser_from_the_board_and_it_ends_safe() {
         "the person who started it is recorded"
     );
     stop.cancel();
-    let sim = served.await.unwrap().unwrap();
+    let sim = served.await.unwrap();
     assert!(!sim.laser_on(), "the laser ends off");
 }
 
@@ -504,14 +475,7 @@ async fn the_plan_page_shows_planned_jobs_and_managers_set_priorities() {
     let app = spawn_app().await;
     let manager = app.add_user("nadia", Role::Manager).await;
     let maker = app.add_user("amina", Role::Member).await;
-    let settings = CalendarSettings {
-        printers_unattended: true,
-        ..CalendarSettings::default()
-    };
-    app.lab
-        .set_calendar_settings(&manager, &settings)
-        .await
-        .unwrap();
+    app.let_printers_run_unattended(&manager).await;
     let input = MachineInput::new(
         "Brodeuse",
         MachineKind::Embroidery,
@@ -583,14 +547,7 @@ echo:  M205 S0.00 T0.00 B20000 X8.00 Y8.00 Z0.40 E4.50
 async fn the_limits_a_printer_reports_are_offered_to_the_manager_and_used_once_adopted() {
     let app = spawn_app().await;
     let (manager_client, manager) = app.signed_in("nadia", Role::Manager).await;
-    let settings = CalendarSettings {
-        printers_unattended: true,
-        ..CalendarSettings::default()
-    };
-    app.lab
-        .set_calendar_settings(&manager, &settings)
-        .await
-        .unwrap();
+    app.let_printers_run_unattended(&manager).await;
     let cancel = CancellationToken::new();
     let config = SimConfig {
         time_scale: 0.0,

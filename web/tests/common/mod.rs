@@ -133,6 +133,54 @@ impl TestApp {
         machine
     }
 
+    /// Lets printers run after hours, so a test that starts a print runs at any time of day.
+    pub async fn let_printers_run_unattended(&self, manager: &User) {
+        let settings = fabrique_controller::domain::calendar::CalendarSettings {
+            printers_unattended: true,
+            ..Default::default()
+        };
+        self.lab
+            .set_calendar_settings(manager, &settings)
+            .await
+            .unwrap();
+    }
+
+    /// A GRBL machine (a laser or a mill, as `input` says) on the project's virtual GRBL
+    /// behind a pseudo-terminal in the test's folder: made by `manager` with `input`'s
+    /// connection pointed at the virtual machine, idle, its task told. The virtual GRBL
+    /// runs until the token is cancelled; the handle gives it back, with its records.
+    pub async fn add_virtual_grbl(
+        &self,
+        manager: &User,
+        mut input: MachineInput,
+        sim: fabrique_machines::sim::grbl::SimConfig,
+    ) -> (
+        Machine,
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<fabrique_machines::sim::grbl::VirtualGrbl>,
+    ) {
+        use fabrique_machines::sim::grbl::{LinkConfig, VirtualGrbl, serve_at};
+        let stop = tokio_util::sync::CancellationToken::new();
+        let link = self.dir.path().join(format!("grbl-{}", next_number()));
+        let sim = VirtualGrbl::new(sim);
+        let (at, stop_serving) = (link.clone(), stop.clone());
+        let served = tokio::spawn(async move {
+            serve_at(&at, sim, LinkConfig::default(), stop_serving)
+                .await
+                .unwrap()
+        });
+        while !link.exists() {
+            tokio::task::yield_now().await;
+        }
+        input.connection = fabrique_controller::domain::Connection::SerialGrbl {
+            port: link.display().to_string(),
+            baud: 115_200,
+        };
+        let machine = self.add_idle_machine(manager, &input).await;
+        self.runtime.refresh(machine.id).await;
+        (machine, stop, served)
+    }
+
     /// A "Prusa MK3S" on a virtual Marlin printer behind a pseudo-terminal, made by
     /// `manager`, idle, its task connected; the printer runs until `stop` is cancelled.
     pub async fn add_virtual_marlin(
