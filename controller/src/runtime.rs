@@ -342,13 +342,15 @@ impl Runtime {
             runtime.spawn_machine(machine, job);
         }
         let planner = runtime.clone();
-        runtime
-            .tracker
-            .spawn(async move { planner.plan_loop().await });
+        runtime.tracker.spawn(tracing::Instrument::instrument(
+            async move { planner.plan_loop().await },
+            tracing::info_span!("planner"),
+        ));
         let cleaner = runtime.clone();
-        runtime
-            .tracker
-            .spawn(async move { cleaner.clean_loop(retention_days).await });
+        runtime.tracker.spawn(tracing::Instrument::instrument(
+            async move { cleaner.clean_loop(retention_days).await },
+            tracing::info_span!("cleaner"),
+        ));
         Ok(runtime)
     }
 
@@ -380,6 +382,8 @@ impl Runtime {
                 },
             );
         }
+        // Every event of the task (and of the drivers it runs) carries the machine.
+        let span = tracing::info_span!("machine", id = machine.id.0, name = %machine.name);
         let task = MachineTask {
             runtime: self.clone(),
             machine,
@@ -388,7 +392,10 @@ impl Runtime {
             grbl: None,
             panel: panel_tx,
         };
-        self.tracker.spawn(task.run(rx, reattach));
+        self.tracker.spawn(tracing::Instrument::instrument(
+            task.run(rx, reattach),
+            span,
+        ));
     }
 
     /// Asks for a planner pass now (a job was queued, approved or queued again).

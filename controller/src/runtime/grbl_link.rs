@@ -128,7 +128,10 @@ impl GrblLink {
         let (status_tx, status) = watch::channel(PanelStatus::default());
         let (ready_tx, ready) = oneshot::channel();
         let handle = tokio::runtime::Handle::current();
+        // The thread's events carry the machine task's span.
+        let span = tracing::Span::current();
         let thread = tokio::task::spawn_blocking(move || {
+            let _in_span = span.enter();
             handle.block_on(serve(io, tool, ready_tx, requests_rx, status_tx));
         });
         match ready.await {
