@@ -1,6 +1,6 @@
 //! The lab's use cases for trainings, badges, calendar settings and bookings.
 
-use crate::domain::booking::{Booking, BookingId, BookingKind};
+use crate::domain::booking::{Booking, BookingId, BookingKind, CHECK_IN_EARLY_S};
 use crate::domain::calendar::{Booker, CalendarSettings, Refusal, check_booking, check_cancel};
 use crate::domain::training::{
     Badge, BadgeId, Enrolment, EnrolmentStatus, SessionId, Training, TrainingId, TrainingInput,
@@ -524,7 +524,8 @@ impl Lab {
         if booking.user != Some(actor.id) && !actor.role.at_least(Role::Manager) {
             return Err(LabError::Forbidden);
         }
-        if now < booking.starts_at.as_second() - 15 * 60 || now >= booking.ends_at.as_second() {
+        let window = booking.starts_at.as_second() - CHECK_IN_EARLY_S..booking.ends_at.as_second();
+        if !window.contains(&now) {
             return Err(Invalid::new("booking", "check_in_time").into());
         }
         self.store().check_in(id, now).await?;

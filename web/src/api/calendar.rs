@@ -67,15 +67,6 @@ pub struct BookingDto {
 impl BookingDto {
     pub fn new(b: &Booking, viewer: &User) -> Self {
         let show = viewer.role.at_least(Role::Manager) || b.user == Some(viewer.id);
-        let status = if b.cancelled_at.is_some() {
-            "cancelled"
-        } else if b.no_show_at.is_some() {
-            "no_show"
-        } else if b.checked_in_at.is_some() {
-            "checked_in"
-        } else {
-            "booked"
-        };
         Self {
             id: b.id.0,
             machine_id: b.machine.0,
@@ -87,7 +78,7 @@ impl BookingDto {
             member_name: if show { b.user_name.clone() } else { None },
             supervised: b.supervised,
             note: if show { b.note.clone() } else { String::new() },
-            status: status.into(),
+            status: b.status().as_str().into(),
         }
     }
 }

@@ -775,15 +775,6 @@ struct BookingRow {
 
 fn booking_row(tr: &Tr, settings: &CalendarSettings, b: &Booking, viewer: &User) -> BookingRow {
     let now = Timestamp::now().as_second();
-    let status = if b.cancelled_at.is_some() {
-        "cancelled"
-    } else if b.no_show_at.is_some() {
-        "no_show"
-    } else if b.checked_in_at.is_some() {
-        "checked_in"
-    } else {
-        "booked"
-    };
     let live = b.is_live();
     let manager = viewer.role.at_least(Role::Manager);
     BookingRow {
@@ -795,17 +786,12 @@ fn booking_row(tr: &Tr, settings: &CalendarSettings, b: &Booking, viewer: &User)
             if b.kind == BookingKind::Block {
                 "block"
             } else {
-                status
+                b.status().as_str()
             },
         ),
         supervised: b.supervised,
         can_cancel: live && b.ends_at.as_second() > now,
-        can_check_in: live
-            && b.kind == BookingKind::Booking
-            && b.checked_in_at.is_none()
-            && now >= b.starts_at.as_second() - 15 * 60
-            && now < b.ends_at.as_second()
-            && (manager || b.user == Some(viewer.id)),
+        can_check_in: b.check_in_open(now) && (manager || b.user == Some(viewer.id)),
         who: match (&b.user_name, b.kind) {
             (_, BookingKind::Block) => tr.t("week.unavailable").to_string(),
             (Some(name), _) => name.clone(),

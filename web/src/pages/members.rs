@@ -277,14 +277,7 @@ async fn desk(state: &AppState, ctx: &Ctx, actor: &User, member: &User) -> AppRe
         .map(|b| DeskBooking {
             id: b.id.0,
             when: when(&ctx.tr, &settings, b.starts_at, b.ends_at),
-            status: ctx.tr.word(
-                "booking_status",
-                if b.checked_in_at.is_some() {
-                    "checked_in"
-                } else {
-                    "booked"
-                },
-            ),
+            status: ctx.tr.word("booking_status", b.status().as_str()),
             machine: b.machine_name,
         })
         .collect();
