@@ -725,7 +725,30 @@ pub struct Batch {
     pub parts_left: i64,
 }
 
+text_enum! {
+    /// Where a batch stands, furthest step first: the API's `status` and the pages'
+    /// `batch_status.*` word.
+    BatchStatus {
+        Declared = "declared",
+        Dropped = "dropped",
+        Received = "received",
+        Checked = "checked",
+    }
+}
+
 impl Batch {
+    pub fn status(&self) -> BatchStatus {
+        if self.checked_at.is_some() {
+            BatchStatus::Checked
+        } else if self.received_at.is_some() {
+            BatchStatus::Received
+        } else if self.dropped_at.is_some() {
+            BatchStatus::Dropped
+        } else {
+            BatchStatus::Declared
+        }
+    }
+
     pub fn rejected(&self) -> i64 {
         match (self.received_quantity, self.accepted_quantity) {
             (Some(r), Some(a)) => r - a,

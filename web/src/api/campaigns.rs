@@ -333,15 +333,6 @@ pub struct BatchDto {
 
 impl From<&Batch> for BatchDto {
     fn from(b: &Batch) -> Self {
-        let status = if b.checked_at.is_some() {
-            "checked"
-        } else if b.received_at.is_some() {
-            "received"
-        } else if b.dropped_at.is_some() {
-            "dropped"
-        } else {
-            "declared"
-        };
         Self {
             id: b.id.0,
             source: b.source.as_str().into(),
@@ -355,7 +346,7 @@ impl From<&Batch> for BatchDto {
             accepted_quantity: b.accepted_quantity,
             rejected: b.rejected(),
             rejection_reason: b.rejection_reason.clone(),
-            status: status.into(),
+            status: b.status().as_str().into(),
         }
     }
 }

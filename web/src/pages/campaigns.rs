@@ -565,15 +565,6 @@ struct BatchRow {
 }
 
 fn batch_row(tr: &Tr, tz: &TimeZone, b: &Batch) -> BatchRow {
-    let status = if b.checked_at.is_some() {
-        "checked"
-    } else if b.received_at.is_some() {
-        "received"
-    } else if b.dropped_at.is_some() {
-        "dropped"
-    } else {
-        "declared"
-    };
     BatchRow {
         id: b.id.0,
         who: match (&b.maker_name, b.source) {
@@ -588,7 +579,7 @@ fn batch_row(tr: &Tr, tz: &TimeZone, b: &Batch) -> BatchRow {
         accepted: b.accepted_quantity,
         rejected: b.rejected(),
         reason: b.rejection_reason.clone(),
-        status: tr.word("batch_status", status),
+        status: tr.word("batch_status", b.status().as_str()),
         can_drop: b.received_at.is_none() && b.source == BatchSource::Maker,
         can_receive: b.received_at.is_none(),
         can_check: b.received_at.is_some() && b.checked_at.is_none(),
