@@ -41,6 +41,17 @@ impl AppError {
         }
     }
 
+    /// Whether a form that met this error is shown again with the reason (its status, its
+    /// fields as typed): a refusal the person can act on, any 4xx but "not signed in",
+    /// "not allowed" and "not found", which go to their own pages.
+    pub fn shown_on_the_form(&self) -> bool {
+        self.status.is_client_error()
+            && !matches!(
+                self.status,
+                StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED
+            )
+    }
+
     /// Adds the `Retry-After` header this error asks for, if any.
     pub fn add_headers(&self, response: &mut Response) {
         if let Some(seconds) = self.retry_after_s

@@ -744,7 +744,7 @@ async fn create_booking(
         }
         Err(e) => {
             let e = AppError::from(e);
-            if !e.status.is_client_error() || e.status == StatusCode::NOT_FOUND {
+            if !e.shown_on_the_form() {
                 return Err(e);
             }
             let page = booking_page(
@@ -1297,10 +1297,7 @@ async fn award_to_member(
         )),
         Err(e) => {
             let e = AppError::from(e);
-            if !matches!(
-                e.status,
-                StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT
-            ) {
+            if !e.shown_on_the_form() {
                 return Err(e);
             }
             let page = member_badges_page(&state, &ctx, id, Some(message(&ctx.tr, &e))).await?;
@@ -1591,12 +1588,7 @@ async fn save(state: &AppState, ctx: &Ctx, id: Option<i64>, body: &str) -> AppRe
     };
     match result {
         Ok(_) => Ok(Redirect::to("/trainings").into_response()),
-        Err(e)
-            if matches!(
-                e.status,
-                StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT
-            ) =>
-        {
+        Err(e) if e.shown_on_the_form() => {
             let action = id.map_or_else(
                 || "/admin/trainings/new".to_string(),
                 |id| format!("/admin/trainings/{id}"),
@@ -1734,12 +1726,7 @@ async fn after(
 ) -> AppResult<Response> {
     match result {
         Ok(response) => Ok(response),
-        Err(e)
-            if matches!(
-                e.status,
-                StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT
-            ) =>
-        {
+        Err(e) if e.shown_on_the_form() => {
             let page = session_page(state, ctx, id, Some(message(&ctx.tr, &e))).await?;
             Ok(render_with_status(e.status, &page))
         }
@@ -2068,7 +2055,7 @@ async fn save_settings(
     };
     match result {
         Ok(()) => Ok(done(&ctx, "/admin/calendar", "notice.saved", &[])),
-        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+        Err(e) if e.shown_on_the_form() => {
             let p = Page::new(&ctx, "settings.title", "settings", "/admin/calendar");
             let page = SettingsPage {
                 p,

@@ -185,12 +185,7 @@ async fn today(state: &AppState) -> AppResult<Date> {
 /// A refused form is shown again with the reason (its status); anything else (not found,
 /// not allowed, not signed in, internal) propagates.
 fn shown(e: &AppError) -> Result<StatusCode, AppError> {
-    if e.status.is_client_error()
-        && !matches!(
-            e.status,
-            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED
-        )
-    {
+    if e.shown_on_the_form() {
         Ok(e.status)
     } else {
         Err(e.clone())

@@ -492,7 +492,7 @@ async fn upload(
             "notice.job_sent",
             &[("file", &job.file_name)],
         )),
-        Err(e) if e.status.is_client_error() => {
+        Err(e) if e.shown_on_the_form() => {
             let page = jobs_page(&state, &ctx, Some(message(&ctx.tr, &e))).await?;
             Ok(render_with_status(e.status, &page))
         }

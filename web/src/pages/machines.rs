@@ -7,7 +7,6 @@ use crate::error::{AppError, AppResult};
 use crate::i18n::Tr;
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -616,7 +615,7 @@ async fn create(
             state.runtime.refresh(machine.id).await;
             Ok(Redirect::to(&format!("/machines/{}", machine.id)).into_response())
         }
-        Err(e) if e.status.is_client_error() && e.status != StatusCode::FORBIDDEN => {
+        Err(e) if e.shown_on_the_form() => {
             let error = Some(message(&ctx.tr, &e));
             let form = machine_form(
                 &ctx,
@@ -672,11 +671,7 @@ async fn update(
             state.runtime.refresh(MachineId(id)).await;
             Ok(Redirect::to(&format!("/machines/{id}")).into_response())
         }
-        Err(e)
-            if e.status.is_client_error()
-                && e.status != StatusCode::FORBIDDEN
-                && e.status != StatusCode::NOT_FOUND =>
-        {
+        Err(e) if e.shown_on_the_form() => {
             let has_key = matches!(machine.connection, Connection::OctoPrint { .. });
             let error = Some(message(&ctx.tr, &e));
             let form = machine_form(

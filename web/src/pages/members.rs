@@ -485,13 +485,6 @@ fn refused(
     )
 }
 
-fn shown_again(e: &AppError) -> bool {
-    matches!(
-        e.status,
-        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT
-    )
-}
-
 async fn create(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -533,7 +526,9 @@ async fn create(
                 ("username", user.username.as_str()),
             ],
         )),
-        Err(e) if shown_again(&e) => Ok(refused(&ctx, actor, true, "/members/new".into(), f, &e)),
+        Err(e) if e.shown_on_the_form() => {
+            Ok(refused(&ctx, actor, true, "/members/new".into(), f, &e))
+        }
         Err(e) => Err(e),
     }
 }
@@ -586,7 +581,7 @@ async fn update(
             "notice.account_saved",
             &[("member", &u.display_name)],
         )),
-        Err(e) if shown_again(&e) => {
+        Err(e) if e.shown_on_the_form() => {
             Ok(refused(&ctx, actor, false, format!("/members/{id}"), f, &e))
         }
         Err(e) => Err(e),
