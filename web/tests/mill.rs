@@ -374,14 +374,13 @@ async fn a_cancel_at_a_tool_change_ends_the_job_cancelled_with_the_spindle_off()
     );
 }
 
-#[tokio::test]
-async fn a_file_the_mill_cannot_run_is_refused_in_words_before_anything_moves() {
+/// The two-tool file started on a mill with this coolant and `$32`: the job's end, its
+/// reason, and the lines the virtual GRBL took.
+async fn refused(coolant: &str, laser_mode: bool) -> (JobState, String, Vec<String>) {
     let app = spawn_app().await;
     let manager = app.add_user("nadia", Role::Manager).await;
     let (karim, _) = app.signed_in("karim", Role::Trainer).await;
-
-    // No coolant on this mill: the file's M8 is refused by name and line.
-    let (machine, stop, served) = mill(&app, &manager, "none", false).await;
+    let (machine, stop, served) = mill(&app, &manager, coolant, laser_mode).await;
     let job = app
         .submit_file(
             &manager,
@@ -393,44 +392,31 @@ async fn a_file_the_mill_cannot_run_is_refused_in_words_before_anything_moves() 
     assert_eq!(board_start(&app, &karim, &machine, job.id).await, 303);
     wait_until(&app, job.id, &[JobState::Failed, JobState::Done]).await;
     let failed = app.lab.store().job(job.id).await.unwrap();
-    assert_eq!(failed.state, JobState::Failed);
-    assert!(
-        failed
-            .state_reason
-            .contains("La ligne 7 demande l'arrosage (M8)"),
-        "{}",
-        failed.state_reason
-    );
     stop.cancel();
     let sim = served.await.unwrap();
-    assert!(
-        !lines(sim.records()).contains(&"$C"),
-        "refused before the check mode"
-    );
-    drop(sim);
+    let sent = lines(sim.records()).into_iter().map(String::from).collect();
+    (failed.state, failed.state_reason, sent)
+}
 
-    // Laser mode left on: the spindle would stop at every rapid.
-    let app = spawn_app().await;
-    let manager = app.add_user("nadia", Role::Manager).await;
-    let (karim, _) = app.signed_in("karim", Role::Trainer).await;
-    let (machine, stop, _served) = mill(&app, &manager, "flood", true).await;
-    let job = app
-        .submit_file(
-            &manager,
-            Some(machine.id),
-            "plaque.nc",
-            TWO_TOOLS.as_bytes(),
-        )
-        .await;
-    assert_eq!(board_start(&app, &karim, &machine, job.id).await, 303);
-    wait_until(&app, job.id, &[JobState::Failed, JobState::Done]).await;
-    let failed = app.lab.store().job(job.id).await.unwrap();
+#[tokio::test]
+async fn a_file_the_mill_cannot_run_is_refused_in_words_before_anything_moves() {
+    // No coolant on this mill: the file's M8 is refused by name and line.
+    let (state, reason, sent) = refused("none", false).await;
+    assert_eq!(state, JobState::Failed);
     assert!(
-        failed
-            .state_reason
-            .contains("Le mode laser ($32=1) est activé sur une fraiseuse"),
-        "{}",
-        failed.state_reason
+        reason.contains("La ligne 7 demande l'arrosage (M8)"),
+        "{reason}"
     );
-    stop.cancel();
+    assert!(
+        !sent.iter().any(|l| l == "$C"),
+        "refused before the check mode: {sent:?}"
+    );
+    // Laser mode left on: the spindle would stop at every rapid.
+    let (state, reason, sent) = refused("flood", true).await;
+    assert_eq!(state, JobState::Failed);
+    assert!(
+        reason.contains("Le mode laser ($32=1) est activé sur une fraiseuse"),
+        "{reason}"
+    );
+    assert!(!sent.iter().any(|l| l == "$C"), "{sent:?}");
 }

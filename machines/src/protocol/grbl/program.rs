@@ -351,7 +351,8 @@ impl Program {
 
     /// Splits a mill's file at its tool changes. The `M6` words go (GRBL refuses them);
     /// what else their lines say stays at the end of the part before. One part when the
-    /// file changes no tool.
+    /// file changes no tool; no part is empty (a file that opens with `M6` begins with the
+    /// tool change).
     pub fn split_at_tool_changes(&self) -> Vec<Segment> {
         let mut segments = Vec::new();
         let mut current = Segment {
@@ -378,7 +379,10 @@ impl Program {
                     text,
                 });
             }
-            segments.push(current);
+            // A file that opens with its tool change has nothing to cut before it.
+            if current.after.is_some() || !current.program.lines.is_empty() {
+                segments.push(current);
+            }
             let change = ToolChange {
                 line: line.number,
                 tool: modal.tool,

@@ -307,6 +307,21 @@ fn a_mill_file_splits_at_its_tool_changes_and_each_part_restores_the_state() {
 }
 
 #[test]
+fn a_file_that_opens_with_its_tool_change_begins_with_the_pause() {
+    let program = Program::parse("(outil 1)\nM6\nM3S1000\nG1X1F100\nM5", 128).unwrap();
+    let parts = program.split_at_tool_changes();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        parts[0].after,
+        Some(ToolChange {
+            line: 2,
+            tool: None
+        })
+    );
+    assert!(parts.iter().all(|p| !p.program.lines().is_empty()));
+}
+
+#[test]
 fn a_tool_change_with_the_spindle_on_restarts_it_and_waits_for_its_speed() {
     let program = Program::parse("G20G91\nM3S9000\nM8\nG1X1F40\nT3M6\nX1\nM5M9", 128).unwrap();
     let parts = program.split_at_tool_changes();
