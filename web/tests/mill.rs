@@ -374,6 +374,39 @@ async fn a_cancel_at_a_tool_change_ends_the_job_cancelled_with_the_spindle_off()
     );
 }
 
+#[tokio::test]
+async fn a_mill_unplugged_at_a_tool_change_fails_the_job_without_waiting_for_anyone() {
+    let app = spawn_app().await;
+    let manager = app.add_user("nadia", Role::Manager).await;
+    let (machine, stop, served) = mill(&app, &manager, "flood", false).await;
+    let job = app
+        .submit_file(
+            &manager,
+            Some(machine.id),
+            "plaque.nc",
+            TWO_TOOLS.as_bytes(),
+        )
+        .await;
+    let (karim, _) = app.signed_in("karim", Role::Trainer).await;
+    assert_eq!(board_start(&app, &karim, &machine, job.id).await, 303);
+    wait_for_note(&app, job.id, "changement d'outil T1 (ligne 5)").await;
+    // The cable is pulled: the virtual GRBL's pseudo-terminal goes away.
+    stop.cancel();
+    served.await.unwrap();
+    let end = wait_until(&app, job.id, &[JobState::Failed, JobState::Done]).await;
+    let failed = app.lab.store().job(job.id).await.unwrap();
+    assert_eq!(end, JobState::Failed);
+    assert!(
+        failed.state_reason.contains("liaison perdue pendant le changement d'outil"),
+        "{}",
+        failed.state_reason
+    );
+    assert_eq!(
+        app.lab.machine(machine.id).await.unwrap().state,
+        MachineState::Offline
+    );
+}
+
 /// The two-tool file started on a mill with this coolant and `$32`: the job's end, its
 /// reason, and the lines the virtual GRBL took.
 async fn refused(coolant: &str, laser_mode: bool) -> (JobState, String, Vec<String>) {

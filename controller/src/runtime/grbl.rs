@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How often a job waiting for a tool change looks whether the link is still there.
+const LINK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How a GRBL job ended early.
 enum GrblEnd {
     /// The driver stopped it (error, alarm, cancel, lost link): the machine was reset.
@@ -109,7 +112,8 @@ impl MachineTask {
                     | grbl_driver::GrblError::JobFailed(FailReason::Disconnected)
             ))
         );
-        if opened_for_job || link_lost {
+        let closed = self.grbl.as_ref().is_some_and(|h| h.link.is_closed());
+        if opened_for_job || link_lost || closed {
             self.drop_grbl_link().await;
         }
         self.publish(|l| l.tool_change = None);
@@ -291,6 +295,18 @@ impl MachineTask {
                     });
                 }
                 command = commands.recv() => command,
+                // The machine unplugged or switched off while it waits: said at once, not
+                // when the person comes back to press "Outil en place".
+                () = tokio::time::sleep(LINK_CHECK) => {
+                    if self.grbl.as_ref().is_none_or(|h| h.link.is_closed()) {
+                        return Err(GrblEnd::Stopped {
+                            state: JobState::Failed,
+                            reason: "liaison perdue pendant le changement d'outil : vérifiez le câble USB et l'alimentation de la machine",
+                            machine: MachineState::Offline,
+                        });
+                    }
+                    continue;
+                }
             };
             match command {
                 Some(Command::Start { job: id, by, reply }) if id == job.id => {
