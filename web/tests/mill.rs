@@ -397,7 +397,9 @@ async fn a_mill_unplugged_at_a_tool_change_fails_the_job_without_waiting_for_any
     let failed = app.lab.store().job(job.id).await.unwrap();
     assert_eq!(end, JobState::Failed);
     assert!(
-        failed.state_reason.contains("liaison perdue pendant le changement d'outil"),
+        failed
+            .state_reason
+            .contains("liaison perdue pendant le changement d'outil"),
         "{}",
         failed.state_reason
     );
