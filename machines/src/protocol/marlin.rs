@@ -304,6 +304,12 @@ pub struct Marlin {
     settle_until: Option<Instant>,
     ok_after_resend: Option<bool>,
     last_resend: Option<(u32, u32)>,
+    /// After a rewind to line `n`: how many more `Resend: n` may still come from the tails
+    /// of the lines that were in flight behind it (each raises its own error once Marlin
+    /// flushed its buffer in the middle of it). Those are not new requests: `n` is already
+    /// being sent again, and rewinding once more would send it twice. Cleared once `n` is
+    /// acknowledged.
+    stale_resends: Option<(u32, usize)>,
     /// Window learned from ADVANCED_OK (`B` = free command slots).
     advanced_window: Option<usize>,
     /// Without ADVANCED_OK: lines allowed in flight, grown by one after every
@@ -504,6 +510,7 @@ impl Marlin {
             settle_until: None,
             ok_after_resend,
             last_resend: None,
+            stale_resends: None,
             advanced_window: None,
             grown: 1,
             clean_acks: 0,
@@ -1047,6 +1054,9 @@ impl Marlin {
         {
             self.last_resend = None;
         }
+        if self.stale_resends.is_some_and(|(line, _)| flight.n >= line) {
+            self.stale_resends = None;
+        }
         let origin = self
             .history
             .iter()
@@ -1117,6 +1127,13 @@ impl Marlin {
             // A request for a line not sent yet (we are rewinding already): stale, ignore it.
             return;
         }
+        if let Some((line, left)) = self.stale_resends.as_mut()
+            && *line == n
+            && *left > 0
+        {
+            *left -= 1;
+            return;
+        }
         if !self.history.iter().any(|s| s.n == n) {
             self.fail(FailReason::ResendOutsideHistory { line: n });
             return;
@@ -1140,6 +1157,10 @@ impl Marlin {
             return;
         }
         self.last_resend = Some((n, times));
+        // Every line sent after `n` may leave a tail, whether or not an `ok` (a doubled one)
+        // seemed to acknowledge it: Marlin just said it took nothing past `n - 1`.
+        let tails = self.cursor.saturating_sub(n + 1) as usize;
+        self.stale_resends = Some((n, tails));
         // Marlin flushed its receive buffer: every line from `n` on is lost.
         self.in_flight.retain(|f| f.n < n);
         self.resends += u64::from(self.cursor - n);
