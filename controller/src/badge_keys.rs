@@ -70,15 +70,16 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
-    /// The key as a JWK (RFC 8037: `OKP`, `Ed25519`).
-    pub fn jwk(&self) -> serde_json::Value {
+    /// The key as a JWK (RFC 8037: `OKP`, `Ed25519`) named `kid` (the full verification
+    /// method id, as JWT headers name it).
+    pub fn jwk(&self, kid: &str) -> serde_json::Value {
         serde_json::json!({
             "kty": "OKP",
             "crv": "Ed25519",
             "x": URL_SAFE_NO_PAD.encode(self.key.as_bytes()),
             "alg": "EdDSA",
             "use": "sig",
-            "kid": self.kid,
+            "kid": kid,
         })
     }
 }
