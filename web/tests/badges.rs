@@ -358,8 +358,26 @@ async fn a_key_rotation_keeps_the_badges_the_old_key_signed_verifying() {
     let lab = lab().await;
     let badge = lab.badge("josette", "Découpe laser", "24", now()).await;
     let old = lab.jwt(&badge).await;
-    let kid = KeyRing::rotate(lab.app.dir.path(), now()).unwrap();
-    assert_eq!(kid, "key-2");
+    // `fabrique badge-key rotate` on the data folder of the running server.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fabrique"))
+        .arg("--data-dir")
+        .arg(lab.app.dir.path())
+        .args(["badge-key", "rotate"])
+        .env_remove("FABRIQUE_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("new key: key-2"), "{said}");
+    assert!(
+        said.contains("key-1") && said.contains("verifies only"),
+        "{said}"
+    );
 
     let new = lab.jwt(&badge).await;
     assert_ne!(old, new);
