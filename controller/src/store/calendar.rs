@@ -404,6 +404,9 @@ impl Store {
 
     // --- Badges ----------------------------------------------------------------------------
 
+    /// Inserts a badge with the next free status index. Two awards at the same instant on
+    /// PostgreSQL may read the same largest index; the unique index refuses the second,
+    /// which then takes the next one (SQLite has one writer at a time: no race there).
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_badge(
         &self,
@@ -415,20 +418,31 @@ impl Store {
         expires_at: Timestamp,
         public_token: &str,
     ) -> StoreResult<BadgeId> {
-        let row = sqlx::query(
-            "INSERT INTO badges (user_id, training_id, session_id, awarded_by, awarded_at, expires_at, public_token, status_index) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(status_index), 0) + 1 FROM badges)) RETURNING id",
-        )
-        .bind(user.0)
-        .bind(training.0)
-        .bind(session.map(|s| s.0))
-        .bind(awarded_by.0)
-        .bind(awarded_at.as_second())
-        .bind(expires_at.as_second())
-        .bind(public_token)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(BadgeId(row.try_get("id")?))
+        let mut attempts = 0;
+        loop {
+            let inserted = sqlx::query(
+                "INSERT INTO badges (user_id, training_id, session_id, awarded_by, awarded_at, expires_at, public_token, status_index) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(status_index), 0) + 1 FROM badges)) RETURNING id",
+            )
+            .bind(user.0)
+            .bind(training.0)
+            .bind(session.map(|s| s.0))
+            .bind(awarded_by.0)
+            .bind(awarded_at.as_second())
+            .bind(expires_at.as_second())
+            .bind(public_token)
+            .fetch_one(&self.pool)
+            .await;
+            match inserted {
+                Ok(row) => return Ok(BadgeId(row.try_get("id")?)),
+                Err(sqlx::Error::Database(db))
+                    if attempts < 5 && db.message().contains("status_index") =>
+                {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     pub async fn revoke_badge(
