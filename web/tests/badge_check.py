@@ -8,6 +8,10 @@ PyPI's `cryptography`, then fetches the credential's Bitstring Status List (itse
 VC-JWT, verified the same way), decodes it as W3C Bitstring Status List v1.0 says
 (multibase base64url `u`, GZIP, bit 0 the most significant bit of the first byte) and
 prints one JSON object with what it found.
+
+It also hands the JWT to PyJWT, a JOSE library, with the key it finds by `kid` in the lab's
+JWK Set (BASE_URL/badges/keys.json): what a verifier that knows nothing of Open Badges
+would say, including about `nbf` and `exp`.
 """
 
 import base64
@@ -16,6 +20,7 @@ import json
 import sys
 import urllib.request
 
+import jwt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -67,6 +72,16 @@ def main():
         "holder": vc["credentialSubject"]["identifier"][0]["identityHash"],
         "nbf_matches": vc.get("nbf") is not None,
     }
+    try:
+        signing_key = jwt.PyJWKClient(base + "/badges/keys.json").get_signing_key_from_jwt(compact)
+        jwt.decode(compact.strip(), signing_key.key, algorithms=["EdDSA"], issuer=vc.get("iss"))
+        result["pyjwt"] = "valid"
+    except jwt.ExpiredSignatureError:
+        result["pyjwt"] = "expired"
+    except jwt.InvalidSignatureError:
+        result["pyjwt"] = "invalid signature"
+    except jwt.PyJWTError as e:
+        result["pyjwt"] = f"refused: {type(e).__name__}"
     status = vc.get("credentialStatus")
     if status:
         assert status["type"] == "BitstringStatusListEntry", status

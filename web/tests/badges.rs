@@ -140,6 +140,7 @@ async fn a_signed_badge_verifies_with_independent_code_and_a_changed_one_does_no
 
     let found = lab.python_check(&jwt).await;
     assert_eq!(found["signature"], "valid", "{found}");
+    assert_eq!(found["pyjwt"], "valid", "{found}");
     assert_eq!(found["typ"], "vc+jwt");
     assert!(
         found["kid"].as_str().unwrap().ends_with("#key-1"),
@@ -176,6 +177,7 @@ async fn a_signed_badge_verifies_with_independent_code_and_a_changed_one_does_no
     });
     let found = lab.python_check(&forged).await;
     assert_eq!(found["signature"], "invalid", "{found}");
+    assert_eq!(found["pyjwt"], "invalid signature", "{found}");
     assert_eq!(found["holder"], "mallory");
     let (status, html) = lab.verify(&forged, None).await;
     assert_eq!(status, 200);
@@ -282,7 +284,9 @@ async fn an_expired_badge_is_genuine_but_reported_expired() {
         .badge("josette", "Découpe laser", "12", three_years_ago)
         .await;
     let jwt = lab.jwt(&badge).await;
-    assert_eq!(lab.python_check(&jwt).await["signature"], "valid");
+    let found = lab.python_check(&jwt).await;
+    assert_eq!(found["signature"], "valid", "{found}");
+    assert_eq!(found["pyjwt"], "expired", "a JOSE library reads `exp` too");
     let (_, html) = lab.verify(&jwt, None).await;
     assert!(
         html.contains("Badge authentique, mais il ne vaut plus"),
@@ -388,6 +392,10 @@ async fn a_key_rotation_keeps_the_badges_the_old_key_signed_verifying() {
     assert_eq!(found_old["keys"], 2, "both keys published");
     assert!(found_old["kid"].as_str().unwrap().ends_with("#key-1"));
     assert_eq!(found_old["signature"], "valid", "{found_old}");
+    assert_eq!(
+        found_old["pyjwt"], "valid",
+        "the retired key is in the JWK Set"
+    );
 
     let (_, html) = lab.verify(&old, None).await;
     assert!(html.contains("Badge authentique et valable"), "{html}");
