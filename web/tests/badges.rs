@@ -47,7 +47,42 @@ impl Lab {
             .unwrap()
     }
 
+    /// The signed credential, at the address the API gives for it.
     async fn jwt(&self, badge: &Badge) -> String {
+        let key = self
+            .app
+            .lab
+            .create_api_key(&self.manager, "test", now())
+            .await
+            .unwrap();
+        let listed: Value = client()
+            .get(
+                self.app
+                    .url(&format!("/api/v1/badges?member_id={}", badge.user.0)),
+            )
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let entry = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == badge.id.0)
+            .unwrap_or_else(|| panic!("{listed}"));
+        assert_eq!(
+            entry["signed_credential_url"],
+            self.app
+                .url(&format!("/badges/{}/credential.jwt", badge.public_token))
+        );
+        assert_eq!(
+            entry["baked_png_url"],
+            self.app
+                .url(&format!("/badges/{}/badge.png", badge.public_token))
+        );
         let response = client()
             .get(
                 self.app
