@@ -132,6 +132,13 @@ fn write_file(path: &Path, file: &KeyFile) -> Result<(), KeyError> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+    #[cfg(unix)]
+    {
+        // The folder of the lab's keys is the owner's alone too.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io("cannot restrict", dir))?;
+    }
     let partial = path.with_extension("json.partial");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -385,10 +392,22 @@ mod tests {
         let path = dir.path().join(KEY_FILE);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        let folder = std::fs::metadata(path.parent().unwrap()).unwrap();
+        assert_eq!(folder.permissions().mode() & 0o777, 0o700);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         KeyRing::load_or_create(dir.path(), 1).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "tightened when found wider");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_read_or_refused_without_a_panic(text in "[A-Za-z0-9_.=-]{0,120}|.{0,60}") {
+            if let Ok(jwt) = Jwt::parse(&text) {
+                let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+                proptest::prop_assert!(!jwt.verifies_with(&key));
+            }
+        }
     }
 
     #[test]

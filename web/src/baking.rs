@@ -154,6 +154,25 @@ mod tests {
         assert_eq!(unbake(&png), Ok("a.b.c".to_string()));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_credential_text_comes_back_out_whole(text in "\\PC{0,400}") {
+            proptest::prop_assert_eq!(unbake(&bake(&text)), Ok(text));
+        }
+
+        #[test]
+        fn any_bytes_after_the_signature_are_refused_or_read_without_a_panic(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            cut in 0usize..2000,
+        ) {
+            let mut png = SIGNATURE.to_vec();
+            png.extend_from_slice(&bytes);
+            let _ = unbake(&png);
+            let baked = bake("a.b.c");
+            let _ = unbake(&baked[..cut.min(baked.len())]);
+        }
+    }
+
     #[test]
     fn a_damaged_or_plain_png_says_so() {
         let mut png = bake("a.b.c");

@@ -82,6 +82,24 @@ mod tests {
         assert_eq!(place(ENTRIES + 3), (2, 3));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn exactly_the_bits_set_are_read_back(
+            set in proptest::collection::btree_set(0..ENTRIES, 0..200),
+            probes in proptest::collection::vec(0..ENTRIES, 50),
+        ) {
+            let bits = decode(&encode(set.iter().copied())).unwrap();
+            for i in set.iter().copied().chain(probes) {
+                proptest::prop_assert_eq!(is_set(&bits, i), set.contains(&i));
+            }
+        }
+
+        #[test]
+        fn any_text_is_decoded_or_refused_without_a_panic(text in ".{0,200}") {
+            let _ = decode(&text);
+        }
+    }
+
     #[test]
     fn garbage_is_not_a_list() {
         assert_eq!(decode("zabc"), Err(Undecodable));
