@@ -510,10 +510,26 @@ async fn another_issuer_an_unsigned_json_and_garbage_are_told_apart() {
         .await
         .unwrap();
     let (status, html) = lab
-        .verify("", Some(("badge.json", json.into_bytes())))
+        .verify("", Some(("badge.json", json.clone().into_bytes())))
         .await;
     assert_eq!(status, 200);
     assert!(html.contains("Badge sans signature"), "{html}");
+
+    // One with an embedded Data Integrity proof is not called unsigned, nor checked.
+    let mut with_proof: Value = serde_json::from_str(&json).unwrap();
+    with_proof["proof"] = serde_json::json!({
+        "type": "DataIntegrityProof",
+        "cryptosuite": "eddsa-rdfc-2022",
+        "proofValue": "z3FXQ",
+    });
+    let (status, html) = lab.verify(&with_proof.to_string(), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Ce badge ne peut pas être vérifié ici"),
+        "{html}"
+    );
+    assert!(html.contains("preuve intégrée"), "{html}");
+    assert!(!html.contains("Badge sans signature"));
 
     for (garbage, message) in [
         ("", "Collez un badge ou choisissez son fichier."),

@@ -295,9 +295,12 @@ impl Unreadable {
     }
 }
 
-/// What a submission carries: a compact JWT, or a credential with no signature.
+/// What a submission carries: a compact JWT, a credential with an embedded proof (Data
+/// Integrity, which this lab does not issue and this page does not check), or a credential
+/// with no signature.
 enum Submitted {
     Jwt(String),
+    EmbeddedProof(serde_json::Value),
     Unsigned(serde_json::Value),
 }
 
@@ -331,6 +334,9 @@ fn submitted(pasted: &str, file: &[u8]) -> Result<Submitted, Unreadable> {
         return Ok(Submitted::Jwt(jwt.to_string()));
     }
     if json["type"].is_array() || json["type"].is_string() {
+        if json.get("proof").is_some() {
+            return Ok(Submitted::EmbeddedProof(json));
+        }
         return Ok(Submitted::Unsigned(json));
     }
     Err(Unreadable::NotACredential)
@@ -532,6 +538,12 @@ async fn verify(
     let (pasted, file) = read_form(multipart).await?;
     let outcome = match submitted(&pasted, &file) {
         Ok(Submitted::Jwt(jwt)) => check_jwt(&state, &ctx.tr, &jwt).await?,
+        Ok(Submitted::EmbeddedProof(credential)) => Ok(Report {
+            tone: "bad",
+            headline: ctx.tr.t("verify.headline.unchecked").to_string(),
+            facts: facts(&ctx.tr, &credential),
+            findings: vec![ctx.tr.t("verify.embedded_proof").to_string()],
+        }),
         Ok(Submitted::Unsigned(credential)) => Ok(Report {
             tone: "bad",
             headline: ctx.tr.t("verify.headline.unsigned").to_string(),
@@ -594,6 +606,13 @@ mod tests {
         assert!(matches!(
             submitted(r#"{"type":["VerifiableCredential"]}"#, b""),
             Ok(Submitted::Unsigned(_))
+        ));
+        assert!(matches!(
+            submitted(
+                r#"{"type":["VerifiableCredential"],"proof":{"type":"DataIntegrityProof"}}"#,
+                b""
+            ),
+            Ok(Submitted::EmbeddedProof(_))
         ));
         assert!(matches!(submitted("  ", b""), Err(Unreadable::Empty)));
         assert!(matches!(
