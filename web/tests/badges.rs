@@ -643,3 +643,33 @@ async fn the_did_document_and_the_status_list_are_public_and_well_formed() {
         assert_eq!(response.status(), 404, "{bad}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn badges_awarded_at_once_get_distinct_places_in_the_status_list() {
+    let lab = lab().await;
+    let input = TrainingInput::parse("Découpe laser", "", "24", "", vec![]).unwrap();
+    let training = lab
+        .app
+        .lab
+        .save_training(&lab.manager, None, &input, now())
+        .await
+        .unwrap();
+    let mut members = Vec::new();
+    for n in 0..8 {
+        members.push(lab.app.add_user(&format!("membre{n}"), Role::Member).await);
+    }
+    let awards = members.iter().map(|m| {
+        lab.app
+            .lab
+            .award_badge(&lab.manager, m.id, training.id, None, now())
+    });
+    let badges: Vec<Badge> = futures_util::future::join_all(awards)
+        .await
+        .into_iter()
+        .map(|b| b.unwrap())
+        .collect();
+    let mut indexes: Vec<u64> = badges.iter().map(|b| b.status_index).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes.len(), badges.len(), "{indexes:?}");
+}
