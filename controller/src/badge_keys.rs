@@ -62,7 +62,10 @@ struct KeyFile {
 /// A published key: what verifiers get from the DID document and the JWKS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKey {
-    /// `key-1`, `key-2`...: the fragment of the verification method.
+    /// The key's RFC 7638 thumbprint: the fragment of the verification method. Derived from
+    /// the key itself, an id is never given to two keys, even if the key file is lost and
+    /// a new one made: a badge of a lost key then names a key the lab does not have, rather
+    /// than one whose signature fails.
     pub kid: String,
     pub created_at: i64,
     pub retired_at: Option<i64>,
@@ -105,9 +108,20 @@ fn new_signing_key() -> Result<SigningKey, KeyError> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-fn stored(kid: String, key: &SigningKey, now: i64) -> StoredKey {
+/// The JWK thumbprint (RFC 7638): SHA-256 of the required members in lexicographic order,
+/// without spaces, base64url.
+pub fn thumbprint(key: &VerifyingKey) -> String {
+    use sha2::Digest;
+    let canonical = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(key.as_bytes())
+    );
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical.as_bytes()))
+}
+
+fn stored(key: &SigningKey, now: i64) -> StoredKey {
     StoredKey {
-        kid,
+        kid: thumbprint(&key.verifying_key()),
         created_at: now,
         retired_at: None,
         public: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
@@ -185,7 +199,7 @@ impl KeyRing {
             write_file(
                 &path,
                 &KeyFile {
-                    keys: vec![stored("key-1".into(), &key, now)],
+                    keys: vec![stored(&key, now)],
                 },
             )?;
         }
@@ -228,7 +242,7 @@ impl KeyRing {
     /// Makes a new current key; the one before is retired (its private half erased, its
     /// public half kept for the badges it signed). Returns the new key's id.
     pub fn rotate(data_dir: &Path, now: i64) -> Result<String, KeyError> {
-        let ring = Self::load_or_create(data_dir, now)?;
+        Self::load_or_create(data_dir, now)?;
         let path = data_dir.join(KEY_FILE);
         let mut file = read_file(&path)?;
         for k in &mut file.keys {
@@ -237,9 +251,9 @@ impl KeyRing {
             }
             k.secret = None;
         }
-        let kid = format!("key-{}", ring.keys.len() + 1);
-        file.keys
-            .push(stored(kid.clone(), &new_signing_key()?, now));
+        let key = stored(&new_signing_key()?, now);
+        let kid = key.kid.clone();
+        file.keys.push(key);
         write_file(&path, &file)?;
         Ok(kid)
     }
@@ -259,7 +273,7 @@ impl KeyRing {
     }
 
     /// A compact JWS over `payload` with the current key. `kid_prefix` is what comes before
-    /// `#key-N` in the header's `kid` (the lab's `did:web`).
+    /// `#<key id>` in the header's `kid` (the lab's `did:web`).
     pub fn sign_jwt(&self, kid_prefix: &str, typ: &str, payload: &serde_json::Value) -> String {
         let header = serde_json::json!({
             "alg": "EdDSA",
@@ -326,7 +340,7 @@ impl Jwt {
         })
     }
 
-    /// The fragment of the header's `kid` (`key-2` of `did:web:lab.example#key-2`).
+    /// The fragment of the header's `kid` (`abc` of `did:web:lab.example#abc`).
     pub fn key_fragment(&self) -> Option<&str> {
         let kid = self.header["kid"].as_str()?;
         Some(kid.rsplit_once('#').map_or(kid, |(_, f)| f))
@@ -355,13 +369,14 @@ mod tests {
         let ring = KeyRing::load_or_create(dir.path(), 1).unwrap();
         let jwt = ring.sign_jwt("did:web:lab", "vc+jwt", &serde_json::json!({"a": 1}));
         let read = Jwt::parse(&jwt).unwrap();
-        assert_eq!(read.key_fragment(), Some("key-1"));
-        assert!(read.verifies_with(&ring.key("key-1").unwrap().key));
+        let kid = ring.current_kid();
+        assert_eq!(read.key_fragment(), Some(kid));
+        assert!(read.verifies_with(&ring.key(kid).unwrap().key));
 
         let parts: Vec<&str> = jwt.split('.').collect();
         let other = URL_SAFE_NO_PAD.encode(r#"{"a":2}"#);
         let tampered = Jwt::parse(&format!("{}.{other}.{}", parts[0], parts[2])).unwrap();
-        assert!(!tampered.verifies_with(&ring.key("key-1").unwrap().key));
+        assert!(!tampered.verifies_with(&ring.key(kid).unwrap().key));
     }
 
     #[test]
@@ -369,15 +384,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = KeyRing::load_or_create(dir.path(), 1).unwrap();
         let old = first.sign_jwt("did:web:lab", "vc+jwt", &serde_json::json!({}));
-        assert_eq!(KeyRing::rotate(dir.path(), 2).unwrap(), "key-2");
+        let old_kid = first.current_kid().to_string();
+        let new_kid = KeyRing::rotate(dir.path(), 2).unwrap();
+        assert_ne!(new_kid, old_kid);
         let ring = KeyRing::load_or_create(dir.path(), 3).unwrap();
-        assert_eq!(ring.current_kid(), "key-2");
+        assert_eq!(ring.current_kid(), new_kid);
         assert_eq!(ring.keys().len(), 2);
-        assert_eq!(ring.key("key-1").unwrap().retired_at, Some(2));
+        assert_eq!(ring.key(&old_kid).unwrap().retired_at, Some(2));
         assert!(
             Jwt::parse(&old)
                 .unwrap()
-                .verifies_with(&ring.key("key-1").unwrap().key)
+                .verifies_with(&ring.key(&old_kid).unwrap().key)
         );
         let text = std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap();
         assert_eq!(text.matches("\"secret\"").count(), 1, "{text}");
@@ -408,6 +425,19 @@ mod tests {
                 proptest::prop_assert!(!jwt.verifies_with(&key));
             }
         }
+    }
+
+    #[test]
+    fn the_key_id_is_the_rfc_7638_thumbprint() {
+        // RFC 8037, appendix A.3: the thumbprint of the example Ed25519 key.
+        let x = URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        let key = VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
+        assert_eq!(
+            thumbprint(&key),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]

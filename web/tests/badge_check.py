@@ -16,6 +16,7 @@ would say, including about `nbf` and `exp`.
 
 import base64
 import gzip
+import hashlib
 import json
 import sys
 import urllib.request
@@ -47,6 +48,10 @@ def verify_jwt(compact, did_document):
         return False, kid, header, payload
     jwk = methods[kid]["publicKeyJwk"]
     assert jwk["kty"] == "OKP" and jwk["crv"] == "Ed25519", jwk
+    # RFC 7638: the thumbprint of the key, which Fabrique uses as the key's id.
+    canonical = json.dumps({"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":"), sort_keys=True)
+    thumb = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+    header["kid_is_thumbprint"] = kid.endswith("#" + thumb)
     key = Ed25519PublicKey.from_public_bytes(b64url(jwk["x"]))
     try:
         key.verify(b64url(signature_b64), f"{header_b64}.{payload_b64}".encode())
@@ -67,6 +72,7 @@ def main():
         "signature": "valid" if holds else "invalid",
         "kid": kid,
         "typ": header.get("typ"),
+        "kid_is_thumbprint": header.get("kid_is_thumbprint", False),
         "iss": vc.get("iss"),
         "issuer": vc.get("issuer", {}).get("id"),
         "holder": vc["credentialSubject"]["identifier"][0]["identityHash"],

@@ -177,10 +177,7 @@ async fn a_signed_badge_verifies_with_independent_code_and_a_changed_one_does_no
     assert_eq!(found["signature"], "valid", "{found}");
     assert_eq!(found["pyjwt"], "valid", "{found}");
     assert_eq!(found["typ"], "vc+jwt");
-    assert!(
-        found["kid"].as_str().unwrap().ends_with("#key-1"),
-        "{found}"
-    );
+    assert!(found["kid_is_thumbprint"] == true, "{found}");
     assert!(
         found["did"]
             .as_str()
@@ -412,20 +409,34 @@ async fn a_key_rotation_keeps_the_badges_the_old_key_signed_verifying() {
         "{said} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(said.contains("new key: key-2"), "{said}");
+    let ring = KeyRing::load_or_create(lab.app.dir.path(), now()).unwrap();
+    let (old_kid, new_kid) = (&ring.keys()[0].kid, ring.current_kid());
+    assert_ne!(old_kid, new_kid);
+    assert!(said.contains(&format!("new key: {new_kid}")), "{said}");
     assert!(
-        said.contains("key-1") && said.contains("verifies only"),
+        said.contains(old_kid.as_str()) && said.contains("verifies only"),
         "{said}"
     );
 
     let new = lab.jwt(&badge).await;
     assert_ne!(old, new);
     let found_new = lab.python_check(&new).await;
-    assert!(found_new["kid"].as_str().unwrap().ends_with("#key-2"));
+    assert!(
+        found_new["kid"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("#{new_kid}"))
+    );
+    assert_eq!(found_new["kid_is_thumbprint"], true);
     assert_eq!(found_new["signature"], "valid");
     let found_old = lab.python_check(&old).await;
     assert_eq!(found_old["keys"], 2, "both keys published");
-    assert!(found_old["kid"].as_str().unwrap().ends_with("#key-1"));
+    assert!(
+        found_old["kid"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("#{old_kid}"))
+    );
     assert_eq!(found_old["signature"], "valid", "{found_old}");
     assert_eq!(
         found_old["pyjwt"], "valid",
@@ -599,7 +610,7 @@ async fn the_key_file_is_owner_only_and_goes_into_backups() {
     let original = KeyRing::load_or_create(lab.app.dir.path(), now()).unwrap();
     assert_eq!(restored.keys(), original.keys());
     let read = fabrique_controller::badge_keys::Jwt::parse(&jwt).unwrap();
-    assert!(read.verifies_with(&restored.key("key-1").unwrap().key));
+    assert!(read.verifies_with(&restored.key(original.current_kid()).unwrap().key));
     assert_eq!(
         std::fs::metadata(elsewhere.path().join(KEY_FILE))
             .unwrap()
@@ -624,7 +635,11 @@ async fn the_did_document_and_the_status_list_are_public_and_well_formed() {
     let id = did["id"].as_str().unwrap();
     let method = &did["verificationMethod"][0];
     assert_eq!(method["controller"], id);
-    assert_eq!(method["id"], format!("{id}#key-1"));
+    let kid = KeyRing::load_or_create(lab.app.dir.path(), now())
+        .unwrap()
+        .current_kid()
+        .to_string();
+    assert_eq!(method["id"], format!("{id}#{kid}"));
     assert_eq!(did["assertionMethod"][0], method["id"]);
     assert_eq!(method["publicKeyJwk"]["crv"], "Ed25519");
     assert_eq!(

@@ -423,10 +423,12 @@ async fn check_jwt(
     let key = jwt.key_fragment().and_then(|kid| ring.key(kid));
     match key {
         Some(key) if jwt.verifies_with(&key.key) => {
+            let made = Timestamp::from_second(key.created_at).unwrap_or_default();
+            let made = date_words(tr, made);
             report.findings.push(if key.retired_at.is_some() {
-                tr.f("verify.signature_ok_retired", &[("kid", &key.kid)])
+                tr.f("verify.signature_ok_retired", &[("made", &made)])
             } else {
-                tr.f("verify.signature_ok", &[("kid", &key.kid)])
+                tr.f("verify.signature_ok", &[("made", &made)])
             });
         }
         Some(_) => {
