@@ -289,6 +289,18 @@ impl Lab {
         Ok(self.store().badges_of(member).await?)
     }
 
+    /// The status indexes of the withdrawn badges: the bits set in the revocation list,
+    /// which anyone may fetch.
+    pub async fn revoked_status_indexes(&self) -> LabResult<Vec<u64>> {
+        Ok(self.store().revoked_status_indexes().await?)
+    }
+
+    /// The badge at a place of the revocation list, for the verification page (which says
+    /// why a badge of this lab was withdrawn).
+    pub async fn badge_at_status_index(&self, index: u64) -> LabResult<Badge> {
+        Ok(self.store().badge_by_status_index(index).await?)
+    }
+
     /// A badge by its public token: anyone with the link may verify it.
     pub async fn public_badge(&self, token: &str) -> LabResult<Badge> {
         Ok(self.store().badge_by_token(token).await?)

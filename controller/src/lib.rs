@@ -12,8 +12,10 @@
 //! - [`job_files`]: a job's file read for the machine it is sent to, and its pictures.
 //! - [`scheduler`]: the pure planner; [`runtime`]: one task per machine.
 //! - [`secrets`]: argon2id hashing and random tokens.
+//! - [`badge_keys`]: the keys that sign badges, and VC-JWTs.
 
 pub mod backup;
+pub mod badge_keys;
 pub mod bookings;
 pub mod campaigns;
 pub mod domain;

@@ -15,6 +15,7 @@ pub mod announce;
 pub mod api;
 pub mod app;
 pub mod backups;
+pub mod baking;
 pub mod config;
 pub mod csv;
 pub mod ctx;
@@ -67,6 +68,14 @@ pub async fn state(lab: Lab, config: Config) -> anyhow::Result<AppState> {
              and slicer replies point at this address; set public_url to the lab's address"
         );
     }
+    // The badge signing key is made at first start, so that the lab's DID document is
+    // published before its first badge.
+    let keys = fabrique_controller::badge_keys::KeyRing::load_or_create(
+        &config.data_dir,
+        fabrique_controller::lab::now(),
+    )
+    .map_err(|e| anyhow::anyhow!("badge signing keys: {e}"))?;
+    tracing::debug!(kid = keys.current_kid(), "badge signing key");
     // What a kill during an upload left in the jobs folder goes before anything runs.
     let swept = lab.sweep_job_files(&config.jobs_dir()).await?;
     if swept.files > 0 {

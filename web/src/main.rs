@@ -59,6 +59,9 @@ enum Command {
     /// Manages accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// The keys that sign the lab's badges (keys/badge-signing.json in the data folder).
+    #[command(subcommand)]
+    BadgeKey(BadgeKeyCommand),
     /// Streams a G-code file to a Marlin printer or a GRBL laser on a serial port.
     Stream(cli::StreamArgs),
     /// Runs a virtual machine on a pseudo-terminal (`sim marlin`, `sim grbl`).
@@ -90,6 +93,37 @@ enum UserCommand {
         #[arg(long, default_value = "CLI")]
         label: String,
     },
+}
+
+#[derive(Subcommand)]
+enum BadgeKeyCommand {
+    /// Lists the keys: the current one, which signs, and the retired ones, kept published
+    /// so that the badges they signed keep verifying.
+    List,
+    /// Makes a new current key and retires the old one (its private half is erased). The
+    /// running server signs with the new key from its next badge on.
+    Rotate,
+}
+
+fn badge_key(command: BadgeKeyCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    use fabrique_controller::badge_keys::KeyRing;
+    if let BadgeKeyCommand::Rotate = command {
+        let kid = KeyRing::rotate(&config.data_dir, now())?;
+        println!("Nouvelle clé / new key: {kid}");
+    }
+    let ring = KeyRing::load_or_create(&config.data_dir, now())?;
+    for key in ring.keys() {
+        let made = jiff::Timestamp::from_second(key.created_at).unwrap_or_default();
+        match key.retired_at {
+            None => println!("{}  faite le / made {made}  signe / signs", key.kid),
+            Some(at) => println!(
+                "{}  faite le / made {made}  retirée le / retired {}  vérifie seulement / verifies only",
+                key.kid,
+                jiff::Timestamp::from_second(at).unwrap_or_default()
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -141,6 +175,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Stream(args) => cli::stream(args).await,
         Command::Sim(args) => cli::sim::run(args).await,
         Command::Analyze(args) => analyze(args, config).await,
+        Command::BadgeKey(command) => badge_key(command, &config),
         Command::Migrate => {
             let store = fabrique_web::open_store(&config).await?;
             println!(

@@ -9,6 +9,7 @@ pub mod fit;
 pub mod job;
 pub mod machine;
 pub mod panel;
+pub mod status_list;
 pub mod training;
 
 pub use account::{CredentialKind, Lang, NewUser, Role, Secret, User, UserId, UserPatch, Username};

@@ -116,6 +116,8 @@ pub struct Badge {
     pub revoke_reason: Option<String>,
     /// The unguessable part of the badge's public URL.
     pub public_token: String,
+    /// The badge's bit in the lab's revocation list (see [`super::status_list`]).
+    pub status_index: u64,
 }
 
 text_enum! {
@@ -175,8 +177,11 @@ impl Badge {
     /// `OpenBadgeCredential`), issued by the lab. `base_url` is the lab's public address.
     /// The holder is named by their display name in an `IdentityObject`, as the badge page
     /// shows; no e-mail or account id leaves the lab.
+    /// It names its place in the lab's revocation list (`credentialStatus`).
     pub fn open_badge(&self, base_url: &str, lab_name: &str) -> serde_json::Value {
         let url = format!("{base_url}/badges/{}", self.public_token);
+        let (list, index) = super::status_list::place(self.status_index);
+        let list_url = format!("{base_url}/badges/status/{list}");
         serde_json::json!({
             "@context": [
                 "https://www.w3.org/ns/credentials/v2",
@@ -194,6 +199,13 @@ impl Badge {
             "validFrom": self.awarded_at.to_string(),
             "validUntil": self.expires_at.to_string(),
             "awardedDate": self.awarded_at.to_string(),
+            "credentialStatus": {
+                "id": format!("{list_url}#{index}"),
+                "type": "BitstringStatusListEntry",
+                "statusPurpose": "revocation",
+                "statusListIndex": index.to_string(),
+                "statusListCredential": list_url
+            },
             "credentialSubject": {
                 "type": ["AchievementSubject"],
                 "identifier": [{
@@ -224,6 +236,35 @@ impl Badge {
     }
 }
 
+/// The claims of a VC-JWT (VC-JOSE-COSE, Open Badges 3.0 §8.2): the payload is the
+/// credential itself, with the registered claims taken from it: `iss` (the issuer's id),
+/// `jti` (the credential's id), `nbf` (`validFrom`), `exp` (`validUntil`) and `sub` when the
+/// subject has an id (a lab's badge names its holder by an identifier instead).
+pub fn jwt_claims(credential: &serde_json::Value) -> serde_json::Value {
+    let seconds = |field: &str| {
+        credential[field]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map(|t| t.as_second())
+    };
+    let mut claims = credential.clone();
+    if let Some(map) = claims.as_object_mut() {
+        let issuer = credential["issuer"]["id"]
+            .as_str()
+            .or(credential["issuer"].as_str());
+        map.insert("iss".into(), issuer.into());
+        map.insert("jti".into(), credential["id"].clone());
+        map.insert("nbf".into(), seconds("validFrom").into());
+        if let Some(exp) = seconds("validUntil") {
+            map.insert("exp".into(), exp.into());
+        }
+        if let Some(sub) = credential["credentialSubject"]["id"].as_str() {
+            map.insert("sub".into(), sub.into());
+        }
+    }
+    claims
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +284,7 @@ mod tests {
             last_used_at: used.map(|u| Timestamp::from_second(u).unwrap()),
             revoked_at: None,
             revoke_reason: None,
+            status_index: 1,
             public_token: "t".into(),
         }
     }
@@ -282,6 +324,30 @@ mod tests {
             BadgeStatus::Revoked
         );
     }
+
+    #[test]
+    fn the_jwt_claims_are_the_credential_with_its_registered_claims() {
+        let mut b = badge(0, 1000 * DAY, None, None);
+        b.status_index = ENTRIES_PLUS_TWO;
+        let vc = b.open_badge("https://lab.example", "Lab");
+        assert_eq!(vc["credentialStatus"]["statusListIndex"], "2");
+        assert_eq!(
+            vc["credentialStatus"]["statusListCredential"],
+            "https://lab.example/badges/status/2"
+        );
+        let claims = jwt_claims(&vc);
+        assert_eq!(claims["iss"], "https://lab.example/");
+        assert_eq!(claims["jti"], vc["id"]);
+        assert_eq!(claims["nbf"], 0);
+        assert_eq!(claims["exp"], 1000 * DAY);
+        assert!(
+            claims.get("sub").is_none(),
+            "the holder has no id, only an identifier"
+        );
+        assert_eq!(claims["credentialSubject"], vc["credentialSubject"]);
+    }
+
+    const ENTRIES_PLUS_TWO: u64 = crate::domain::status_list::ENTRIES + 2;
 
     #[test]
     fn months_are_added_in_the_calendar() {

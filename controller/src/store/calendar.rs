@@ -35,7 +35,7 @@ fn slot_conflict(e: sqlx::Error) -> StoreError {
 
 const BADGE_COLUMNS: &str = "b.id, b.user_id, u.display_name AS holder_name, b.training_id, t.name AS training_name, \
      t.description AS training_description, a.display_name AS awarded_by_name, b.awarded_at, b.expires_at, \
-     t.lapse_months, b.last_used_at, b.revoked_at, b.revoke_reason, b.public_token \
+     t.lapse_months, b.last_used_at, b.revoked_at, b.revoke_reason, b.public_token, b.status_index \
      FROM badges b JOIN users u ON u.id = b.user_id JOIN trainings t ON t.id = b.training_id \
      JOIN users a ON a.id = b.awarded_by";
 
@@ -55,6 +55,7 @@ fn badge_from_row(row: &AnyRow) -> StoreResult<Badge> {
         revoked_at: opt_ts(row.try_get("revoked_at")?)?,
         revoke_reason: row.try_get("revoke_reason")?,
         public_token: row.try_get("public_token")?,
+        status_index: u64::try_from(row.try_get::<i64, _>("status_index")?).unwrap_or(0),
     })
 }
 
@@ -403,6 +404,10 @@ impl Store {
 
     // --- Badges ----------------------------------------------------------------------------
 
+    /// Inserts a badge with the next free status index. Two awards at the same instant on
+    /// PostgreSQL may read the same largest index; the unique index refuses the second,
+    /// which then takes the next one (SQLite has one writer at a time: no race there). Each
+    /// round lets at least one award through, so a few tries serve any lab.
     #[allow(clippy::too_many_arguments)]
     pub async fn insert_badge(
         &self,
@@ -414,20 +419,31 @@ impl Store {
         expires_at: Timestamp,
         public_token: &str,
     ) -> StoreResult<BadgeId> {
-        let row = sqlx::query(
-            "INSERT INTO badges (user_id, training_id, session_id, awarded_by, awarded_at, expires_at, public_token) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(user.0)
-        .bind(training.0)
-        .bind(session.map(|s| s.0))
-        .bind(awarded_by.0)
-        .bind(awarded_at.as_second())
-        .bind(expires_at.as_second())
-        .bind(public_token)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(BadgeId(row.try_get("id")?))
+        let mut attempts = 0;
+        loop {
+            let inserted = sqlx::query(
+                "INSERT INTO badges (user_id, training_id, session_id, awarded_by, awarded_at, expires_at, public_token, status_index) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(status_index), 0) + 1 FROM badges)) RETURNING id",
+            )
+            .bind(user.0)
+            .bind(training.0)
+            .bind(session.map(|s| s.0))
+            .bind(awarded_by.0)
+            .bind(awarded_at.as_second())
+            .bind(expires_at.as_second())
+            .bind(public_token)
+            .fetch_one(&self.pool)
+            .await;
+            match inserted {
+                Ok(row) => return Ok(BadgeId(row.try_get("id")?)),
+                Err(sqlx::Error::Database(db))
+                    if attempts < 16 && db.message().contains("status_index") =>
+                {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     pub async fn revoke_badge(
@@ -451,6 +467,29 @@ impl Store {
         } else {
             Ok(())
         }
+    }
+
+    /// The status indexes of the withdrawn badges, for the revocation list.
+    pub async fn revoked_status_indexes(&self) -> StoreResult<Vec<u64>> {
+        let rows = sqlx::query(
+            "SELECT status_index FROM badges WHERE revoked_at IS NOT NULL AND status_index IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(u64::try_from(r.try_get::<i64, _>("status_index")?).unwrap_or(0)))
+            .collect()
+    }
+
+    /// The badge at a place of the revocation list.
+    pub async fn badge_by_status_index(&self, index: u64) -> StoreResult<Badge> {
+        let index = i64::try_from(index).map_err(|_| StoreError::NotFound)?;
+        let row = sqlx::query(&format!("SELECT {BADGE_COLUMNS} WHERE b.status_index = $1"))
+            .bind(index)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        badge_from_row(&row)
     }
 
     pub async fn badges_of(&self, user: UserId) -> StoreResult<Vec<Badge>> {

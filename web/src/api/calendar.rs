@@ -483,6 +483,10 @@ pub struct BadgeDto {
     /// Public verification page; `credential_url` is the Open Badges 3.0 credential.
     pub url: String,
     pub credential_url: String,
+    /// The credential signed by the lab (VC-JWT, `application/vc+jwt`), and a PNG of the
+    /// badge with it baked in; both answer 410 once the badge is withdrawn.
+    pub signed_credential_url: String,
+    pub baked_png_url: String,
 }
 
 impl BadgeDto {
@@ -499,6 +503,8 @@ impl BadgeDto {
             status: b.status(Timestamp::now()).as_str().into(),
             revoke_reason: b.revoke_reason.clone(),
             credential_url: format!("{url}/credential.json"),
+            signed_credential_url: format!("{url}/credential.jwt"),
+            baked_png_url: format!("{url}/badge.png"),
             url,
         }
     }

@@ -1057,7 +1057,7 @@ struct BadgesPage {
     badges: Vec<BadgeRow>,
 }
 
-fn date_text(tr: &Tr, at: Timestamp) -> String {
+pub(crate) fn date_text(tr: &Tr, at: Timestamp) -> String {
     let date = at.to_zoned(jiff::tz::TimeZone::UTC).date();
     format!("{} {}", day_label(tr, date), date.year())
 }
@@ -1098,7 +1098,11 @@ struct BadgePage {
     awarded: String,
     status: String,
     until: String,
+    /// Set when the badge was withdrawn; the page then offers no file to download.
+    revoke_reason: Option<String>,
     credential_url: String,
+    jwt_url: String,
+    png_url: String,
 }
 
 async fn public_badge(
@@ -1126,7 +1130,12 @@ async fn public_badge(
             .tr
             .word("badge_status", badge.status(Timestamp::now()).as_str()),
         until: date_text(&ctx.tr, badge.valid_until()),
+        revoke_reason: badge
+            .revoked_at
+            .map(|_| badge.revoke_reason.clone().unwrap_or_default()),
         credential_url: format!("/badges/{token}/credential.json"),
+        jwt_url: format!("/badges/{token}/credential.jwt"),
+        png_url: format!("/badges/{token}/badge.png"),
     };
     Ok(render(&page)?.into_response())
 }
@@ -1140,7 +1149,7 @@ async fn credential(
     if badge.revoked_at.is_some() {
         return Err(AppError::new(StatusCode::GONE, "revoked", "badge.revoked"));
     }
-    let body = badge.open_badge(&base_url(&state), "Fabrique");
+    let body = super::credentials::credential_of(&state, &badge);
     Ok((
         [(header::CONTENT_TYPE, "application/ld+json")],
         body.to_string(),

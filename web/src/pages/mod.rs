@@ -5,6 +5,7 @@ pub(crate) mod account;
 mod board;
 mod calendar;
 mod campaigns;
+mod credentials;
 mod jobs;
 mod machines;
 mod panel;
@@ -40,6 +41,7 @@ pub fn router(max_upload: usize) -> Router<AppState> {
         .merge(members::router())
         .merge(account::router())
         .merge(calendar::router())
+        .merge(credentials::router())
         .merge(board::router())
         .merge(jobs::router(max_upload))
         .merge(campaigns::router())

@@ -102,7 +102,7 @@ const managerPages = ['/', '/machines/1', '/machines/4', '/account', '/members',
 const memberPages = ['/', '/grid', '/grid?view=week', '/machines/3', '/account', '/members', '/machines/1/week', '/bookings', '/badges',
   '/trainings', '/sessions/1', '/jobs', '/board', '/campaigns', '/campaigns/1', '/campaigns/1/contribute'];
 // Pages for people without an account: a campaign's public page and its request form.
-const publicPages = ['/', '/campaigns', '/campaigns/1', '/campaigns/1/request'];
+const publicPages = ['/', '/campaigns', '/campaigns/1', '/campaigns/1/request', '/badges/verify'];
 
 // The public request form: refused with a reason, then sent, then the follow page.
 async function requestForm(page, label) {
@@ -257,6 +257,20 @@ async function followed(context, lang) {
     await page.goto(`${base}${badge}`);
     await axe(page, `${lang} public badge`);
     console.log(`${lang} public badge: checked`);
+    // The verification page: something that is no badge, then the badge's signed form.
+    const jwt = await (await page.request.get(`${base}${badge}/credential.jwt`)).text();
+    await page.goto(`${base}/badges/verify`);
+    await page.fill('#credential', 'bonjour');
+    const [refused] = await Promise.all([page.waitForNavigation(), page.click('main form button[type=submit]')]);
+    if (refused.status() !== 422) problems.push(`${lang} verify: no badge answered ${refused.status()}`);
+    await axe(page, `${lang} verify refused`);
+    await page.fill('#credential', jwt);
+    const [checked] = await Promise.all([page.waitForNavigation(), page.click('main form button[type=submit]')]);
+    if (checked.status() !== 200) problems.push(`${lang} verify: the badge answered ${checked.status()}`);
+    if ((await page.locator('.verdict-ok').count()) !== 1) problems.push(`${lang} verify: the badge is not reported genuine`);
+    await axe(page, `${lang} verify report`);
+    await noSidewaysScroll(page, `${lang} verify report`);
+    console.log(`${lang} verify: checked`);
   }
   await page.close();
 }
