@@ -351,7 +351,9 @@ impl Jwt {
         let Ok(bytes) = <[u8; 64]>::try_from(self.signature.as_slice()) else {
             return false;
         };
-        key.verify(
+        // Strict: a signature that is not in its one canonical form, or a weak key, is
+        // refused rather than taken (RFC 8032's checks, not only the equation).
+        key.verify_strict(
             self.signing_input.as_bytes(),
             &Signature::from_bytes(&bytes),
         )
