@@ -341,14 +341,6 @@ fn is_m6(w: &Word) -> bool {
 }
 
 impl Program {
-    /// The tool changes (`M6`) of a mill's file, in order.
-    pub fn tool_changes(&self) -> Vec<ToolChange> {
-        self.split_at_tool_changes()
-            .into_iter()
-            .filter_map(|s| s.after)
-            .collect()
-    }
-
     /// Splits a mill's file at its tool changes. The `M6` words go (GRBL refuses them);
     /// what else their lines say stays at the end of the part before. One part when the
     /// file changes no tool; no part is empty (a file that opens with `M6` begins with the
