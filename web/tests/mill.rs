@@ -9,7 +9,7 @@
 mod common;
 
 use common::{TestApp, spawn_app, unescaped};
-use fabrique_controller::domain::job::{JobId, JobState};
+use fabrique_controller::domain::job::{Job, JobId, JobState};
 use fabrique_controller::domain::{
     Connection, Machine, MachineInput, MachineKind, MachineProfile, MachineState, Role, User,
 };
@@ -329,19 +329,14 @@ async fn a_mill_job_pauses_at_each_tool_change_until_a_person_says_the_tool_is_i
 
 #[tokio::test]
 async fn a_cancel_at_a_tool_change_ends_the_job_cancelled_with_the_spindle_off() {
-    let app = spawn_app().await;
-    let manager = app.add_user("nadia", Role::Manager).await;
-    let (machine, stop, served) = mill(&app, &manager, "flood", false).await;
-    let job = app
-        .submit_file(
-            &manager,
-            Some(machine.id),
-            "plaque.nc",
-            TWO_TOOLS.as_bytes(),
-        )
-        .await;
-    let (karim, _) = app.signed_in("karim", Role::Trainer).await;
-    assert_eq!(board_start(&app, &karim, &machine, job.id).await, 303);
+    let Started {
+        app,
+        machine,
+        job,
+        karim,
+        stop,
+        served,
+    } = started("flood", false).await;
     assert_eq!(
         wait_until(&app, job.id, &[JobState::Paused]).await,
         JobState::Paused
@@ -376,19 +371,14 @@ async fn a_cancel_at_a_tool_change_ends_the_job_cancelled_with_the_spindle_off()
 
 #[tokio::test]
 async fn a_mill_unplugged_at_a_tool_change_fails_the_job_without_waiting_for_anyone() {
-    let app = spawn_app().await;
-    let manager = app.add_user("nadia", Role::Manager).await;
-    let (machine, stop, served) = mill(&app, &manager, "flood", false).await;
-    let job = app
-        .submit_file(
-            &manager,
-            Some(machine.id),
-            "plaque.nc",
-            TWO_TOOLS.as_bytes(),
-        )
-        .await;
-    let (karim, _) = app.signed_in("karim", Role::Trainer).await;
-    assert_eq!(board_start(&app, &karim, &machine, job.id).await, 303);
+    let Started {
+        app,
+        machine,
+        job,
+        stop,
+        served,
+        ..
+    } = started("flood", false).await;
     wait_for_note(&app, job.id, "changement d'outil T1 (ligne 5)").await;
     // The cable is pulled: the virtual GRBL's pseudo-terminal goes away.
     stop.cancel();
@@ -409,12 +399,20 @@ async fn a_mill_unplugged_at_a_tool_change_fails_the_job_without_waiting_for_any
     );
 }
 
-/// The two-tool file started on a mill with this coolant and `$32`: the job's end, its
-/// reason, and the lines the virtual GRBL took.
-async fn refused(coolant: &str, laser_mode: bool) -> (JobState, String, Vec<String>) {
+/// The two-tool file sent by a manager for a mill with this coolant and `$32`, and started
+/// from the board by a trainer.
+struct Started {
+    app: TestApp,
+    machine: Machine,
+    job: Job,
+    karim: reqwest::Client,
+    stop: CancellationToken,
+    served: JoinHandle<VirtualGrbl>,
+}
+
+async fn started(coolant: &str, laser_mode: bool) -> Started {
     let app = spawn_app().await;
     let manager = app.add_user("nadia", Role::Manager).await;
-    let (karim, _) = app.signed_in("karim", Role::Trainer).await;
     let (machine, stop, served) = mill(&app, &manager, coolant, laser_mode).await;
     let job = app
         .submit_file(
@@ -424,7 +422,28 @@ async fn refused(coolant: &str, laser_mode: bool) -> (JobState, String, Vec<Stri
             TWO_TOOLS.as_bytes(),
         )
         .await;
+    let (karim, _) = app.signed_in("karim", Role::Trainer).await;
     assert_eq!(board_start(&app, &karim, &machine, job.id).await, 303);
+    Started {
+        app,
+        machine,
+        job,
+        karim,
+        stop,
+        served,
+    }
+}
+
+/// The two-tool file started on a mill with this coolant and `$32`: the job's end, its
+/// reason, and the lines the virtual GRBL took.
+async fn refused(coolant: &str, laser_mode: bool) -> (JobState, String, Vec<String>) {
+    let Started {
+        app,
+        job,
+        stop,
+        served,
+        ..
+    } = started(coolant, laser_mode).await;
     wait_until(&app, job.id, &[JobState::Failed, JobState::Done]).await;
     let failed = app.lab.store().job(job.id).await.unwrap();
     stop.cancel();
